@@ -1,0 +1,1 @@
+"""Autoscaling on Triton's own signals: metrics in, policy decision out."""

@@ -1,0 +1,65 @@
+"""Plain data shared by the metrics reader, the policy, the simulator and the operator loop.
+
+Kept apart from both producers and consumers so that the policy never imports I/O code and
+the metrics reader never imports policy code: `metrics.py` produces an Observation, `policy.py`
+turns it into a Decision, and the operator loop (or `sim/`) carries the Decision out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one metrics interval showed for one InferenceService.
+
+    Averages are over the replicas that reported usable metrics. `None` means the signal is
+    missing for this interval (no pod reported it, or its counters have no previous sample
+    yet); it is never silently replaced by zero, because a zero would scale the service down.
+    """
+
+    time: float
+    """Monotonic seconds when the observation was taken."""
+    ready_replicas: int
+    """Pods that are Ready (they count as current capacity)."""
+    starting_replicas: int
+    """Pods that exist but are not Ready yet: capacity already on its way."""
+    reporting_replicas: int
+    """Ready pods whose metrics were read and parsed this interval."""
+    queue_depth: float | None
+    """Average nv_inference_pending_request_count per reporting replica."""
+    queue_time_ms: float | None
+    """Average queue time per successful request over the interval, in milliseconds."""
+    request_rate: float | None
+    """Successful requests per second over the interval, summed over reporting replicas."""
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    """One entry per pod whose metrics were missing, unreachable, partial or garbage."""
+
+    @property
+    def complete(self) -> bool:
+        """True when every ready replica reported metrics."""
+        return self.reporting_replicas == self.ready_replicas and not self.problems
+
+
+@dataclass(frozen=True)
+class ConditionFlag:
+    """A condition the policy wants on the InferenceService (metav1.Condition without times)."""
+
+    type: str
+    status: bool
+    reason: str
+    """One CamelCase word, e.g. ValidMetrics, MissingMetrics, TooManyReplicas."""
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer for one interval."""
+
+    desired_replicas: int
+    reason: str
+    """Human-readable: names the metric and the numbers that drove the decision."""
+    conditions: tuple[ConditionFlag, ...]
+    """AbleToScale, ScalingActive and ScalingLimited, always all three."""
+    panicking: bool = False
