@@ -1,0 +1,183 @@
+"""Pure status computation: conditions in the metav1.Condition shape and the status document.
+
+The operator has several writers of status (the reconcile of spec and nodes, the watch of
+the Deployment and its pods, the autoscaling loop). Each computes *its* part here from plain
+data and `merge_status` folds it into the live status, keeping `lastTransitionTime` of every
+condition whose status did not change, so a reconcile that observes nothing new produces a
+status equal to the live one and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tritonop.autoscale.types import ConditionFlag
+
+#: Order of conditions in status, summary first (stable order keeps writes minimal).
+CONDITION_ORDER = ("Ready", "Available", "Placed", "AbleToScale", "ScalingActive", "ScalingLimited")
+
+
+def now_rfc3339() -> str:
+    """The current time as Kubernetes writes timestamps (seconds, UTC, Z)."""
+    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_conditions(
+    live: Iterable[Mapping[str, Any]],
+    flags: Iterable[ConditionFlag],
+    *,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Set each flag's condition, keeping lastTransitionTime when the status is unchanged.
+
+    Conditions this call does not mention are kept as they are: another writer owns them.
+    """
+    by_type = {str(c["type"]): dict(c) for c in live}
+    for flag in flags:
+        status = "True" if flag.status else "False"
+        previous = by_type.get(flag.type)
+        changed = previous is None or previous.get("status") != status
+        by_type[flag.type] = {
+            "type": flag.type,
+            "status": status,
+            "reason": flag.reason,
+            "message": flag.message,
+            "lastTransitionTime": now if changed or previous is None else previous["lastTransitionTime"],
+            "observedGeneration": generation,
+        }
+    order = {name: index for index, name in enumerate(CONDITION_ORDER)}
+    return sorted(by_type.values(), key=lambda c: (order.get(c["type"], len(order)), c["type"]))
+
+
+def merge_status(
+    live: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    flags: Iterable[ConditionFlag] = (),
+    *,
+    generation: int,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """The live status with `fields` overlaid and `flags` set as conditions.
+
+    A field set to None is removed (it no longer applies, e.g. metrics after leaving
+    Operator mode).
+    """
+    merged = {k: v for k, v in (live or {}).items() if k != "conditions"}
+    for key, value in fields.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    merged["conditions"] = merge_conditions(
+        (live or {}).get("conditions") or [], flags, generation=generation, now=now or now_rfc3339()
+    )
+    return merged
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the owned Deployment and its pods say, as plain data."""
+
+    exists: bool
+    desired: int
+    """spec.replicas of the Deployment (what it is asked to run)."""
+    replicas: int
+    ready: int
+    available: int
+    updated: int
+    generation_observed: bool
+    """The Deployment controller has seen the Deployment's latest spec."""
+    unschedulable_message: str | None = None
+    """The scheduler's message for a Pending pod of this service, if any."""
+
+
+def workload_state(deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> WorkloadState:
+    """Summarise a Deployment object and its pods."""
+    if not deployment:
+        return WorkloadState(False, 0, 0, 0, 0, 0, False, _unschedulable(pods))
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    return WorkloadState(
+        exists=True,
+        desired=int(spec.get("replicas", 1)),
+        replicas=int(status.get("replicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        generation_observed=int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0)),
+        unschedulable_message=_unschedulable(pods),
+    )
+
+
+def _unschedulable(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The scheduler's reason of the first Pending pod that could not be scheduled."""
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            continue
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return str(condition.get("message") or "the scheduler found no node for the pod")
+    return None
+
+
+def workload_flags(
+    workload: WorkloadState, placement_ok: bool, placement_reason: str, placement_message: str
+) -> tuple[ConditionFlag, ...]:
+    """Placed, Available and the Ready summary from placement and the Deployment's state."""
+    placed = ConditionFlag(
+        "Placed",
+        placement_ok and workload.unschedulable_message is None,
+        "PodsUnschedulable" if placement_ok and workload.unschedulable_message else placement_reason,
+        (
+            f"pods are Pending: {workload.unschedulable_message}"
+            if placement_ok and workload.unschedulable_message
+            else placement_message
+        ),
+    )
+    if not workload.exists:
+        available = ConditionFlag("Available", False, "DeploymentMissing", "the Deployment is not created yet")
+    elif workload.available >= 1:
+        available = ConditionFlag(
+            "Available", True, "MinimumReplicasAvailable", f"{workload.available} replica(s) available"
+        )
+    elif workload.desired == 0:
+        available = ConditionFlag("Available", False, "ScaledToZero", "the service has 0 replicas")
+    else:
+        available = ConditionFlag(
+            "Available", False, "NoReplicasAvailable", "no Triton replica is ready yet"
+        )
+    rolled_out = (
+        workload.exists
+        and workload.generation_observed
+        and workload.updated >= workload.desired
+        and workload.ready >= workload.desired
+        and workload.replicas == workload.desired
+    )
+    if not placed.status:
+        ready = ConditionFlag("Ready", False, placed.reason, placed.message)
+    elif not available.status:
+        ready = ConditionFlag("Ready", False, available.reason, available.message)
+    elif not rolled_out:
+        ready = ConditionFlag(
+            "Ready",
+            False,
+            "RolloutInProgress",
+            f"{workload.ready}/{workload.desired} replicas ready, {workload.updated} updated",
+        )
+    else:
+        ready = ConditionFlag("Ready", True, "ReplicasReady", f"{workload.ready}/{workload.desired} replicas ready")
+    return (ready, available, placed)
+
+
+def invalid_spec_flags(message: str) -> tuple[ConditionFlag, ...]:
+    """Conditions for a spec the operator cannot act on."""
+    return (ConditionFlag("Ready", False, "InvalidSpec", message),)
