@@ -123,12 +123,12 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
-    start_http_server(settings.metrics_port)
+    start_http_server(settings.metrics_port, addr=settings.listen_address)
     namespaces = settings.namespace_list
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
         standalone=not settings.peering,
         peering_name=settings.peering or None,
     )

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated namespaces to watch; empty watches the whole cluster.",
     )
+    listen_address: str = Field(
+        default="0.0.0.0",
+        description="Address the metrics and health endpoints bind to (127.0.0.1 keeps them local).",
+    )
     metrics_port: int = Field(default=9090, description="Port of the operator's Prometheus /metrics.")
     health_port: int = Field(default=8080, description="Port of the operator's liveness endpoint /healthz.")
     log_format: Literal["text", "json"] = Field(default="text", description="Log format: text or json.")

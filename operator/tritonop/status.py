@@ -133,16 +133,14 @@ def workload_flags(
     workload: WorkloadState, placement_ok: bool, placement_reason: str, placement_message: str
 ) -> tuple[ConditionFlag, ...]:
     """Placed, Available and the Ready summary from placement and the Deployment's state."""
-    placed = ConditionFlag(
-        "Placed",
-        placement_ok and workload.unschedulable_message is None,
-        "PodsUnschedulable" if placement_ok and workload.unschedulable_message else placement_reason,
-        (
-            f"pods are Pending: {workload.unschedulable_message}"
-            if placement_ok and workload.unschedulable_message
-            else placement_message
-        ),
-    )
+    scheduler = workload.unschedulable_message
+    if not placement_ok:
+        message = f"{placement_message} Scheduler: {scheduler}" if scheduler else placement_message
+        placed = ConditionFlag("Placed", False, placement_reason, message)
+    elif scheduler:
+        placed = ConditionFlag("Placed", False, "PodsUnschedulable", f"pods are Pending: {scheduler}")
+    else:
+        placed = ConditionFlag("Placed", True, placement_reason, placement_message)
     if not workload.exists:
         available = ConditionFlag("Available", False, "DeploymentMissing", "the Deployment is not created yet")
     elif workload.available >= 1:

@@ -1,0 +1,43 @@
+# The two commands a fresh machine needs (see README.md):
+#   make demo   - local control plane + operator + an autoscaled InferenceService under load
+#   make test   - every test: unit tier, then the e2e suite on a real control plane
+# Both create .venv and build the Kubernetes binaries once (cached in ~/.cache/tritonop).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit e2e lint setup binaries clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+binaries: $(STAMP)
+	$(PY) e2e/cluster/build
+
+demo: setup binaries
+	$(PY) -m e2e.demo
+
+test: setup binaries
+	$(PY) -m ruff check operator tests e2e
+	$(PY) -m mypy operator/tritonop
+	$(PY) -m pytest tests e2e -q -p no:cacheprovider
+
+unit: setup
+	$(PY) -m pytest tests -q
+
+e2e: setup binaries
+	$(PY) -m pytest e2e -q -p no:cacheprovider
+
+lint: setup
+	$(PY) -m ruff check operator tests e2e
+	$(PY) -m mypy operator/tritonop
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,33 @@
+"""The no-op detection of k8s.py: desired state compared with what the API server returns."""
+
+from __future__ import annotations
+
+from tritonop.k8s import is_subset, secret_digest
+
+
+def test_server_added_fields_do_not_count_as_changes() -> None:
+    desired = {"spec": {"template": {"spec": {"containers": [{"name": "triton", "image": "x"}]}}}}
+    live = {"spec": {"progressDeadlineSeconds": 600, "template": {"spec": {
+        "containers": [{"name": "triton", "image": "x", "terminationMessagePath": "/dev/termination-log"}],
+        "dnsPolicy": "ClusterFirst"}}}}
+    assert is_subset(desired, live)
+
+
+def test_quantities_compare_by_value() -> None:
+    assert is_subset({"cpu": "0.5", "memory": "1024Mi"}, {"cpu": "500m", "memory": "1Gi"})
+    assert is_subset({"nvidia.com/gpu": 1}, {"nvidia.com/gpu": "1"})
+    assert not is_subset({"cpu": "2"}, {"cpu": "1"})
+
+
+def test_real_changes_are_seen() -> None:
+    assert not is_subset({"a": {"b": 1}}, {"a": {"b": 2}})
+    assert not is_subset({"a": [1, 2]}, {"a": [1]})
+    assert not is_subset({"a": "x"}, {})
+    assert not is_subset({"flag": True}, {"flag": "True"})
+    assert not is_subset({"name": "triton"}, {"name": "other"})
+
+
+def test_secret_digest_is_stable_and_sensitive() -> None:
+    assert secret_digest({"a": "1", "b": "2"}) == secret_digest({"b": "2", "a": "1"})
+    assert secret_digest({"a": "1"}) != secret_digest({"a": "2"})
+    assert len(secret_digest(None)) == 16
