@@ -47,14 +47,18 @@ def test_autoscaling_defaults_when_the_block_is_given() -> None:
 
 
 def test_camel_case_round_trip() -> None:
-    spec = parse_spec("demo", {**MINIMAL, "triton": {"shmSize": "2Gi", "startupTimeoutSeconds": 60}})
+    spec = parse_spec(
+        "demo", {**MINIMAL, "triton": {"shmSize": "2Gi", "startupTimeoutSeconds": 60}}
+    )
     dumped = spec.model_dump(by_alias=True, exclude_defaults=True)
     assert dumped["triton"] == {"shmSize": "2Gi", "startupTimeoutSeconds": 60}
     assert InferenceServiceSpec.model_validate(dumped) == spec
 
 
 def test_pvc_repository_parts() -> None:
-    repo = parse_spec("demo", {"modelRepository": {"uri": "pvc://store/triton/v2"}}).model_repository
+    repo = parse_spec(
+        "demo", {"modelRepository": {"uri": "pvc://store/triton/v2"}}
+    ).model_repository
     assert (repo.pvc_claim, repo.pvc_sub_path) == ("store", "triton/v2")
     root = parse_spec("demo", {"modelRepository": {"uri": "pvc://store"}}).model_repository
     assert (root.pvc_claim, root.pvc_sub_path) == ("store", "")
@@ -63,37 +67,102 @@ def test_pvc_repository_parts() -> None:
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("missing repository", {}, "spec.modelRepository: required field is missing"),
-    ("bad scheme", {"modelRepository": {"uri": "http://x/models"}}, "spec.modelRepository.uri: must start with s3://"),
-    ("bad pvc claim", {"modelRepository": {"uri": "pvc://Bad_Claim"}}, "PersistentVolumeClaim name"),
+    (
+        "bad scheme",
+        {"modelRepository": {"uri": "http://x/models"}},
+        "spec.modelRepository.uri: must start with s3://",
+    ),
+    (
+        "bad pvc claim",
+        {"modelRepository": {"uri": "pvc://Bad_Claim"}},
+        "PersistentVolumeClaim name",
+    ),
     ("negative gpu", {**MINIMAL, "gpu": {"count": -1}}, "spec.gpu.count: must be 0 (CPU only)"),
-    ("gpu wrong type", {**MINIMAL, "gpu": {"count": "two"}}, "spec.gpu.count: Input should be a valid integer"),
-    ("products without gpu", {**MINIMAL, "gpu": {"count": 0, "products": ["X"]}}, "products requires count > 0"),
+    (
+        "gpu wrong type",
+        {**MINIMAL, "gpu": {"count": "two"}},
+        "spec.gpu.count: Input should be a valid integer",
+    ),
+    (
+        "products without gpu",
+        {**MINIMAL, "gpu": {"count": 0, "products": ["X"]}},
+        "products requires count > 0",
+    ),
     ("bad fallback", {**MINIMAL, "gpu": {"fallback": "TPU"}}, "spec.gpu.fallback"),
     ("bad resource name", {**MINIMAL, "gpu": {"resourceName": "gpu"}}, "spec.gpu.resourceName"),
     ("unknown field", {**MINIMAL, "replicaz": 2}, "spec.replicaz: unknown field"),
     ("negative replicas", {**MINIMAL, "replicas": -1}, "spec.replicas"),
     (
         "min above max",
-        {**MINIMAL, "autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targets": {"queueDepth": 1}}},
+        {
+            **MINIMAL,
+            "autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targets": {"queueDepth": 1}},
+        },
         "minReplicas (5) must be <= maxReplicas (2)",
     ),
-    ("no targets", {**MINIMAL, "autoscaling": {"mode": "Operator"}}, "targets needs queueDepth or queueTimeMs"),
-    ("zero target", {**MINIMAL, "autoscaling": {"targets": {"queueDepth": 0}}}, "queueDepth: must be greater than 0"),
-    ("negative time target", {**MINIMAL, "autoscaling": {"targets": {"queueTimeMs": -5}}}, "queueTimeMs: must be greater than 0"),
+    (
+        "no targets",
+        {**MINIMAL, "autoscaling": {"mode": "Operator"}},
+        "targets needs queueDepth or queueTimeMs",
+    ),
+    (
+        "zero target",
+        {**MINIMAL, "autoscaling": {"targets": {"queueDepth": 0}}},
+        "queueDepth: must be greater than 0",
+    ),
+    (
+        "negative time target",
+        {**MINIMAL, "autoscaling": {"targets": {"queueTimeMs": -5}}},
+        "queueTimeMs: must be greater than 0",
+    ),
     ("bad mode", {**MINIMAL, "autoscaling": {"mode": "Magic"}}, "spec.autoscaling.mode"),
-    ("zero min without keda", {**MINIMAL, "autoscaling": {"minReplicas": 0, "targets": {"queueDepth": 2}}}, "needs mode KEDA"),
-    ("bad policy type", {**MINIMAL, "autoscaling": {"targets": {"queueDepth": 2}, "behavior": {"scaleUp": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}}}}, "policies[0].type"),
-    ("bad quantity", {**MINIMAL, "resources": {"requests": {"memory": "8 GB"}}}, "must be a Kubernetes quantity"),
-    ("bad shm", {**MINIMAL, "triton": {"shmSize": "lots"}}, "shmSize must be a Kubernetes quantity"),
+    (
+        "zero min without keda",
+        {**MINIMAL, "autoscaling": {"minReplicas": 0, "targets": {"queueDepth": 2}}},
+        "needs mode KEDA",
+    ),
+    (
+        "bad policy type",
+        {
+            **MINIMAL,
+            "autoscaling": {
+                "targets": {"queueDepth": 2},
+                "behavior": {
+                    "scaleUp": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}
+                },
+            },
+        },
+        "policies[0].type",
+    ),
+    (
+        "bad quantity",
+        {**MINIMAL, "resources": {"requests": {"memory": "8 GB"}}},
+        "must be a Kubernetes quantity",
+    ),
+    (
+        "bad shm",
+        {**MINIMAL, "triton": {"shmSize": "lots"}},
+        "shmSize must be a Kubernetes quantity",
+    ),
     ("bad pdb", {**MINIMAL, "disruption": {"maxUnavailable": "half"}}, "percentage"),
-    ("bad toleration", {**MINIMAL, "tolerations": [{"key": "a", "operator": "Maybe"}]}, "spec.tolerations[0].operator"),
+    (
+        "bad toleration",
+        {**MINIMAL, "tolerations": [{"key": "a", "operator": "Maybe"}]},
+        "spec.tolerations[0].operator",
+    ),
     ("bad service type", {**MINIMAL, "service": {"type": "Ingress"}}, "spec.service.type"),
-    ("startup too short", {**MINIMAL, "triton": {"startupTimeoutSeconds": 5}}, "startupTimeoutSeconds"),
+    (
+        "startup too short",
+        {**MINIMAL, "triton": {"startupTimeoutSeconds": 5}},
+        "startupTimeoutSeconds",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "spec", "expected"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_specs_name_the_field_and_the_fix(case: str, spec: dict[str, Any], expected: str) -> None:
+def test_invalid_specs_name_the_field_and_the_fix(
+    case: str, spec: dict[str, Any], expected: str
+) -> None:
     with pytest.raises(SpecError) as caught:
         parse_object(isvc(spec))
     assert any(expected in problem for problem in caught.value.problems), caught.value.problems
@@ -108,7 +177,12 @@ def test_names_that_cannot_name_a_service_are_rejected(name: str) -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SpecError) as caught:
-        parse_object(isvc({"modelRepository": {"uri": "ftp://x"}, "gpu": {"count": -2}, "bogus": 1}, name="Bad"))
+        parse_object(
+            isvc(
+                {"modelRepository": {"uri": "ftp://x"}, "gpu": {"count": -2}, "bogus": 1},
+                name="Bad",
+            )
+        )
     assert len(caught.value.problems) == 4
 
 
@@ -121,5 +195,10 @@ def test_parsed_service_identity() -> None:
     body = isvc(MINIMAL)
     body["metadata"].update(uid="u-1", generation=3, labels={"team": "ml"})
     service = parse_object(body)
-    assert (service.name, service.namespace, service.uid, service.generation) == ("demo", "ml", "u-1", 3)
+    assert (service.name, service.namespace, service.uid, service.generation) == (
+        "demo",
+        "ml",
+        "u-1",
+        3,
+    )
     assert service.labels == {"team": "ml"}

@@ -47,7 +47,9 @@ def test_every_spec_and_status_field_has_a_description() -> None:
 
 def test_schema_is_structural() -> None:
     for path, node in walk(schema()):
-        assert "$ref" not in node and "anyOf" not in node or node.get("x-kubernetes-int-or-string"), path
+        assert (
+            ("$ref" not in node and "anyOf" not in node) or node.get("x-kubernetes-int-or-string")
+        ), path
         assert "type" in node or node.get("x-kubernetes-int-or-string") or path == "", path
         assert node.get("additionalProperties") is not True, path
         assert "title" not in node, path
@@ -83,7 +85,13 @@ def test_subresources_and_printer_columns() -> None:
         "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector",
     }
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Ready", "Replicas", "Placement", "Queue", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Ready",
+        "Replicas",
+        "Placement",
+        "Queue",
+        "Age",
+    ]
     assert crd()["spec"]["names"]["shortNames"] == ["tis"]
 
 

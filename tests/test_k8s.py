@@ -7,9 +7,23 @@ from tritonop.k8s import is_subset, secret_digest
 
 def test_server_added_fields_do_not_count_as_changes() -> None:
     desired = {"spec": {"template": {"spec": {"containers": [{"name": "triton", "image": "x"}]}}}}
-    live = {"spec": {"progressDeadlineSeconds": 600, "template": {"spec": {
-        "containers": [{"name": "triton", "image": "x", "terminationMessagePath": "/dev/termination-log"}],
-        "dnsPolicy": "ClusterFirst"}}}}
+    live = {
+        "spec": {
+            "progressDeadlineSeconds": 600,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "triton",
+                            "image": "x",
+                            "terminationMessagePath": "/dev/termination-log",
+                        }
+                    ],
+                    "dnsPolicy": "ClusterFirst",
+                }
+            },
+        }
+    }
     assert is_subset(desired, live)
 
 

@@ -3,57 +3,106 @@
 from __future__ import annotations
 
 from tritonop.autoscale.types import ConditionFlag
-from tritonop.status import WorkloadState, merge_conditions, merge_status, workload_flags, workload_state
+from tritonop.status import (
+    WorkloadState,
+    merge_conditions,
+    merge_status,
+    workload_flags,
+    workload_state,
+)
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
 
 def test_condition_shape_and_order() -> None:
     conditions = merge_conditions(
-        [], [ConditionFlag("Placed", True, "GPUNodesAvailable", "2 nodes fit"), ConditionFlag("Ready", False, "RolloutInProgress", "0/1")],
-        generation=3, now=T0,
+        [],
+        [
+            ConditionFlag("Placed", True, "GPUNodesAvailable", "2 nodes fit"),
+            ConditionFlag("Ready", False, "RolloutInProgress", "0/1"),
+        ],
+        generation=3,
+        now=T0,
     )
     assert [c["type"] for c in conditions] == ["Ready", "Placed"]
     assert conditions[0] == {
-        "type": "Ready", "status": "False", "reason": "RolloutInProgress", "message": "0/1",
-        "lastTransitionTime": T0, "observedGeneration": 3,
+        "type": "Ready",
+        "status": "False",
+        "reason": "RolloutInProgress",
+        "message": "0/1",
+        "lastTransitionTime": T0,
+        "observedGeneration": 3,
     }
 
 
 def test_transition_time_kept_while_status_unchanged() -> None:
-    first = merge_conditions([], [ConditionFlag("Ready", False, "RolloutInProgress", "0/2")], generation=1, now=T0)
-    same = merge_conditions(first, [ConditionFlag("Ready", False, "NoReplicasAvailable", "none")], generation=1, now=T1)
+    first = merge_conditions(
+        [], [ConditionFlag("Ready", False, "RolloutInProgress", "0/2")], generation=1, now=T0
+    )
+    same = merge_conditions(
+        first, [ConditionFlag("Ready", False, "NoReplicasAvailable", "none")], generation=1, now=T1
+    )
     assert same[0]["lastTransitionTime"] == T0 and same[0]["reason"] == "NoReplicasAvailable"
-    flipped = merge_conditions(same, [ConditionFlag("Ready", True, "ReplicasReady", "2/2")], generation=1, now=T1)
+    flipped = merge_conditions(
+        same, [ConditionFlag("Ready", True, "ReplicasReady", "2/2")], generation=1, now=T1
+    )
     assert flipped[0]["lastTransitionTime"] == T1
 
 
 def test_conditions_of_other_writers_are_kept() -> None:
-    live = merge_conditions([], [ConditionFlag("ScalingActive", True, "ValidMetrics", "ok")], generation=1, now=T0)
-    merged = merge_conditions(live, [ConditionFlag("Ready", True, "ReplicasReady", "1/1")], generation=1, now=T1)
+    live = merge_conditions(
+        [], [ConditionFlag("ScalingActive", True, "ValidMetrics", "ok")], generation=1, now=T0
+    )
+    merged = merge_conditions(
+        live, [ConditionFlag("Ready", True, "ReplicasReady", "1/1")], generation=1, now=T1
+    )
     assert {c["type"] for c in merged} == {"Ready", "ScalingActive"}
 
 
 def test_merge_status_is_idempotent_and_removes_none_fields() -> None:
     flags = [ConditionFlag("Ready", True, "ReplicasReady", "1/1")]
-    once = merge_status({"metrics": {"queueDepth": 1}}, {"replicas": 1, "metrics": None}, flags, generation=2, now=T0)
+    once = merge_status(
+        {"metrics": {"queueDepth": 1}},
+        {"replicas": 1, "metrics": None},
+        flags,
+        generation=2,
+        now=T0,
+    )
     twice = merge_status(once, {"replicas": 1, "metrics": None}, flags, generation=2, now=T1)
     assert once == twice
     assert "metrics" not in once
 
 
-def deployment(desired: int, ready: int, generation: int = 2, observed: int = 2) -> dict[str, object]:
+def deployment(
+    desired: int, ready: int, generation: int = 2, observed: int = 2
+) -> dict[str, object]:
     return {
         "metadata": {"generation": generation},
         "spec": {"replicas": desired},
-        "status": {"observedGeneration": observed, "replicas": desired, "readyReplicas": ready,
-                   "availableReplicas": ready, "updatedReplicas": desired},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": desired,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": desired,
+        },
     }
 
 
 def pending_pod(message: str) -> dict[str, object]:
-    return {"status": {"phase": "Pending", "conditions": [
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}}
+    return {
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                }
+            ],
+        }
+    }
 
 
 def flags_by_type(state: WorkloadState, placed: bool = True) -> dict[str, ConditionFlag]:
@@ -72,7 +121,9 @@ def test_rollout_in_progress_is_not_ready_but_available() -> None:
 
 
 def test_unobserved_generation_is_not_ready() -> None:
-    assert not flags_by_type(workload_state(deployment(1, 1, generation=3, observed=2), []))["Ready"].status
+    assert not flags_by_type(workload_state(deployment(1, 1, generation=3, observed=2), []))[
+        "Ready"
+    ].status
 
 
 def test_scheduler_reason_reaches_the_placed_condition() -> None:
@@ -85,9 +136,11 @@ def test_scheduler_reason_reaches_the_placed_condition() -> None:
 
 def test_unplaceable_placement_carries_the_scheduler_message_too() -> None:
     state = workload_state(deployment(1, 0), [pending_pod("0/5 nodes are available")])
-    flags = {f.type: f for f in workload_flags(state, False, "NoMatchingGPUNode", "no node offers X.")}
+    flags = {
+        f.type: f for f in workload_flags(state, False, "NoMatchingGPUNode", "no node offers X.")
+    }
     assert flags["Placed"].reason == "NoMatchingGPUNode"
-    assert "no node offers X. Scheduler: 0/5 nodes are available" == flags["Placed"].message
+    assert flags["Placed"].message == "no node offers X. Scheduler: 0/5 nodes are available"
 
 
 def test_missing_deployment() -> None:

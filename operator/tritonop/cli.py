@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,7 +22,9 @@ EXIT_INVALID_INPUT = 2
 
 def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `tritonop simulate` (owned by the simulator)."""
-    parser.add_argument("--spec", required=True, help="InferenceService YAML whose autoscaling is simulated")
+    parser.add_argument(
+        "--spec", required=True, help="InferenceService YAML whose autoscaling is simulated"
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -44,7 +46,9 @@ def _read_documents(path: str) -> list[dict[str, Any]]:
         if not document:
             continue
         if not isinstance(document, dict):
-            raise ValueError(f"{path}: every YAML document must be a mapping, got {type(document).__name__}")
+            raise ValueError(
+                f"{path}: every YAML document must be a mapping, got {type(document).__name__}"
+            )
         if document.get("kind", "").endswith("List") and "items" in document:
             documents.extend(document["items"] or [])
         else:
@@ -72,7 +76,11 @@ def _render(args: argparse.Namespace) -> int:
 
     try:
         documents = _read_documents(args.file)
-        nodes = [node_info(n) for n in _read_documents(args.nodes) if n.get("kind") == "Node"] if args.nodes else None
+        nodes = (
+            [node_info(n) for n in _read_documents(args.nodes) if n.get("kind") == "Node"]
+            if args.nodes
+            else None
+        )
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"tritonop render: {error}", file=sys.stderr)
         return EXIT_INVALID_INPUT
@@ -87,9 +95,14 @@ def _render(args: argparse.Namespace) -> int:
         try:
             parsed.append(parse_object(document))
         except SpecError as error:
-            problems.append(f"InferenceService {error.name}:\n" + "\n".join(f"  {p}" for p in error.problems))
+            problems.append(
+                f"InferenceService {error.name}:\n" + "\n".join(f"  {p}" for p in error.problems)
+            )
     if problems:
-        print("tritonop render: invalid input, nothing rendered\n" + "\n".join(problems), file=sys.stderr)
+        print(
+            "tritonop render: invalid input, nothing rendered\n" + "\n".join(problems),
+            file=sys.stderr,
+        )
         return EXIT_INVALID_INPUT
     for service in parsed:
         placement = decide(service.spec, nodes, settings.gpu_fallback)
@@ -99,7 +112,10 @@ def _render(args: argparse.Namespace) -> int:
             f"# InferenceService {service.namespace}/{service.name}: placement {placement.mode} "
             f"({placement.reason}): {placement.message}\n"
         )
-        print(f"{service.name}: placement {placement.mode} ({placement.reason}): {placement.message}", file=sys.stderr)
+        print(
+            f"{service.name}: placement {placement.mode} ({placement.reason}): {placement.message}",
+            file=sys.stderr,
+        )
         sys.stdout.write("---\n")
         _dump_yaml(children, sys.stdout)
     return EXIT_OK
@@ -144,18 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser(
         "render", help="print the objects the operator would create, without a cluster"
     )
-    render.add_argument("-f", "--file", required=True, help="YAML with InferenceServices ('-' for stdin)")
     render.add_argument(
-        "--nodes", help="YAML of Node objects (a List or several documents) to decide placement from; "
-        "without it GPU capacity is assumed"
+        "-f", "--file", required=True, help="YAML with InferenceServices ('-' for stdin)"
     )
     render.add_argument(
-        "--fallback", choices=["CPU", "None"], help="the operator's default gpu.fallback (TRITONOP_GPU_FALLBACK)"
+        "--nodes",
+        help="YAML of Node objects (a List or several documents) to decide placement from; "
+        "without it GPU capacity is assumed",
+    )
+    render.add_argument(
+        "--fallback",
+        choices=["CPU", "None"],
+        help="the operator's default gpu.fallback (TRITONOP_GPU_FALLBACK)",
     )
     render.set_defaults(handler=_render)
     run = commands.add_parser("run", help="run the operator (settings from TRITONOP_* variables)")
     run.add_argument(
-        "--namespace", "-n", action="append", default=[],
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
         help="watch this namespace (repeatable); default: TRITONOP_NAMESPACES or the whole cluster",
     )
     run.set_defaults(handler=_run)

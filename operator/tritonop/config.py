@@ -35,9 +35,15 @@ class Settings(BaseSettings):
         default="0.0.0.0",
         description="Address the metrics and health endpoints bind to (127.0.0.1 keeps them local).",
     )
-    metrics_port: int = Field(default=9090, description="Port of the operator's Prometheus /metrics.")
-    health_port: int = Field(default=8080, description="Port of the operator's liveness endpoint /healthz.")
-    log_format: Literal["text", "json"] = Field(default="text", description="Log format: text or json.")
+    metrics_port: int = Field(
+        default=9090, description="Port of the operator's Prometheus /metrics."
+    )
+    health_port: int = Field(
+        default=8080, description="Port of the operator's liveness endpoint /healthz."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log format: text or json."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level."
     )
@@ -48,7 +54,10 @@ class Settings(BaseSettings):
         "operator scrapes each ready Triton pod's :8002/metrics itself.",
     )
     autoscale_interval_seconds: float = Field(
-        default=5.0, gt=0.5, le=300, description="How often Operator-mode autoscaling reads metrics and decides."
+        default=5.0,
+        gt=0.5,
+        le=300,
+        description="How often Operator-mode autoscaling reads metrics and decides.",
     )
     scrape_timeout_seconds: float = Field(
         default=2.0, gt=0, le=30, description="Timeout of one pod's metrics request."

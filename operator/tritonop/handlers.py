@@ -152,19 +152,25 @@ def node_index(body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED)
-def pod_index(body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def pod_index(
+    body: kopf.Body, namespace: str, labels: kopf.Labels, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Triton pods by (namespace, InferenceService name)."""
     return {(namespace, labels.get("app.kubernetes.io/instance", "")): dict(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def deployment_index(
+    body: kopf.Body, namespace: str, name: str, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Owned Deployments by (namespace, name); named like their InferenceService."""
     return {(namespace, name): dict(body)}
 
 
 @kopf.index(*ISVC)
-def isvc_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def isvc_index(
+    body: kopf.Body, namespace: str, name: str, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
     """InferenceServices, so node and child events can reach them."""
     return {(namespace, name): dict(body)}
 
@@ -194,7 +200,13 @@ def reconcile_body(
     except SpecError as error:
         message = "; ".join(error.problems)
         generation = int(meta.get("generation") or 0)
-        if STATUS.update(key, body.get("status"), {"observedGeneration": generation}, invalid_spec_flags(message), generation):
+        if STATUS.update(
+            key,
+            body.get("status"),
+            {"observedGeneration": generation},
+            invalid_spec_flags(message),
+            generation,
+        ):
             kube.event(body, warning=True, reason="InvalidSpec", message=message)
         RECONCILES.labels(trigger=trigger, result="invalid").inc()
         raise kopf.PermanentError(message) from None
@@ -235,7 +247,9 @@ def _reconcile(
         kube.apply(child, live)
     for api_version, kind in result.stale_children:
         kube.delete_owned(api_version, kind, service.namespace, service.name, service.uid)
-    if result.replicas is not None and (not facts.workload.exists or facts.workload.desired != result.replicas):
+    if result.replicas is not None and (
+        not facts.workload.exists or facts.workload.desired != result.replicas
+    ):
         kube.scale_deployment(service.namespace, service.name, result.replicas)
     STATUS.update(key, body.get("status"), result.status_fields, result.flags, service.generation)
     for event in result.events:
@@ -243,7 +257,10 @@ def _reconcile(
 
 
 def _inputs(
-    namespace: str, name: str, node_index: kopf.Index[Any, Any], pod_index: kopf.Index[Any, Any],
+    namespace: str,
+    name: str,
+    node_index: kopf.Index[Any, Any],
+    pod_index: kopf.Index[Any, Any],
     deployment_index: kopf.Index[Any, Any],
 ) -> tuple[list[NodeInfo], dict[str, Any] | None, list[dict[str, Any]]]:
     return (
@@ -267,7 +284,9 @@ def reconcile(
     **_: Any,
 ) -> None:
     """Reconcile on create, spec change and operator start."""
-    reconcile_body(dict(body), str(reason), *_inputs(namespace, name, node_index, pod_index, deployment_index))
+    reconcile_body(
+        dict(body), str(reason), *_inputs(namespace, name, node_index, pod_index, deployment_index)
+    )
 
 
 @kopf.on.delete(*ISVC, optional=True)
@@ -303,7 +322,9 @@ def nodes_changed(
         placement = decide(service.spec, nodes, RUNTIME.settings.gpu_fallback)
         live = STATUS.get((namespace, name), body.get("status")).get("placement") or {}
         if live.get("mode") != placement.mode or live.get("reason") != placement.reason:
-            reconcile_body(body, "node", *_inputs(namespace, name, node_index, pod_index, deployment_index))
+            reconcile_body(
+                body, "node", *_inputs(namespace, name, node_index, pod_index, deployment_index)
+            )
 
 
 def refresh_workload(
@@ -346,8 +367,16 @@ def deployment_changed(
 ) -> None:
     """Status follows the Deployment; a Deployment deleted by hand is recreated."""
     body = _one(isvc_index, (namespace, name))
-    if type == "DELETED" and body is not None and not (body.get("metadata") or {}).get("deletionTimestamp"):
-        reconcile_body(body, "child-deleted", *_inputs(namespace, name, node_index, pod_index, deployment_index))
+    if (
+        type == "DELETED"
+        and body is not None
+        and not (body.get("metadata") or {}).get("deletionTimestamp")
+    ):
+        reconcile_body(
+            body,
+            "child-deleted",
+            *_inputs(namespace, name, node_index, pod_index, deployment_index),
+        )
         return
     refresh_workload(namespace, name, isvc_index, pod_index, deployment_index)
 
@@ -415,7 +444,11 @@ async def autoscaler(
     settings = RUNTIME.settings
     interval = settings.autoscale_interval_seconds
     key = (namespace, name)
-    prometheus = PrometheusSource(settings.prometheus_url, settings.scrape_timeout_seconds) if settings.prometheus_url else None
+    prometheus = (
+        PrometheusSource(settings.prometheus_url, settings.scrape_timeout_seconds)
+        if settings.prometheus_url
+        else None
+    )
     previous: dict[str, Any] = {}
     state: PolicyState | None = None
     while not stopped:
@@ -436,14 +469,26 @@ async def autoscaler(
         observation: Observation | None
         if prometheus is not None:
             observation = await prometheus.observe(
-                namespace, name, [p.name for p in ready], len(ready), starting, models, max(interval * 6, 30.0)
+                namespace,
+                name,
+                [p.name for p in ready],
+                len(ready),
+                starting,
+                models,
+                max(interval * 6, 30.0),
             )
         else:
             scrapes = await scrape_pods(
-                ready, timeout=settings.scrape_timeout_seconds, concurrency=settings.scrape_concurrency
+                ready,
+                timeout=settings.scrape_timeout_seconds,
+                concurrency=settings.scrape_concurrency,
             )
             observation = observe(
-                previous, scrapes, ready_replicas=len(ready), starting_replicas=starting, models=models,
+                previous,
+                scrapes,
+                ready_replicas=len(ready),
+                starting_replicas=starting,
+                models=models,
                 now=time.monotonic(),
             )
             previous = dict(scrapes)
@@ -456,7 +501,11 @@ async def autoscaler(
 
 
 def _carry_out(
-    body: dict[str, Any], service: ParsedService, current: int, decision: Decision, observation: Observation | None
+    body: dict[str, Any],
+    service: ParsedService,
+    current: int,
+    decision: Decision,
+    observation: Observation | None,
 ) -> None:
     """Scale when the decision differs, then record the decision in status and /metrics."""
     kube = RUNTIME.api
@@ -487,7 +536,11 @@ def _carry_out(
         direction = "up" if decision.desired_replicas > current else "down"
         SCALE_EVENTS.labels(direction=direction, **labels).inc()
         fields["lastScaleTime"] = now_rfc3339()
-        fields["lastScale"] = {"from": current, "to": decision.desired_replicas, "reason": decision.reason}
+        fields["lastScale"] = {
+            "from": current,
+            "to": decision.desired_replicas,
+            "reason": decision.reason,
+        }
         kube.event(
             body,
             warning=False,
@@ -498,6 +551,12 @@ def _carry_out(
     live = STATUS.get(key, body.get("status"))
     ready = int(live.get("readyReplicas") or 0)
     fields["replicaSummary"] = f"{ready}/{decision.desired_replicas}"
-    STATUS.update(key, body.get("status"), fields, decision.conditions, int(live.get("observedGeneration") or 0))
+    STATUS.update(
+        key,
+        body.get("status"),
+        fields,
+        decision.conditions,
+        int(live.get("observedGeneration") or 0),
+    )
     DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
     CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)

@@ -90,7 +90,9 @@ class Kube:
 
     # ---------------------------------------------------------------- reads
 
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         """The live object, or None when it does not exist."""
         try:
             found = self._resource(api_version, kind).get(name=name, namespace=namespace)
@@ -152,7 +154,9 @@ class Kube:
         log.info("applied %s %s/%s", kind, meta.get("namespace"), meta["name"])
         return True
 
-    def delete_owned(self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+    def delete_owned(
+        self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str
+    ) -> bool:
         """Delete a child the InferenceService no longer needs, only if it owns it."""
         if not self.kind_served(api_version, kind):
             return False
@@ -191,7 +195,9 @@ class Kube:
         )
         API_WRITES.labels(kind="Deployment", verb="scale").inc()
 
-    def apply_status(self, namespace: str, name: str, live: Mapping[str, Any] | None, status: dict[str, Any]) -> bool:
+    def apply_status(
+        self, namespace: str, name: str, live: Mapping[str, Any] | None, status: dict[str, Any]
+    ) -> bool:
         """Write an InferenceService's status unless it equals the live one; True when written."""
         if live is not None and dict(live) == status:
             return False

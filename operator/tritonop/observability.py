@@ -7,6 +7,8 @@ labels and are removed when the InferenceService is deleted, so the series count
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -73,7 +75,5 @@ def forget_service(namespace: str, name: str) -> None:
             if labels[:2] == (namespace, name):
                 metric.remove(*labels)
     for signal in SIGNALS:
-        try:
+        with contextlib.suppress(KeyError):
             SIGNAL.remove(namespace, name, signal)
-        except KeyError:
-            pass

@@ -122,7 +122,9 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         reason, message = problem
         flags.append(ConditionFlag("ScalingActive", False, reason, message))
         # An autoscaler object the cluster cannot accept is not applied; the condition explains.
-        children = [c for c in children if (c["apiVersion"], c["kind"]) not in AUTOSCALER_KINDS.values()]
+        children = [
+            c for c in children if (c["apiVersion"], c["kind"]) not in AUTOSCALER_KINDS.values()
+        ]
         if not any(
             c.get("type") == "ScalingActive" and c.get("reason") == reason
             for c in facts.live_status.get("conditions") or []
@@ -138,7 +140,11 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
 
     fields: dict[str, Any] = {
         "observedGeneration": service.generation,
-        "placement": {"mode": placement.mode, "reason": placement.reason, "message": placement.message},
+        "placement": {
+            "mode": placement.mode,
+            "reason": placement.reason,
+            "message": placement.message,
+        },
         "url": url,
         "grpcUrl": grpc_url,
         "selector": label_selector_string(service.name),
@@ -160,9 +166,13 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
 def _delegated_scaling_flag(mode: str) -> ConditionFlag:
     """ScalingActive when the operator itself does not scale."""
     if mode == "None":
-        return ConditionFlag("ScalingActive", False, "AutoscalingDisabled", "replicas follow spec.replicas")
+        return ConditionFlag(
+            "ScalingActive", False, "AutoscalingDisabled", "replicas follow spec.replicas"
+        )
     owner = "the HorizontalPodAutoscaler" if mode == "HPA" else "KEDA's ScaledObject"
-    return ConditionFlag("ScalingActive", True, f"DelegatedTo{mode}", f"replicas are managed by {owner}")
+    return ConditionFlag(
+        "ScalingActive", True, f"DelegatedTo{mode}", f"replicas are managed by {owner}"
+    )
 
 
 def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) -> dict[str, Any]:
@@ -197,5 +207,7 @@ def workload_refresh(
     conditions = {c.get("type"): c for c in live_status.get("conditions") or []}
     ready = conditions.get("Ready") or {}
     if ready.get("reason") in ("SecretNotFound", "InvalidSpec"):
-        flags = tuple(flag for flag in flags if flag.type != "Ready")  # the reconcile's verdict stands
+        flags = tuple(
+            flag for flag in flags if flag.type != "Ready"
+        )  # the reconcile's verdict stands
     return workload_fields(workload, mode, workload.desired if workload.exists else None), flags

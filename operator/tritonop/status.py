@@ -46,7 +46,9 @@ def merge_conditions(
             "status": status,
             "reason": flag.reason,
             "message": flag.message,
-            "lastTransitionTime": now if changed or previous is None else previous["lastTransitionTime"],
+            "lastTransitionTime": now
+            if changed or previous is None
+            else previous["lastTransitionTime"],
             "observedGeneration": generation,
         }
     order = {name: index for index, name in enumerate(CONDITION_ORDER)}
@@ -95,7 +97,9 @@ class WorkloadState:
     """The scheduler's message for a Pending pod of this service, if any."""
 
 
-def workload_state(deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> WorkloadState:
+def workload_state(
+    deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]
+) -> WorkloadState:
     """Summarise a Deployment object and its pods."""
     if not deployment:
         return WorkloadState(False, 0, 0, 0, 0, 0, False, _unschedulable(pods))
@@ -109,7 +113,8 @@ def workload_state(deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[
         ready=int(status.get("readyReplicas", 0)),
         available=int(status.get("availableReplicas", 0)),
         updated=int(status.get("updatedReplicas", 0)),
-        generation_observed=int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0)),
+        generation_observed=int(status.get("observedGeneration", 0))
+        >= int(meta.get("generation", 0)),
         unschedulable_message=_unschedulable(pods),
     )
 
@@ -138,14 +143,21 @@ def workload_flags(
         message = f"{placement_message} Scheduler: {scheduler}" if scheduler else placement_message
         placed = ConditionFlag("Placed", False, placement_reason, message)
     elif scheduler:
-        placed = ConditionFlag("Placed", False, "PodsUnschedulable", f"pods are Pending: {scheduler}")
+        placed = ConditionFlag(
+            "Placed", False, "PodsUnschedulable", f"pods are Pending: {scheduler}"
+        )
     else:
         placed = ConditionFlag("Placed", True, placement_reason, placement_message)
     if not workload.exists:
-        available = ConditionFlag("Available", False, "DeploymentMissing", "the Deployment is not created yet")
+        available = ConditionFlag(
+            "Available", False, "DeploymentMissing", "the Deployment is not created yet"
+        )
     elif workload.available >= 1:
         available = ConditionFlag(
-            "Available", True, "MinimumReplicasAvailable", f"{workload.available} replica(s) available"
+            "Available",
+            True,
+            "MinimumReplicasAvailable",
+            f"{workload.available} replica(s) available",
         )
     elif workload.desired == 0:
         available = ConditionFlag("Available", False, "ScaledToZero", "the service has 0 replicas")
@@ -172,7 +184,9 @@ def workload_flags(
             f"{workload.ready}/{workload.desired} replicas ready, {workload.updated} updated",
         )
     else:
-        ready = ConditionFlag("Ready", True, "ReplicasReady", f"{workload.ready}/{workload.desired} replicas ready")
+        ready = ConditionFlag(
+            "Ready", True, "ReplicasReady", f"{workload.ready}/{workload.desired} replicas ready"
+        )
     return (ready, available, placed)
 
 

@@ -140,7 +140,9 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
         for name, sub in node["properties"].items():
             child = _convert(sub, defs, f"{path}.{name}")
             if "description" not in child:
-                raise SchemaError(f"{path}.{name}: needs a description (it becomes kubectl explain)")
+                raise SchemaError(
+                    f"{path}.{name}: needs a description (it becomes kubectl explain)"
+                )
             if name in MAX_LENGTHS and child.get("type") == "string":
                 child["maxLength"] = MAX_LENGTHS[name]
             if (
@@ -199,7 +201,10 @@ def crd() -> Schema:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "tritonop", "app.kubernetes.io/part-of": "tritonop"},
+            "labels": {
+                "app.kubernetes.io/name": "tritonop",
+                "app.kubernetes.io/part-of": "tritonop",
+            },
         },
         "spec": {
             "group": GROUP,

@@ -23,9 +23,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 #: Kubernetes resource.Quantity in its canonical string forms ("500m", "1.5", "16Gi", "1e3").
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 #: The repository schemes Triton itself can read, plus pvc:// for a mounted claim.
 REPOSITORY_URI_PATTERN = r"^(s3|gs|as|pvc)://.+"
 #: A Kubernetes extended resource name such as nvidia.com/gpu or nvidia.com/mig-1g.10gb.
@@ -154,7 +152,9 @@ class ResourceRequirements(APIModel):
     @field_validator("requests", "limits")
     @classmethod
     def _quantities(cls, values: dict[str, Any]) -> dict[str, str]:
-        return {name: _check_quantity(v, f"resources quantity {name!r}") for name, v in values.items()}
+        return {
+            name: _check_quantity(v, f"resources quantity {name!r}") for name, v in values.items()
+        }
 
 
 GPUFallback = Literal["None", "CPU"]
@@ -213,7 +213,9 @@ class GPU(APIModel):
 class Toleration(APIModel):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, description="Taint key to tolerate; empty with Exists matches all.")
+    key: str | None = Field(
+        default=None, description="Taint key to tolerate; empty with Exists matches all."
+    )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (default Equal)."
     )
@@ -222,7 +224,8 @@ class Toleration(APIModel):
         default=None, description="Taint effect to tolerate; empty matches all effects."
     )
     toleration_seconds: int | None = Field(
-        default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
+        default=None,
+        description="For NoExecute: how long the pod stays bound after the taint appears.",
     )
 
 
@@ -236,7 +239,9 @@ class Targets(APIModel):
             "(Triton's nv_inference_pending_request_count)."
         ),
         json_schema_extra={
-            "x-kubernetes-validations": [{"rule": "self > 0.0", "message": "must be greater than 0"}]
+            "x-kubernetes-validations": [
+                {"rule": "self > 0.0", "message": "must be greater than 0"}
+            ]
         },
     )
     queue_time_ms: float | None = Field(
@@ -246,7 +251,9 @@ class Targets(APIModel):
             "(rate of nv_inference_queue_duration_us over rate of nv_inference_request_success)."
         ),
         json_schema_extra={
-            "x-kubernetes-validations": [{"rule": "self > 0.0", "message": "must be greater than 0"}]
+            "x-kubernetes-validations": [
+                {"rule": "self > 0.0", "message": "must be greater than 0"}
+            ]
         },
     )
 
@@ -264,7 +271,9 @@ class ScalingPolicy(APIModel):
     type: Literal["Pods", "Percent"] = Field(
         description="Pods: at most `value` pods per period; Percent: at most `value`% of current."
     )
-    value: Annotated[int, Field(gt=0)] = Field(description="Amount of change allowed per period (> 0).")
+    value: Annotated[int, Field(gt=0)] = Field(
+        description="Amount of change allowed per period (> 0)."
+    )
     period_seconds: Annotated[int, Field(gt=0, le=1800)] = Field(
         description="Length of the window the limit applies to, in seconds (1..1800)."
     )
@@ -329,7 +338,9 @@ class Autoscaling(APIModel):
     min_replicas: Annotated[int, Field(ge=0)] = Field(
         default=1, description="Lower bound of replicas (>= 0; 0 only in KEDA mode)."
     )
-    max_replicas: Annotated[int, Field(ge=1)] = Field(default=8, description="Upper bound of replicas.")
+    max_replicas: Annotated[int, Field(ge=1)] = Field(
+        default=8, description="Upper bound of replicas."
+    )
     targets: Targets = Field(
         default_factory=Targets,
         description="Targets; at least one is required unless mode is None. The largest recommendation wins.",
@@ -350,7 +361,11 @@ class Autoscaling(APIModel):
             raise ValueError(
                 f"minReplicas ({self.min_replicas}) must be <= maxReplicas ({self.max_replicas})"
             )
-        if self.mode != "None" and self.targets.queue_depth is None and self.targets.queue_time_ms is None:
+        if (
+            self.mode != "None"
+            and self.targets.queue_depth is None
+            and self.targets.queue_time_ms is None
+        ):
             raise ValueError(
                 "targets needs queueDepth or queueTimeMs (or both) when mode is "
                 f"{self.mode}; e.g. targets: {{queueDepth: 4}}"
@@ -396,14 +411,17 @@ class ServiceSpec(APIModel):
         default="ClusterIP", description="Service type."
     )
     annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations for the Service (e.g. load-balancer settings)."
+        default_factory=dict,
+        description="Annotations for the Service (e.g. load-balancer settings).",
     )
 
 
 class Disruption(APIModel):
     """The PodDisruptionBudget for voluntary evictions (node drains, upgrades)."""
 
-    max_unavailable: Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})] = Field(
+    max_unavailable: Annotated[
+        str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})
+    ] = Field(
         default=1,
         description="Pods that may be evicted at once: a number or a percentage such as '25%'.",
     )
@@ -461,7 +479,9 @@ class InferenceServiceSpec(APIModel):
     )
     triton: Triton = Field(default_factory=Triton, description="tritonserver settings.")
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service settings.")
-    disruption: Disruption = Field(default_factory=Disruption, description="PodDisruptionBudget settings.")
+    disruption: Disruption = Field(
+        default_factory=Disruption, description="PodDisruptionBudget settings."
+    )
 
     @property
     def autoscaling_mode(self) -> AutoscalingMode:
@@ -477,12 +497,16 @@ class InferenceServiceSpec(APIModel):
 class Condition(APIModel):
     """A metav1.Condition."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
 
     type: str = Field(description="Condition type: Ready, Available, Placed, ScalingActive, ...")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(pattern=CONDITION_REASON_PATTERN, description="One-word CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail, with how to fix it when False.")
+    message: str = Field(
+        default="", description="Human-readable detail, with how to fix it when False."
+    )
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation this condition was computed for."
@@ -495,7 +519,9 @@ PlacementMode = Literal["GPU", "CPUFallback", "CPU", "Unplaceable"]
 class PlacementStatus(APIModel):
     """Where the operator decided to run the pods."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
 
     mode: PlacementMode = Field(description="GPU, CPUFallback, CPU (gpu.count 0) or Unplaceable.")
     reason: str = Field(description="One-word reason for the decision.")
@@ -505,17 +531,27 @@ class PlacementStatus(APIModel):
 class MetricsStatus(APIModel):
     """The last autoscaling signals, averaged over ready replicas."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
 
-    queue_depth: float | None = Field(default=None, description="Average pending requests per ready replica.")
-    queue_time_ms: float | None = Field(default=None, description="Average queue time per request, ms.")
-    request_rate: float | None = Field(default=None, description="Successful requests per second, all replicas.")
+    queue_depth: float | None = Field(
+        default=None, description="Average pending requests per ready replica."
+    )
+    queue_time_ms: float | None = Field(
+        default=None, description="Average queue time per request, ms."
+    )
+    request_rate: float | None = Field(
+        default=None, description="Successful requests per second, all replicas."
+    )
 
 
 class ScaleRecord(APIModel):
     """The last scaling decision the operator carried out."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
 
     from_: int = Field(alias="from", description="Replicas before.")
     to: int = Field(description="Replicas after.")
@@ -525,19 +561,31 @@ class ScaleRecord(APIModel):
 class InferenceServiceStatus(APIModel):
     """Observed state, written only by the operator."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
 
-    observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
-    replicas: int | None = Field(default=None, description="Pods of the Deployment (scale subresource).")
+    observed_generation: int | None = Field(
+        default=None, description="The generation last reconciled."
+    )
+    replicas: int | None = Field(
+        default=None, description="Pods of the Deployment (scale subresource)."
+    )
     ready_replicas: int | None = Field(default=None, description="Ready pods of the Deployment.")
     desired_replicas: int | None = Field(default=None, description="Replicas the operator wants.")
     replica_summary: str | None = Field(default=None, description="ready/desired, for kubectl get.")
-    selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
+    selector: str | None = Field(
+        default=None, description="Label selector of the pods (scale subresource)."
+    )
     placement: PlacementStatus | None = Field(default=None, description="Placement decision.")
     url: str | None = Field(default=None, description="In-cluster HTTP (KServe v2) endpoint.")
     grpc_url: str | None = Field(default=None, description="In-cluster gRPC endpoint.")
-    metrics: MetricsStatus | None = Field(default=None, description="Last observed autoscaling signals.")
-    last_scale_time: str | None = Field(default=None, description="When the operator last changed replicas.")
+    metrics: MetricsStatus | None = Field(
+        default=None, description="Last observed autoscaling signals."
+    )
+    last_scale_time: str | None = Field(
+        default=None, description="When the operator last changed replicas."
+    )
     last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
     conditions: list[Condition] = Field(
         default_factory=list,

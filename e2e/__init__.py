@@ -1,0 +1,1 @@
+"""End-to-end tests and their infrastructure: a real control plane, a Triton emulator, load."""

@@ -1,0 +1,135 @@
+"""Session fixtures of the e2e suite: one real control plane, the CRDs and the chart's RBAC, and
+the operator running as its own ServiceAccount.
+
+`TRITONOP_E2E_KUBECONFIG=<path>` points the suite at any other cluster (kind, a GPU cluster);
+then nothing is started or stopped, and the tests that need this machine's simulated nodes or
+audit log are skipped with the reason (they are `kwok_only`).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.harness import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    ROOT,
+    OperatorProcess,
+    Tools,
+    bin_dir,
+    chart_rbac,
+    wait_until,
+)
+
+EXTERNAL = os.environ.get("TRITONOP_E2E_KUBECONFIG")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kwok_only: needs the local KWOK cluster (fake nodes, audit log)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not EXTERNAL:
+        return
+    skip = pytest.mark.skip(
+        reason="needs the local KWOK control plane (TRITONOP_E2E_KUBECONFIG is set)"
+    )
+    for item in items:
+        if "kwok_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def cluster(work_dir: Path) -> Iterator[object | None]:
+    """The local control plane (None when TRITONOP_E2E_KUBECONFIG names another cluster)."""
+    if EXTERNAL:
+        yield None
+        return
+    from e2e.cluster import LocalCluster
+
+    local = LocalCluster(die_with_parent=True)
+    try:
+        local.up()
+        yield local
+    finally:
+        try:
+            local.dump_logs(work_dir / "cluster-logs")
+        finally:
+            local.down()
+
+
+@pytest.fixture(scope="session")
+def tools(cluster: object | None) -> Tools:
+    path = f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+    kubeconfig = Path(EXTERNAL) if EXTERNAL else Path(cluster.kubeconfig)  # type: ignore[attr-defined]
+    return Tools(kubeconfig=kubeconfig, path=path)
+
+
+@pytest.fixture(scope="session")
+def installed(tools: Tools) -> Tools:
+    """CRDs from crds/ and the operator's RBAC from the chart, applied like a user would."""
+    tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    tools.kubectl(
+        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
+    )
+    tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    tools.apply(chart_rbac(tools))
+    return tools
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(installed: Tools, cluster: object | None, work_dir: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's ServiceAccount (RBAC enforced)."""
+    path = work_dir / "operator.kubeconfig"
+    if cluster is not None:
+        return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path))  # type: ignore[attr-defined]
+    token = installed.kubectl(
+        "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=6h"
+    ).stdout.strip()
+    view = installed.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout
+    import json
+
+    config = json.loads(view)
+    config["users"] = [{"name": "operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "operator"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator(operator_kubeconfig: Path, work_dir: Path) -> Iterator[OperatorProcess]:
+    """The operator, running for the whole session (tests that stop it start it again)."""
+    process = OperatorProcess(kubeconfig=operator_kubeconfig, log_path=work_dir / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"\noperator log: {process.log_path}")
+
+
+@pytest.fixture
+def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the garbage collector does the rest)."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    installed.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: installed.get("serviceaccount", "default", name),
+        30,
+        f"default ServiceAccount in {name}",
+    )
+    yield name
+    installed.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,231 @@
+"""What the e2e tests drive: kubectl and helm as a user runs them, and the operator as a process
+authenticated as its own ServiceAccount.
+
+Everything here waits on conditions with deadlines (`wait_until`); nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OPERATOR_NAMESPACE = "tritonop-system"
+OPERATOR_ACCOUNT = "tritonop"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+T = TypeVar("T")
+
+
+def wait_until(
+    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception as error:  # a probe may race with the thing it waits for
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def bin_dir() -> Path:
+    """The pinned binaries (built by e2e/cluster/build)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "e2e" / "cluster" / "build"), "--print-bin-dir"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"e2e binaries missing: run e2e/cluster/build\n{out.stderr}")
+    return Path(out.stdout.strip())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Tools:
+    """kubectl and helm bound to one kubeconfig."""
+
+    kubeconfig: Path
+    path: str
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": self.path}
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["kubectl", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self._env(),
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["helm", *args], capture_output=True, text=True, env=self._env(), timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        args = ["get", kind, name, "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        result = self.kubectl(*args, check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr or "not found" in result.stderr:
+                return None
+            raise AssertionError(result.stderr)
+        return dict(json.loads(result.stdout))
+
+    def items(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        args = ["get", kind, "-o", "json"]
+        args += ["-n", namespace] if namespace else ["-A"]
+        if selector:
+            args += ["-l", selector]
+        return list(json.loads(self.kubectl(*args).stdout)["items"])
+
+    def apply(
+        self,
+        documents: Sequence[Mapping[str, Any]] | str,
+        namespace: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        text = documents if isinstance(documents, str) else yaml.safe_dump_all(list(documents))
+        args = ["apply", "--server-side", "--field-manager", "e2e-user", "-f", "-"]
+        if namespace:
+            args += ["-n", namespace]
+        return self.kubectl(*args, input=text, check=check)
+
+
+def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
+    """The operator's ServiceAccount and RBAC exactly as the Helm chart renders them."""
+    rendered = tools.helm(
+        "template",
+        "tritonop",
+        str(ROOT / "charts" / "tritonop"),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--set",
+        "crds.enabled=false",
+        *extra,
+    ).stdout
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
+
+
+@dataclass
+class OperatorProcess:
+    """`tritonop run` as a subprocess with the ServiceAccount's kubeconfig."""
+
+    kubeconfig: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    metrics_port: int = 0
+    health_port: int = 0
+
+    def start(self, timeout: float = 60) -> None:
+        self.metrics_port, self.health_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "TRITONOP_LISTEN_ADDRESS": "127.0.0.1",
+            "TRITONOP_METRICS_PORT": str(self.metrics_port),
+            "TRITONOP_HEALTH_PORT": str(self.health_port),
+            "TRITONOP_AUTOSCALE_INTERVAL_SECONDS": "2",
+            "TRITONOP_SCRAPE_TIMEOUT_SECONDS": "1",
+            **self.env,
+        }
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tritonop.cli", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self.healthy, timeout, "the operator's /healthz")
+
+    def healthy(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"operator exited; log tail:\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+        ) as response:
+            return str(response.read().decode())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash or an OOM kill would."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

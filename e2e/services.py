@@ -1,0 +1,98 @@
+"""InferenceService helpers for e2e tests: build, read and wait on services and their pods."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.harness import ROOT, Tools, wait_until
+
+EXAMPLES = ROOT / "manifests" / "examples"
+SELECTOR = "app.kubernetes.io/name=triton,app.kubernetes.io/instance={name}"
+
+
+def example(file: str, name: str | None = None) -> dict[str, Any]:
+    """An example from manifests/examples, optionally renamed."""
+    document = yaml.safe_load((EXAMPLES / file).read_text())
+    if name:
+        document["metadata"]["name"] = name
+    return dict(document)
+
+
+def service(name: str, **spec: Any) -> dict[str, Any]:
+    """A small InferenceService; `spec` overrides the defaults (a CPU-free H100 service)."""
+    body: dict[str, Any] = {
+        "modelRepository": {"uri": "s3://models/triton"},
+        "models": ["simple"],
+        "gpu": {"count": 1, "products": ["NVIDIA-H100-80GB-HBM3"]},
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+    }
+    body.update(copy.deepcopy(spec))
+    return {
+        "apiVersion": "tritonop.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def wait_condition(
+    tools: Tools,
+    namespace: str,
+    name: str,
+    kind: str,
+    status: str,
+    reason: str | None = None,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Wait until the service's condition `kind` has `status` (and `reason`); returns the object."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = tools.get("tis", name, namespace)
+        found = condition(obj, kind)
+        if found.get("status") == status and (reason is None or found.get("reason") == reason):
+            return obj
+        return None
+
+    try:
+        return wait_until(probe, timeout, f"{namespace}/{name} {kind}={status} {reason or ''}")
+    except AssertionError as error:
+        raise AssertionError(
+            f"{error}\nlast status: {(tools.get('tis', name, namespace) or {}).get('status')}"
+        ) from None
+
+
+def pods(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in tools.items("pods", namespace, SELECTOR.format(name=name))
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def running_pods(
+    tools: Tools, namespace: str, name: str, count: int, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Wait until exactly `count` pods of the service run (on their final template)."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        found = pods(tools, namespace, name)
+        running = [p for p in found if p["status"].get("phase") == "Running"]
+        return running if len(running) == count == len(found) else None
+
+    return wait_until(probe, timeout, f"{count} running pods of {namespace}/{name}")
+
+
+def write_file(path: Path, documents: list[dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return path

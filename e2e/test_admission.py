@@ -1,0 +1,157 @@
+"""Bad input is rejected at admission by the CRD's schema and CEL rules, naming the field.
+
+No operator is needed: this is the API server's judgement of the generated CRD. Afterwards
+nothing half-made exists in the namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.harness import Tools
+from e2e.services import service
+
+GOOD = service("good")["spec"]
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    spec = {**GOOD}
+    spec.update(changes)
+    return spec
+
+
+INVALID: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    # (case, name, spec or None for a raw body, text the API server's message must contain)
+    ("wrong type for replicas", "bad-a", spec_with(replicas="three"), "spec.replicas"),
+    ("negative replicas", "bad-b", spec_with(replicas=-1), "spec.replicas"),
+    ("negative gpu count", "bad-c", spec_with(gpu={"count": -1}), "spec.gpu.count"),
+    (
+        "min above max",
+        "bad-d",
+        spec_with(autoscaling={"minReplicas": 5, "maxReplicas": 2, "targets": {"queueDepth": 4}}),
+        "spec.autoscaling.minReplicas",
+    ),
+    (
+        "bad uri scheme",
+        "bad-e",
+        spec_with(modelRepository={"uri": "http://models"}),
+        "spec.modelRepository.uri",
+    ),
+    ("unknown field", "bad-f", spec_with(replicaCount=2), "replicaCount"),
+    (
+        "bad memory quantity",
+        "bad-g",
+        spec_with(resources={"requests": {"memory": "8 GB"}}),
+        "spec.resources.requests",
+    ),
+    ("bad shm quantity", "bad-h", spec_with(triton={"shmSize": "lots"}), "spec.triton.shmSize"),
+    (
+        "zero queue depth target",
+        "bad-i",
+        spec_with(autoscaling={"targets": {"queueDepth": 0}}),
+        "spec.autoscaling.targets.queueDepth",
+    ),
+    (
+        "negative queue time target",
+        "bad-j",
+        spec_with(autoscaling={"targets": {"queueTimeMs": -1}}),
+        "spec.autoscaling.targets.queueTimeMs",
+    ),
+    (
+        "no targets",
+        "bad-k",
+        spec_with(autoscaling={"mode": "Operator"}),
+        "spec.autoscaling.targets",
+    ),
+    (
+        "unknown autoscaling mode",
+        "bad-l",
+        spec_with(autoscaling={"mode": "Magic", "targets": {"queueDepth": 1}}),
+        "spec.autoscaling.mode",
+    ),
+    (
+        "unknown fallback",
+        "bad-m",
+        spec_with(gpu={"count": 1, "fallback": "TPU"}),
+        "spec.gpu.fallback",
+    ),
+    (
+        "products without gpus",
+        "bad-n",
+        spec_with(gpu={"count": 0, "products": ["NVIDIA-H100-80GB-HBM3"]}),
+        "spec.gpu.products",
+    ),
+    (
+        "missing repository",
+        "bad-o",
+        {k: v for k, v in GOOD.items() if k != "modelRepository"},
+        "spec.modelRepository",
+    ),
+    (
+        "bad scaling policy",
+        "bad-p",
+        spec_with(
+            autoscaling={
+                "targets": {"queueDepth": 1},
+                "behavior": {
+                    "scaleUp": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}
+                },
+            }
+        ),
+        "spec.autoscaling.behavior.scaleUp.policies[0].type",
+    ),
+    (
+        "bad resource name",
+        "bad-q",
+        spec_with(gpu={"count": 1, "resourceName": "gpu"}),
+        "spec.gpu.resourceName",
+    ),
+    (
+        "bad toleration operator",
+        "bad-r",
+        spec_with(tolerations=[{"key": "a", "operator": "Maybe"}]),
+        "spec.tolerations[0].operator",
+    ),
+    ("name too long", "n" * 60, GOOD, "metadata.name"),
+    ("name with capitals", "BadName", GOOD, "metadata.name"),
+    ("missing spec", "bad-s", None, "spec"),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "spec", "field"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_service_is_rejected_naming_the_field(
+    installed: Tools, namespace: str, case: str, name: str, spec: dict[str, Any] | None, field: str
+) -> None:
+    body: dict[str, Any] = {
+        "apiVersion": "tritonop.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+    }
+    if spec is not None:
+        body["spec"] = spec
+    result = installed.kubectl(
+        "apply",
+        "--server-side",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(body),
+        check=False,
+    )
+    assert result.returncode != 0, f"{case}: accepted"
+    assert (
+        "is invalid" in result.stderr
+        or "Invalid value" in result.stderr
+        or "unknown field" in result.stderr
+    ), result.stderr
+    assert field in result.stderr, f"{case}: message does not name {field}:\n{result.stderr}"
+    assert installed.items("inferenceservices", namespace) == []
+    assert installed.items("deployments", namespace) == []
+
+
+def test_at_least_fifteen_distinct_rejections() -> None:
+    assert len({case for case, *_ in INVALID}) >= 15
