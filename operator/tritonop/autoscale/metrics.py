@@ -593,6 +593,10 @@ class PrometheusSource:
                 problems=tuple(sorted(problems)),
             )
         expected = sorted(pod_names) if pod_names else sorted(pending)
+        if not expected:
+            problems.append(
+                f"no {PENDING} series for {namespace}/{name} in Prometheus (is it scraped?)"
+            )
         for pod in expected:
             if pod not in pending:
                 problems.append(f"{pod}: no {PENDING} series in Prometheus (is the pod scraped?)")
