@@ -318,6 +318,9 @@ def test_ports_shm_and_probes() -> None:
     assert (startup["periodSeconds"], startup["failureThreshold"]) == (10, 10)  # ceil(95 / 10)
     default = container(deployment(make_service()))["startupProbe"]
     assert default["failureThreshold"] == 90  # 900 s default
+    # a rollout is not declared stuck before the pods could have finished loading
+    assert rendered["spec"]["progressDeadlineSeconds"] > 95
+    assert deployment(make_service())["spec"]["progressDeadlineSeconds"] > 900
 
 
 def test_owner_references_only_with_uid() -> None:

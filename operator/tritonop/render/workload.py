@@ -42,6 +42,9 @@ SECRET_HASH_ANNOTATION = "tritonop.io/secret-hash"
 PLACEMENT_ANNOTATION = "tritonop.io/placement"
 #: Period of the startup probe; failureThreshold is derived from spec.triton.startupTimeoutSeconds.
 STARTUP_PROBE_PERIOD_SECONDS = 10
+#: Added to the startup timeout for the rollout's progress deadline: pulling a multi-gigabyte
+#: Triton image onto a fresh node takes minutes before the model load even starts.
+IMAGE_PULL_ALLOWANCE_SECONDS = 600
 
 
 def places_gpus(spec: InferenceServiceSpec, placement: Placement) -> bool:
@@ -224,6 +227,10 @@ def deployment_context(
         "node_selector": dict(sorted(spec.node_selector.items())),
         "tolerations": gpu_pod_tolerations(spec) if gpu else user_tolerations(spec),
         "affinity": merge_gpu_affinity(spec.affinity, spec.gpu.products if gpu else []),
+        # Kubernetes' default (600 s) is shorter than a default model load (900 s): without
+        # this a slow but healthy rollout would be reported as ProgressDeadlineExceeded.
+        "progress_deadline_seconds": spec.triton.startup_timeout_seconds
+        + IMAGE_PULL_ALLOWANCE_SECONDS,
         "startup_period_seconds": STARTUP_PROBE_PERIOD_SECONDS,
         "startup_failure_threshold": math.ceil(
             spec.triton.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS
