@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,24 @@ def test_golden(name: str, mode: str) -> None:
             )
         )
         pytest.fail(f"render differs from {path}; if intended, UPDATE_GOLDEN=1\n{diff}")
+
+
+KUBERNETES_TYPES = {
+    "Deployment": "V1Deployment",
+    "Service": "V1Service",
+    "PodDisruptionBudget": "V1PodDisruptionBudget",
+}
+
+
+@pytest.mark.parametrize(("name", "mode"), golden_cases(), ids=lambda value: str(value))
+def test_rendered_fields_are_kubernetes_fields(name: str, mode: str) -> None:
+    """The kubernetes client's typed models drop unknown keys: a misspelt field shows as a diff."""
+    from kubernetes.client import ApiClient
+
+    client = ApiClient()
+    for obj in yaml.safe_load_all(render_example(name, mode)):
+        typed = client.deserialize(json.dumps(obj), KUBERNETES_TYPES[obj["kind"]], "application/json")
+        assert client.sanitize_for_serialization(typed) == obj
 
 
 def test_every_golden_file_has_a_case() -> None:
