@@ -50,7 +50,11 @@ def test_pending_counts_only_queued_requests_and_queue_is_fifo() -> None:
     while (upcoming := model.next_event_time()) is not None:
         done += model.advance(upcoming)
     assert [c.request_id for c in sorted(done, key=lambda c: (c.start, c.request_id))] == [
-        0, 1, 2, 3, 4
+        0,
+        1,
+        2,
+        3,
+        4,
     ]
     starts = sorted(c.start for c in done)
     assert starts == pytest.approx([0.0, 0.0, 0.1, 0.1, 0.2])
