@@ -628,10 +628,19 @@ async def test_prometheus_source_selects_deployment_pods_by_pattern_without_name
         return 200, vector({"isvc-abc12-x1": 1.0} if "pending" in query else {})
 
     url, seen = await prometheus(answer)
-    result = await PrometheusSource(url, 2.0).observe("ml", "isvc", [], 1, 0, [], 60.0)
+    result = await PrometheusSource(url, 2.0).observe("ml", "isvc", None, 1, 0, [], 60.0)
     assert 'pod=~"isvc-[a-z0-9]+-[a-z0-9]+"' in seen[0]
     assert result.queue_depth == 1.0
     assert result.queue_time_ms is None  # no rate series yet: missing, not zero
+
+
+async def test_prometheus_source_with_no_ready_pods_asks_nothing(prometheus: Any) -> None:
+    url, seen = await prometheus(lambda query: (200, vector({"isvc-old-pod": 9.0})))
+    result = await PrometheusSource(url, 2.0).observe("ml", "isvc", [], 0, 2, [], 60.0, now=3.0)
+    assert seen == []
+    assert result.reporting_replicas == 0
+    assert (result.queue_depth, result.queue_time_ms, result.request_rate) == (None, None, None)
+    assert result.starting_replicas == 2
 
 
 async def test_prometheus_unreachable_is_a_problem() -> None:
@@ -644,7 +653,7 @@ async def test_prometheus_unreachable_is_a_problem() -> None:
 
 async def test_prometheus_no_series_for_the_service_is_a_problem(prometheus: Any) -> None:
     url, _ = await prometheus(lambda query: (200, vector({})))
-    result = await PrometheusSource(url, 2.0).observe("ml", "isvc", [], 0, 0, [], 60.0)
+    result = await PrometheusSource(url, 2.0).observe("ml", "isvc", None, 0, 0, [], 60.0)
     assert result.queue_depth is None
     assert result.problems == (
         "no nv_inference_pending_request_count series for ml/isvc in Prometheus (is it scraped?)",

@@ -530,7 +530,7 @@ class PrometheusSource:
         self,
         namespace: str,
         name: str,
-        pod_names: Sequence[str],
+        pod_names: Sequence[str] | None,
         ready_replicas: int,
         starting_replicas: int,
         models: Collection[str],
@@ -540,14 +540,25 @@ class PrometheusSource:
     ) -> Observation:
         """The Observation of InferenceService `namespace/name` over the last `window_s` seconds.
 
-        `pod_names` are the ready pods (selected by name); empty selects every pod of the
-        service's Deployment by name pattern. Failed queries and pods without series become
+        `pod_names` are the ready pods, selected by name; None selects every pod of the
+        service's Deployment by name pattern; empty (no ready pod) asks nothing and observes
+        nothing, as scraping no pods would. Failed queries and pods without series become
         problems; nothing missing is read as zero.
         """
         taken = time.monotonic() if now is None else now
+        if pod_names is not None and not pod_names:
+            return Observation(
+                time=taken,
+                ready_replicas=ready_replicas,
+                starting_replicas=starting_replicas,
+                reporting_replicas=0,
+                queue_depth=None,
+                queue_time_ms=None,
+                request_rate=None,
+            )
         selector = (
             promql.pods_selector(namespace, pod_names, models)
-            if pod_names
+            if pod_names is not None
             else promql.service_selector(namespace, name, models)
         )
         window = promql.duration(window_s)
@@ -592,7 +603,7 @@ class PrometheusSource:
                 request_rate=None,
                 problems=tuple(sorted(problems)),
             )
-        expected = sorted(pod_names) if pod_names else sorted(pending)
+        expected = sorted(pod_names) if pod_names is not None else sorted(pending)
         if not expected:
             problems.append(
                 f"no {PENDING} series for {namespace}/{name} in Prometheus (is it scraped?)"
