@@ -396,6 +396,28 @@ def pod_changed(
         refresh_workload(namespace, name, isvc_index, pod_index, deployment_index)
 
 
+@kopf.on.event(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", field="metadata.name", value=KEDA_CRD
+)
+def keda_crd_changed(
+    type: str | None,
+    isvc_index: kopf.Index[Any, Any],
+    node_index: kopf.Index[Any, Any],
+    pod_index: kopf.Index[Any, Any],
+    deployment_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    """KEDA installed or removed: KEDA-mode services get (or lose) their ScaledObject."""
+    if type is None:
+        return
+    for (namespace, name), store in list(isvc_index.items()):
+        body = next(iter(store), None)
+        if body and ((body.get("spec") or {}).get("autoscaling") or {}).get("mode") == "KEDA":
+            reconcile_body(
+                body, "keda", *_inputs(namespace, name, node_index, pod_index, deployment_index)
+            )
+
+
 # ------------------------------------------------------------------------------ autoscaling
 
 

@@ -62,8 +62,10 @@ ROOT_RULES: list[Schema] = [
     {
         "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
         f"self.metadata.name.matches('{DNS1035_PATTERN}')",
-        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters of lowercase "
+        "message": f"must be at most {MAX_NAME_LENGTH} characters of lowercase "
         "letters, digits and '-', starting with a letter (it names the Service and the pods)",
+        "fieldPath": ".metadata.name",
+        "reason": "FieldValueInvalid",
     }
 ]
 
@@ -186,7 +188,10 @@ def openapi_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of the object."},
             "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object"},
+            "metadata": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "description": "Name of the service."}},
+            },
             "spec": spec,
             "status": status,
         },
