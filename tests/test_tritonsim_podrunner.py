@@ -1,0 +1,168 @@
+"""The pod runner without a cluster: pod events are fed by hand (watch=False).
+
+Pod IPs are drawn from 127.201.0.0/16, away from the e2e cluster's 127.64.0.0/16, so this file
+can run while an e2e cluster serves pods on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings
+from e2e.tritonsim.podrunner import PodRunner, PodSettings, desired_emulator
+
+
+def loopback_ip() -> str:
+    return f"127.201.{random.randint(1, 254)}.{random.randint(1, 254)}"
+
+
+def triton_pod(
+    name: str, ip: str | None, service: str = "isvc", phase: str = "Running"
+) -> dict[str, Any]:
+    """A pod as the operator renders it, as KWOK reports it once it is Running."""
+    status: dict[str, Any] = {"phase": phase}
+    if ip:
+        status["podIP"] = ip
+    return {
+        "metadata": {
+            "namespace": "team",
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/instance": service,
+                "app.kubernetes.io/managed-by": "tritonop",
+            },
+        },
+        "spec": {
+            "containers": [
+                {"name": "sidecar", "args": ["--load-model=wrong"]},
+                {
+                    "name": "triton",
+                    "command": ["tritonserver"],
+                    "args": [
+                        "--model-repository=s3://bucket/models",
+                        "--http-port=8000",
+                        "--grpc-port=8001",
+                        "--metrics-port=8002",
+                        "--strict-readiness=true",
+                        "--model-control-mode=explicit",
+                        "--load-model=resnet50",
+                    ],
+                },
+            ]
+        },
+        "status": status,
+    }
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def runner() -> Iterator[PodRunner]:
+    defaults = EmulatorConfig(service=ServiceSettings(service_time_ms=10))
+    with PodRunner(watch=False, defaults=defaults, control_port=0) as pod_runner:
+        yield pod_runner
+
+
+def test_desired_emulator_reads_the_triton_container() -> None:
+    desired = desired_emulator(triton_pod("p", "127.201.0.9"))
+    assert desired is not None
+    assert desired.ip == "127.201.0.9" and desired.service == "isvc"
+    assert desired.args[0] == "tritonserver" and "--load-model=resnet50" in desired.args
+    assert desired_emulator(triton_pod("p", None, phase="Pending")) is None
+    assert desired_emulator(triton_pod("p", "127.201.0.9", phase="Succeeded")) is None
+
+
+def test_pod_lifecycle_and_loopback_refusal(runner: PodRunner) -> None:
+    first_ip, second_ip = loopback_ip(), loopback_ip()
+    while second_ip == first_ip:
+        second_ip = loopback_ip()
+    runner.apply_event("ADDED", triton_pod("isvc-a", None, phase="Pending"))
+    runner.apply_event("MODIFIED", triton_pod("isvc-a", first_ip))
+    runner.apply_event("ADDED", triton_pod("isvc-b", "10.244.0.5"))
+    runner.sync()
+
+    statuses = {status.name: status for status in runner.pods()}
+    assert statuses["isvc-a"].state == "serving"
+    assert statuses["isvc-a"].models == ("resnet50",)
+    assert statuses["isvc-b"].state == "refused"
+    assert "outside 127.0.0.0/8" in statuses["isvc-b"].error
+    assert get(f"http://{first_ip}:8000/v2/health/ready")[0] == 200
+    status, text = get(f"http://{first_ip}:8002/metrics")
+    assert status == 200 and 'nv_inference_request_success{model="resnet50",version="1"} 0' in text
+
+    runner.apply_event("MODIFIED", triton_pod("isvc-a", second_ip))  # IP changed: move
+    runner.sync()
+    assert get(f"http://{second_ip}:8000/v2/health/live")[0] == 200
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://{first_ip}:8000/v2/health/live", timeout=2)
+
+    runner.apply_event("DELETED", triton_pod("isvc-a", second_ip))
+    runner.sync()
+    assert [status.name for status in runner.pods()] == ["isvc-b"]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://{second_ip}:8000/v2/health/live", timeout=2)
+
+
+def test_control_api_per_service_and_over_http(runner: PodRunner) -> None:
+    ips = {"isvc-a": loopback_ip(), "other-a": loopback_ip()}
+    runner.configure(PodSettings(load_delay_s=0.0, instances=2), namespace="team", service="isvc")
+    runner.apply_event("ADDED", triton_pod("isvc-a", ips["isvc-a"], service="isvc"))
+    runner.apply_event("ADDED", triton_pod("other-a", ips["other-a"], service="other"))
+    runner.sync()
+    statuses = {status.name: status for status in runner.pods()}
+    assert statuses["isvc-a"].instances == 2  # service settings hold for pods started later
+    assert statuses["other-a"].instances == 1
+
+    changed = runner.configure(
+        PodSettings(service_time_ms=25, metrics_fault=MetricsFault.ERROR),
+        namespace="team",
+        service="isvc",
+    )
+    assert changed == ["team/isvc-a"]
+    assert get(f"http://{ips['isvc-a']}:8002/metrics")[0] == 500
+    assert get(f"http://{ips['other-a']}:8002/metrics")[0] == 200
+    config = json.loads(get(f"http://{ips['isvc-a']}:8000/v2/models/resnet50/config")[1])
+    assert config["instance_group"][0]["count"] == 2
+
+    url = runner.control_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    status, body = post_json(
+        f"{url}/configure", {"namespace": "team", "pod": "isvc-a", "metricsFault": "ok"}
+    )
+    assert (status, body) == (200, {"changed": ["team/isvc-a"]})
+    assert get(f"http://{ips['isvc-a']}:8002/metrics")[0] == 200
+    status, body = post_json(f"{url}/configure", {"serviceTimeMs": -1})
+    assert status == 400 and "service_time_ms" in body["error"]
+    status, body = post_json(f"{url}/configure", {"colour": "blue"})
+    assert status == 400 and "unknown settings" in body["error"]
+    pods = json.loads(get(f"{url}/pods")[1])
+    by_name = {pod["name"]: pod for pod in pods}
+    assert by_name["isvc-a"]["service_time_ms"] == 25
+    assert by_name["isvc-a"]["metrics_fault"] == "ok"
+    assert by_name["other-a"]["service_time_ms"] == 10
