@@ -41,6 +41,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("tritonop.io", "inferenceservices/status"): {"get", "patch", "update"},
     ("tritonop.io", "inferenceservices/scale"): {"get"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments/scale"): {"get", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch", "delete"},

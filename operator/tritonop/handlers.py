@@ -430,7 +430,7 @@ def _operator_mode(spec: kopf.Spec, **_: Any) -> bool:
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
+            return bool(condition.get("status") == "True")
     return False
 
 

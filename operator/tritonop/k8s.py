@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -57,9 +57,10 @@ def is_subset(desired: Any, live: Any) -> bool:
     return False
 
 
-def secret_digest(data: Mapping[str, str] | None) -> str:
+def secret_digest(data: Mapping[str, str | bytes] | None) -> str:
     """A short stable digest of a Secret's data, for the pod-template annotation."""
-    payload = json.dumps(dict(data or {}), sort_keys=True).encode()
+    text = {k: v.decode() if isinstance(v, bytes) else v for k, v in (data or {}).items()}
+    payload = json.dumps(text, sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
@@ -223,8 +224,9 @@ class Kube:
 
     def event(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
         """Post an Event on an InferenceService (kopf batches and posts it)."""
+        target = kopf.Body(cast(Any, dict(body)))  # kopf types bodies as TypedDicts
         if warning:
-            kopf.warn(dict(body), reason=reason, message=message)
+            kopf.warn(target, reason=reason, message=message)
         else:
-            kopf.info(dict(body), reason=reason, message=message)
+            kopf.info(target, reason=reason, message=message)
         API_WRITES.labels(kind="Event", verb="create").inc()

@@ -82,7 +82,7 @@ def autoscaler_problem(
         return (
             "PrometheusNotConfigured",
             "autoscaling.mode KEDA queries Prometheus for Triton's metrics, but the operator has "
-            "no Prometheus address; set the chart value prometheus.url "
+            "no Prometheus address; set the chart value prometheusUrl "
             "(TRITONOP_PROMETHEUS_URL) or use mode Operator",
         )
     return None
