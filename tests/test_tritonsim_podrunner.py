@@ -166,3 +166,31 @@ def test_control_api_per_service_and_over_http(runner: PodRunner) -> None:
     assert by_name["isvc-a"]["service_time_ms"] == 25
     assert by_name["isvc-a"]["metrics_fault"] == "ok"
     assert by_name["other-a"]["service_time_ms"] == 10
+
+
+def test_runner_marks_pods_ready_once_the_model_loaded() -> None:
+    """With set_pod_readiness the runner plays the kubelet's readiness probe."""
+    patches: list[tuple[str, str, dict[str, Any]]] = []
+    defaults = EmulatorConfig(load_delay_s=0.3, service=ServiceSettings(service_time_ms=10))
+    with PodRunner(
+        watch=False,
+        defaults=defaults,
+        set_pod_readiness=True,
+        status_patcher=lambda namespace, name, body: patches.append((namespace, name, body)),
+    ) as pod_runner:
+        unready = triton_pod("isvc-a", loopback_ip())
+        unready["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+        pod_runner.apply_event("ADDED", unready)
+        already_ready = triton_pod("isvc-b", loopback_ip())
+        already_ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        pod_runner.apply_event("ADDED", already_ready)
+        pod_runner.sync()
+        assert patches == []  # still loading its model
+        pod_runner.wait_until(lambda statuses: all(status.ready for status in statuses))
+        pod_runner.wait_until(lambda _: bool(patches))
+    assert [(namespace, name) for namespace, name, _ in patches] == [("team", "isvc-a")]
+    conditions = patches[0][2]["status"]["conditions"]
+    assert {(c["type"], c["status"]) for c in conditions} == {
+        ("Ready", "True"),
+        ("ContainersReady", "True"),
+    }

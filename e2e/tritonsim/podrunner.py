@@ -35,6 +35,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -163,6 +164,43 @@ def desired_emulator(pod: Mapping[str, Any]) -> _Desired | None:
     return _Desired(ip=str(ip), service=str(service), args=tuple(str(a) for a in args))
 
 
+StatusPatcher = Callable[[str, str, dict[str, Any]], None]
+"""(namespace, pod name, patch body) -> None: writes a pod's status."""
+
+
+def pod_is_ready(pod: Mapping[str, Any]) -> bool:
+    """True when the pod's Ready condition is True."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def ready_status_patch() -> dict[str, Any]:
+    """A strategic-merge patch of pod status: Ready and ContainersReady True.
+
+    Conditions merge by `type`, so the other conditions KWOK wrote stay as they are.
+    """
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            ]
+        }
+    }
+
+
+def _api_status_patcher(api_client: Any) -> StatusPatcher:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+
+    def patch(namespace: str, name: str, body: dict[str, Any]) -> None:
+        core.patch_namespaced_pod_status(name, namespace, body, _request_timeout=10)
+
+    return patch
+
+
 def _pod_key(pod: Mapping[str, Any]) -> PodKey:
     metadata = pod.get("metadata") or {}
     return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
@@ -180,8 +218,16 @@ class PodRunner:
         defaults: EmulatorConfig | None = None,
         control_port: int | None = None,
         watch: bool = True,
+        set_pod_readiness: bool = False,
+        status_patcher: StatusPatcher | None = None,
     ) -> None:
-        """`watch=False` runs without a cluster: feed pod events with `apply_event`."""
+        """`watch=False` runs without a cluster: feed pod events with `apply_event`.
+
+        `set_pod_readiness=True` makes the runner play the kubelet's readiness probe: a Running
+        pod whose Ready condition is not True is marked Ready (through `status_patcher`, by
+        default a patch of the pod's status subresource) once its emulator answers ready. This
+        only has an effect when KWOK leaves such pods unready (see README.md).
+        """
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._namespace = namespace
         self._selector = label_selector
@@ -200,15 +246,25 @@ class PodRunner:
         self._stopping = threading.Event()
         self._watch_thread: threading.Thread | None = None
         self._current_watch: Any = None
+        self._set_pod_readiness = set_pod_readiness
+        self._status_patcher = status_patcher
+        self._pod_ready: dict[PodKey, bool] = {}
+        self._marking: set[PodKey] = set()
+        self._marking_tasks: set[asyncio.Task[None]] = set()
+        self._readiness_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Start the emulator loop, the control endpoint (if asked) and the pod watch."""
+        api = self._api_client() if self._watch_enabled else None
+        if self._set_pod_readiness and self._status_patcher is None:
+            if api is None:
+                raise ValueError("set_pod_readiness without a watch needs a status_patcher")
+            self._status_patcher = _api_status_patcher(api)
         self._loop = BackgroundLoop("podrunner-loop")
         self._loop.run(self._start_async())
-        if self._watch_enabled:
-            api = self._api_client()
+        if api is not None:
             self._watch_thread = threading.Thread(
                 target=self._watch_pods, args=(api,), name="podrunner-watch", daemon=True
             )
@@ -217,6 +273,8 @@ class PodRunner:
     async def _start_async(self) -> None:
         self._events = asyncio.Queue()
         self._worker = asyncio.create_task(self._work())
+        if self._set_pod_readiness:
+            self._readiness_task = asyncio.create_task(self._mark_ready_pods())
         if self._control_port is not None:
             app = web.Application()
             app.add_routes(
@@ -248,6 +306,10 @@ class PodRunner:
             self._loop = None
 
     async def _stop_async(self) -> None:
+        if self._readiness_task is not None:
+            self._readiness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._readiness_task
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -315,6 +377,10 @@ class PodRunner:
     async def _reconcile(self, event_type: str, pod: Mapping[str, Any]) -> None:
         key = _pod_key(pod)
         desired = None if event_type == "DELETED" else desired_emulator(pod)
+        if desired is None:
+            self._pod_ready.pop(key, None)
+        else:
+            self._pod_ready[key] = pod_is_ready(pod)
         current = self._running.get(key)
         if current is not None and current.desired == desired and current.emulator is not None:
             return
@@ -389,6 +455,36 @@ class PodRunner:
             }
             self._running.pop(key)
             self._events.put_nowait(("RETRY", synthetic))
+
+    async def _mark_ready_pods(self) -> None:
+        """Mark pods Ready once their emulator is (the kubelet's readiness probe, emulated)."""
+        while True:
+            await asyncio.sleep(0.2)
+            for key, running in list(self._running.items()):
+                emulator = running.emulator
+                if (
+                    emulator is None
+                    or self._pod_ready.get(key, True)
+                    or key in self._marking
+                    or not emulator.is_ready()
+                ):
+                    continue
+                self._marking.add(key)
+                task = asyncio.create_task(self._mark_ready(key))
+                self._marking_tasks.add(task)
+                task.add_done_callback(self._marking_tasks.discard)
+
+    async def _mark_ready(self, key: PodKey) -> None:
+        patcher = self._status_patcher
+        assert patcher is not None
+        try:
+            await asyncio.to_thread(patcher, key[0], key[1], ready_status_patch())
+            self._pod_ready[key] = True
+            log.info("pod %s/%s marked Ready: its emulator finished loading", *key)
+        except Exception as error:
+            log.warning("could not mark pod %s/%s Ready: %s", key[0], key[1], error)
+        finally:
+            self._marking.discard(key)
 
     async def _stop_pod(self, key: PodKey) -> None:
         current = self._running.pop(key, None)
