@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings
+from e2e.tritonsim.cluster_smoke import unready_stages
 from e2e.tritonsim.podrunner import PodRunner, PodSettings, desired_emulator
 
 
@@ -194,3 +196,41 @@ def test_runner_marks_pods_ready_once_the_model_loaded() -> None:
         ("Ready", "True"),
         ("ContainersReady", "True"),
     }
+
+
+def test_unready_stages_leave_only_tritonop_pods_unready() -> None:
+    stage = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
+                ]
+            },
+            "next": {
+                "statusTemplate": 'conditions:\n- status: "True"\n  type: Ready\n- status: "True"\n'
+                "  type: ContainersReady\ncontainerStatuses:\n- name: x\n  ready: true\nphase: Running\n"
+            },
+        },
+    }
+    other = {"kind": "Stage", "metadata": {"name": "pod-delete"}, "spec": {}}
+    stages = list(yaml.safe_load_all(unready_stages(yaml.safe_dump_all([stage, other]))))
+    assert [s["metadata"]["name"] for s in stages] == [
+        "pod-ready",
+        "pod-running-unready-tritonop",
+        "pod-delete",
+    ]
+    managed_by = '.metadata.labels["app.kubernetes.io/managed-by"]'
+    assert stages[0]["spec"]["selector"]["matchExpressions"][-1] == {
+        "key": managed_by,
+        "operator": "NotIn",
+        "values": ["tritonop"],
+    }
+    assert stages[1]["spec"]["selector"]["matchExpressions"][-1]["operator"] == "In"
+    template = stages[1]["spec"]["next"]["statusTemplate"]
+    assert '"True"' not in template and "ready: true" not in template
+    assert "phase: Running" in template
+    assert stages[0]["spec"]["next"] == stage["spec"]["next"]  # other pods: unchanged
