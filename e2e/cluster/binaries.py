@@ -140,15 +140,21 @@ def _log(msg: str) -> None:
 
 def _go() -> str:
     """The go binary: PATH first, then the toolchain location used on these machines."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None
+    )
     if not go:
-        raise SystemExit("build: 'go' not found on PATH nor at /usr/local/go/bin/go (need Go >= 1.26)")
+        raise SystemExit(
+            "build: 'go' not found on PATH nor at /usr/local/go/bin/go (need Go >= 1.26)"
+        )
     return go
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a command, streaming nothing; on failure print its output and stop loudly."""
-    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.run(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     if p.returncode != 0:
         sys.stderr.write(p.stdout)
         raise SystemExit(f"build: FAILED (exit {p.returncode}): {' '.join(cmd)}  (in {cwd})")
@@ -177,7 +183,11 @@ def _write(path: Path, text: str) -> None:
 
 
 def _module_dir(mod: str, version: str, env: dict[str, str]) -> Path:
-    out = _run([_go(), "mod", "download", "-json", f"{mod}@{version}"], cwd=Path(tempfile.gettempdir()), env=env)
+    out = _run(
+        [_go(), "mod", "download", "-json", f"{mod}@{version}"],
+        cwd=Path(tempfile.gettempdir()),
+        env=env,
+    )
     info = json.loads(out)
     if info.get("Error"):
         raise SystemExit(f"build: cannot download {mod}@{version}: {info['Error']}")
@@ -206,7 +216,9 @@ def _build_kubernetes(bins: list[Binary], out: Path, env: dict[str, str]) -> Non
     staging_v = "v0." + v.split(".", 1)[1]  # v1.36.4 -> v0.36.4
     major, minor = v.lstrip("v").split(".")[:2]
     kdir = _module_dir("k8s.io/kubernetes", v, env)
-    staging = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/src/", (kdir / "go.mod").read_text(), re.M)
+    staging = re.findall(
+        r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/src/", (kdir / "go.mod").read_text(), re.M
+    )
     if not staging:
         raise SystemExit(f"build: no staging replaces found in {kdir}/go.mod")
     src = _src_dir("kubernetes", v)
@@ -225,7 +237,7 @@ def _build_kubernetes(bins: list[Binary], out: Path, env: dict[str, str]) -> Non
     _write(src / "go.mod", "\n".join(gomod))
     # The wrapper has no Go files, so there is nothing to tidy: -mod=mod lets `go build` add
     # the requirements and go.sum lines it needs (checked against sum.golang.org).
-    build_date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    build_date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ldflags = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         ldflags += [
@@ -236,8 +248,16 @@ def _build_kubernetes(bins: list[Binary], out: Path, env: dict[str, str]) -> Non
             f"-X {pkg}.buildDate={build_date}",
         ]
     cmd = [
-        _go(), "build", "-mod=mod", "-trimpath", "-tags", "selinux,notest",
-        "-ldflags", "-s -w " + " ".join(ldflags), "-o", str(out) + "/",
+        _go(),
+        "build",
+        "-mod=mod",
+        "-trimpath",
+        "-tags",
+        "selinux,notest",
+        "-ldflags",
+        "-s -w " + " ".join(ldflags),
+        "-o",
+        str(out) + "/",
         *(f"k8s.io/kubernetes/cmd/{b.name}" for b in bins),
     ]
     _run(cmd, cwd=src, env=env)
@@ -247,38 +267,61 @@ def _build_etcd(bins: list[Binary], out: Path, env: dict[str, str]) -> None:
     """etcd's own module layout also has local replaces; a wrapper main calling
     etcdmain.Main from go.etcd.io/etcd/server/v3 builds the same server binary."""
     src = _src_dir("etcd", ETCD_VERSION)
-    _write(src / "go.mod", f"module tritonop.local/e2e/etcd-build\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n")
+    _write(
+        src / "go.mod",
+        "module tritonop.local/e2e/etcd-build\n\ngo 1.26\n\n"
+        f"require go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n",
+    )
     _write(
         src / "main.go",
         "// Command etcd is etcd's server main, built from the published server module.\n"
-        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
         "func main() { etcdmain.Main(os.Args) }\n",
     )
     _run([_go(), "mod", "tidy"], cwd=src, env=env)
-    _run([_go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], cwd=src, env=env)
+    _run(
+        [_go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."],
+        cwd=src,
+        env=env,
+    )
 
 
 def _build_kwok(bins: list[Binary], out: Path, env: dict[str, str]) -> None:
     e = dict(env, GOBIN=str(out))
     ld = f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={KWOK_VERSION}"
     pkgs = [f"sigs.k8s.io/kwok/cmd/{b.name}@{KWOK_VERSION}" for b in bins]
-    _run([_go(), "install", "-trimpath", "-ldflags", ld, *pkgs], cwd=Path(tempfile.gettempdir()), env=e)
+    _run(
+        [_go(), "install", "-trimpath", "-ldflags", ld, *pkgs],
+        cwd=Path(tempfile.gettempdir()),
+        env=e,
+    )
 
 
 def _build_helm(bins: list[Binary], out: Path, env: dict[str, str]) -> None:
     mod = "helm.sh/helm/v3"
     hdir = _module_dir(mod, HELM_VERSION, env)
     m = re.search(r"k8s\.io/client-go v0\.(\d+)\.", (hdir / "go.mod").read_text())
-    ld = [f"-s -w -X {mod}/internal/version.version={HELM_VERSION}", f"-X {mod}/internal/version.gitTreeState=clean"]
+    ld = [
+        f"-s -w -X {mod}/internal/version.version={HELM_VERSION}",
+        f"-X {mod}/internal/version.gitTreeState=clean",
+    ]
     if m:  # what helm's Makefile stamps as the default Capabilities.KubeVersion
         for p in (f"{mod}/pkg/lint/rules", f"{mod}/pkg/chartutil"):
             ld += [f"-X {p}.k8sVersionMajor=1", f"-X {p}.k8sVersionMinor={m.group(1)}"]
     e = dict(env, GOBIN=str(out))
-    _run([_go(), "install", "-trimpath", "-ldflags", " ".join(ld), f"{mod}/cmd/helm@{HELM_VERSION}"],
-         cwd=Path(tempfile.gettempdir()), env=e)
+    _run(
+        [_go(), "install", "-trimpath", "-ldflags", " ".join(ld), f"{mod}/cmd/helm@{HELM_VERSION}"],
+        cwd=Path(tempfile.gettempdir()),
+        env=e,
+    )
 
 
-_BUILDERS = {"etcd": _build_etcd, "kwok": _build_kwok, "kubernetes": _build_kubernetes, "helm": _build_helm}
+_BUILDERS = {
+    "etcd": _build_etcd,
+    "kwok": _build_kwok,
+    "kubernetes": _build_kubernetes,
+    "helm": _build_helm,
+}
 
 
 def build(force: bool = False) -> None:
@@ -310,11 +353,16 @@ def build(force: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="e2e/cluster/build",
-        description="Build the pinned e2e control-plane binaries into the cache (no-op when present).",
+        description="Build the pinned e2e binaries into the cache (no-op when present).",
     )
-    ap.add_argument("--print-bin-dir", action="store_true",
-                    help="print the directory holding all pinned binaries (fails if any is missing)")
-    ap.add_argument("--list", action="store_true", help="list pinned binaries, versions and whether built")
+    ap.add_argument(
+        "--print-bin-dir",
+        action="store_true",
+        help="print the directory holding all pinned binaries (fails if any is missing)",
+    )
+    ap.add_argument(
+        "--list", action="store_true", help="list pinned binaries, versions and whether built"
+    )
     ap.add_argument("--force", action="store_true", help="rebuild even if present")
     a = ap.parse_args(argv)
     if a.list:
@@ -325,8 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.print_bin_dir:
         miss = missing()
         if miss:
-            print("missing: " + ", ".join(f"{b.name} {b.version}" for b in miss)
-                  + " -- run e2e/cluster/build", file=sys.stderr)
+            print(
+                "missing: "
+                + ", ".join(f"{b.name} {b.version}" for b in miss)
+                + " -- run e2e/cluster/build",
+                file=sys.stderr,
+            )
             return 1
         print(link_current())
         return 0
