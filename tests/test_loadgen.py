@@ -164,6 +164,19 @@ async def test_runs_stop_at_the_request_limit_and_record_errors() -> None:
         assert result.summary.stopped_by == "max_requests"
         assert result.summary.duration_s < 2.0
 
+        loading = TritonEmulator(replace(FAST, load_delay_s=0.3))
+        await loading.start()
+        patient = replace(bounded, max_requests=5, wait_for_pods_s=5.0)
+        try:
+            result = await run_load(
+                patient,
+                StaticEndpoints((Endpoint("pod", "127.0.0.1", loading.http_port),)),
+                out=None,
+            )
+        finally:
+            await loading.stop()
+        assert result.summary.errors_by_kind == {}  # the clock started once the pod was ready
+
         wrong_model = replace(bounded, model="nosuchmodel", max_requests=5)
         result = await run_load(
             wrong_model,

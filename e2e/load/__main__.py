@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--no-probe", action="store_true", help="route to Ready pods unprobed")
+    parser.add_argument(
+        "--wait-for-pods",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for a first ready pod before starting the clock",
+    )
     parser.add_argument("--json", type=Path, help="write the summary and windows here")
     return parser
 
@@ -86,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             window_s=args.window,
             request_timeout_s=args.timeout,
             probe_ready=not args.no_probe,
+            wait_for_pods_s=args.wait_for_pods,
             seed=args.seed,
         )
     except (ProfileError, ValueError) as error:

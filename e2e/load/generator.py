@@ -234,6 +234,9 @@ class LoadConfig:
     max_in_flight: int = 2000
     """Beyond this many unanswered requests new ones are recorded as `overload`, not sent."""
     probe_ready: bool = True
+    wait_for_pods_s: float = 0.0
+    """Before the run's clock starts, wait up to this long for a first pod in the rotation
+    (0: start at once; requests with no pod to go to are recorded as `no_endpoint`)."""
     verify: bool = True
     """Check OUTPUT0 == INPUT0 + INPUT1 and OUTPUT1 == INPUT0 - INPUT1 on every answer."""
     seed: int | None = None
@@ -340,8 +343,13 @@ class LoadGenerator:
 
     async def run(self) -> LoadResult:
         """Send the profile's requests until its end, the duration or the request limit."""
-        self._start = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
         await self._refresh()
+        give_up = loop.time() + self.config.wait_for_pods_s
+        while self._rotation.size == 0 and loop.time() < give_up:
+            await asyncio.sleep(min(self.config.refresh_s, 0.2))
+            await self._refresh()
+        self._start = loop.time()
         refresher = asyncio.create_task(self._keep_refreshing())
         reporter = asyncio.create_task(self._report())
         stopped_by = "profile_end"
