@@ -101,7 +101,7 @@ def test_percentile_interpolates() -> None:
 
 async def test_load_spreads_over_ready_pods_and_skips_loading_ones() -> None:
     ready = TritonEmulator(FAST)
-    loading = TritonEmulator(replace(FAST, load_delay_s=0.6))
+    loading = TritonEmulator(replace(FAST, load_delay_s=0.5))
     await ready.start()
     await loading.start()
     endpoints = StaticEndpoints(
@@ -111,10 +111,10 @@ async def test_load_spreads_over_ready_pods_and_skips_loading_ones() -> None:
         )
     )
     config = LoadConfig(
-        profile=parse_profile("constant:40"),
-        duration_s=2.0,
+        profile=parse_profile("constant:50"),
+        duration_s=1.5,
         max_requests=1000,
-        window_s=0.5,
+        window_s=0.4,
         refresh_s=0.2,
         seed=3,
     )
@@ -126,16 +126,18 @@ async def test_load_spreads_over_ready_pods_and_skips_loading_ones() -> None:
         await loading.stop()
 
     summary = result.summary
+    # The loading emulator answers 400 to inferences until its model is READY: no errors
+    # means no request reached it before its readiness probe passed.
     assert summary.errors == 0, summary.errors_by_kind
-    assert 40 <= summary.sent <= 130  # Poisson(80)
+    assert 40 <= summary.sent <= 115  # Poisson(75)
     assert summary.stopped_by == "duration"
-    assert summary.duration_s == pytest.approx(2.0, abs=0.3)
+    assert summary.duration_s == pytest.approx(1.5, abs=0.3)
     assert summary.p95_ms is not None and summary.p50_ms is not None
     assert summary.p50_ms <= summary.p95_ms <= (summary.p99_ms or 0)
     assert set(summary.pods_seen) == {"ready", "loading"}
     to_loading = [record for record in result.records if record.endpoint == "loading"]
     assert to_loading, "the pod that finished loading must join the rotation"
-    assert min(record.sent_at for record in to_loading) >= 0.55
+    assert min(record.sent_at for record in to_loading) > 0.2
     served = {
         name: emulator.metrics_snapshot().models[0].success
         for name, emulator in (("ready", ready), ("loading", loading))
@@ -143,7 +145,7 @@ async def test_load_spreads_over_ready_pods_and_skips_loading_ones() -> None:
     assert served == {
         name: sum(1 for record in result.records if record.endpoint == name) for name in served
     }
-    assert len(result.windows) >= 4
+    assert len(result.windows) >= 3
     assert sum(window.ok for window in result.windows) == summary.ok
     assert sum(window.sent for window in result.windows) == summary.sent
     assert progress.getvalue().count("\n") == len(result.windows)
