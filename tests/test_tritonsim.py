@@ -296,15 +296,16 @@ async def test_queue_metrics_follow_a_burst() -> None:
             after.queue_duration_us + after.compute_infer_duration_us, abs=5
         )
         # The k-th request of a simultaneous burst waits k service times: 0+1+...+7 = 28.
+        # Requests leave the client a little apart, which can only shorten their waits.
         expected_queue_us = burst * (burst - 1) / 2 * service_ms * 1000
-        assert after.queue_duration_us == pytest.approx(expected_queue_us, rel=0.2)
+        assert 0.6 * expected_queue_us <= after.queue_duration_us <= expected_queue_us + 1000
     finally:
         await client.close()
         await emulator.stop()
 
 
 async def test_dynamic_batching_and_queue_limit() -> None:
-    batching = ServiceSettings(service_time_ms=10, max_batch_size=4, max_queue_delay_ms=40)
+    batching = ServiceSettings(service_time_ms=10, max_batch_size=4, max_queue_delay_ms=150)
     emulator = TritonEmulator(replace(BASE, service=batching))
     await emulator.start()
     client = aioclient.InferenceServerClient(emulator.url)
@@ -315,7 +316,7 @@ async def test_dynamic_batching_and_queue_limit() -> None:
         inputs.append(tensor)
     try:
         config = await client.get_model_config("simple")
-        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 40_000
+        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 150_000
         await asyncio.gather(*(client.infer("simple", inputs) for _ in range(8)))
         stats = (await client.get_inference_statistics("simple"))["model_stats"][0]
         assert stats["inference_count"] == 8

@@ -54,7 +54,9 @@ async def test_reader_sees_what_the_emulator_did() -> None:
         before = busy.metrics_snapshot().models[0]
 
         burst = [asyncio.create_task(client.infer("simple", inputs)) for _ in range(10)]
-        while busy.metrics_snapshot().models[0].pending_request_count == 0:
+        for _ in range(2000):  # at most ~4 s
+            if busy.metrics_snapshot().models[0].pending_request_count > 0:
+                break
             await asyncio.sleep(0.002)
         during = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
         queued = observe(
