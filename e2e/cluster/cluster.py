@@ -41,9 +41,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,7 +254,7 @@ def _proc_start_time(pid: int) -> str | None:
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no graceful shutdown to wait for
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -311,10 +311,12 @@ class LocalCluster:
             the repo. It is wiped by ``up()`` and removed by ``down()``.
         :param nodes: nodes to create in ``up()`` (default :func:`default_nodes`).
         :param kwok_stages: KWOK Stage YAML (default: kwok-stages.yaml beside this file).
-        :param die_with_parent: ask the kernel to SIGTERM every component when the Python
-            process that started it dies (PR_SET_PDEATHSIG): a killed pytest leaves nothing
-            behind. Leave False for the ``up`` CLI, whose cluster must outlive it. Only valid if
-            ``up()`` runs on the main thread (the signal follows the forking thread).
+        :param die_with_parent: ask the kernel to SIGKILL every component when the Python
+            process that started it dies (PR_SET_PDEATHSIG), so even a SIGKILLed pytest leaves
+            no process behind (the state dir stays; the next ``up()``/``down()`` removes it).
+            Leave False for the ``up`` CLI, whose cluster must outlive it. Applied only to
+            processes started from the main thread: the kernel ties the signal to the
+            forking *thread*, so a worker thread that exits would kill them.
         :param extra_apiserver_args: appended to kube-apiserver's flags (e.g. feature gates).
         """
         if state_dir is None:
@@ -770,6 +772,13 @@ class LocalCluster:
                     # 127.0.0.1, which validation rejects (loopback), every 10 s.
                     "--endpoint-reconciler-type=none",
                     "--allow-privileged=true",
+                    f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                    "--requestheader-allowed-names=front-proxy-client",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                     f"--audit-policy-file={sd / 'audit-policy.yaml'}",
                     f"--audit-log-path={self.audit_log}",
                     "--audit-log-format=json",
@@ -838,6 +847,7 @@ class LocalCluster:
         argv = [binaries.find(comp.argv[0]), *comp.argv[1:]]
         env = dict(os.environ, **(comp.env or {}))
         env.pop("KUBECONFIG", None)
+        pdeathsig = self.die_with_parent and threading.current_thread() is threading.main_thread()
         with open(self.logs_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -847,7 +857,7 @@ class LocalCluster:
                 cwd=self.state_dir,
                 env=env,
                 start_new_session=True,  # own process group: killpg, and no terminal SIGINT
-                preexec_fn=_set_pdeathsig if self.die_with_parent else None,
+                preexec_fn=_set_pdeathsig if pdeathsig else None,
             )
         self._procs[name] = proc
         st = self._state()
@@ -927,81 +937,48 @@ class LocalCluster:
     # ---- files -------------------------------------------------------------------------------
 
     def _write_pki(self) -> None:
-        """A throwaway CA, the apiserver's serving cert, client certs per component and the
-        ServiceAccount signing key: EC P-256 via the openssl CLI (fast, no Python deps)."""
+        """Throwaway CAs, the apiserver's serving cert, client certs per component, the
+        front-proxy (aggregation layer) pair and the ServiceAccount signing key: EC P-256
+        via the openssl CLI (about 0.7 s, no Python crypto dependency)."""
         d = self.pki_dir
 
         def key(n: str) -> None:
-            _openssl(
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                f"{n}.key",
-                cwd=d,
-            )
+            _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-out", f"{n}.key", cwd=d)  # fmt: skip
 
-        key("ca")
-        _openssl(
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=tritonop-e2e-ca",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-out",
-            "ca.crt",
-            cwd=d,
-        )
-        certs = {
-            "apiserver": (
-                "/CN=kube-apiserver",
-                "serverAuth",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-                "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1",
-            ),
-            "admin": ("/O=system:masters/CN=tritonop-e2e-admin", "clientAuth", None),
-            "kcm": ("/CN=system:kube-controller-manager", "clientAuth", None),
-            "scheduler": ("/CN=system:kube-scheduler", "clientAuth", None),
-            # KWOK writes node and pod status for many nodes: cluster-admin, a named identity.
-            "kwok": ("/O=system:masters/CN=kwok-controller", "clientAuth", None),
-        }
-        for n, (subj, eku, san) in certs.items():
+        def ca(n: str, cn: str) -> None:
+            key(n)
+            _openssl("req", "-x509", "-new", "-key", f"{n}.key", "-subj", f"/CN={cn}",
+                     "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", f"{n}.crt",
+                     cwd=d)  # fmt: skip
+
+        def cert(n: str, signer: str, subj: str, eku: str, san: str | None = None) -> None:
             key(n)
             _openssl("req", "-new", "-key", f"{n}.key", "-subj", subj, "-out", f"{n}.csr", cwd=d)
             ext = [
                 "basicConstraints=critical,CA:FALSE",
                 "keyUsage=critical,digitalSignature,keyEncipherment",
                 f"extendedKeyUsage={eku}",
-            ] + ([san] if san else [])
+                *([san] if san else []),
+            ]
             (d / f"{n}.ext").write_text("\n".join(ext) + "\n")
-            _openssl(
-                "x509",
-                "-req",
-                "-in",
-                f"{n}.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "3650",
-                "-extfile",
-                f"{n}.ext",
-                "-out",
-                f"{n}.crt",
-                cwd=d,
-            )
+            _openssl("x509", "-req", "-in", f"{n}.csr", "-CA", f"{signer}.crt",
+                     "-CAkey", f"{signer}.key", "-CAcreateserial", "-days", "3650",
+                     "-extfile", f"{n}.ext", "-out", f"{n}.crt", cwd=d)  # fmt: skip
+
+        ca("ca", "tritonop-e2e-ca")
+        cert("apiserver", "ca", "/CN=kube-apiserver", "serverAuth",
+             "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+             "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1")  # fmt: skip
+        cert("admin", "ca", "/O=system:masters/CN=tritonop-e2e-admin", "clientAuth")
+        cert("kcm", "ca", "/CN=system:kube-controller-manager", "clientAuth")
+        cert("scheduler", "ca", "/CN=system:kube-scheduler", "clientAuth")
+        # KWOK writes node and pod status for many nodes: cluster-admin, a named identity.
+        cert("kwok", "ca", "/O=system:masters/CN=kwok-controller", "clientAuth")
+        # Aggregation layer (APIService backends such as metrics-server or KEDA's adapter).
+        ca("front-proxy-ca", "tritonop-e2e-front-proxy-ca")
+        cert("front-proxy-client", "front-proxy-ca", "/CN=front-proxy-client", "clientAuth")
         key("sa")
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
