@@ -758,7 +758,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    runner.start()
+    try:
+        runner.start()
+    except Exception as error:  # a bad kubeconfig or a busy control port: say so, exit 2
+        print(f"podrunner: cannot start: {error}", file=sys.stderr)
+        runner.stop()
+        return 2
     print(f"pod runner watching pods; control endpoint {runner.control_url}", flush=True)
     try:
         stop.wait()
