@@ -5,8 +5,11 @@ from .cluster import (  # noqa: F401
     ClusterError,
     LocalCluster,
     NodeSpec,
+    clusters_root,
     default_nodes,
+    default_state_dir,
     node_manifest,
     signals_raise,
+    sweep_stale_clusters,
     wait_for,
 )

@@ -306,9 +306,12 @@ class LocalCluster:
         extra_apiserver_args: Sequence[str] = (),
     ) -> None:
         """
-        :param state_dir: where everything of this cluster lives; default
-            ``$TRITONOP_E2E_STATE_DIR`` or ``$TRITONOP_CACHE/clusters/e2e``. Keep it outside
-            the repo. It is wiped by ``up()`` and removed by ``down()``.
+        :param state_dir: where everything of this cluster lives (keep it outside the repo;
+            wiped by ``up()``, removed by ``down()``). Default: ``$TRITONOP_E2E_STATE_DIR``,
+            else a new ``$TRITONOP_CACHE/clusters/run-<pid>-<time>``, so that test sessions
+            of several people on one machine never share (and kill) a cluster; ``up()``
+            removes ``run-*`` dirs whose owning process is gone. The CLIs use
+            :func:`default_state_dir`.
         :param nodes: nodes to create in ``up()`` (default :func:`default_nodes`).
         :param kwok_stages: KWOK Stage YAML (default: kwok-stages.yaml beside this file).
         :param die_with_parent: ask the kernel to SIGKILL every component when the Python
@@ -320,10 +323,8 @@ class LocalCluster:
         :param extra_apiserver_args: appended to kube-apiserver's flags (e.g. feature gates).
         """
         if state_dir is None:
-            state_dir = (
-                os.environ.get("TRITONOP_E2E_STATE_DIR")
-                or binaries.cache_root() / "clusters" / "e2e"
-            )
+            env = os.environ.get("TRITONOP_E2E_STATE_DIR")
+            state_dir = env or clusters_root() / f"run-{os.getpid()}-{int(time.time())}"
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.nodes = list(nodes) if nodes is not None else default_nodes()
         self.kwok_stages = Path(kwok_stages) if kwok_stages else DEFAULT_KWOK_STAGES
@@ -403,6 +404,14 @@ class LocalCluster:
             return self
         for name in (*binaries.KUBE_COMPONENTS, "etcd", "kwok"):
             binaries.find(name)  # fail fast, with "run e2e/cluster/build"
+        owner = self.owner()
+        if owner is not None and owner != os.getpid() and self.is_healthy():
+            raise ClusterError(
+                f"{self.state_dir} holds a running cluster owned by live process {owner} "
+                f"({_cmdline(owner)}); use another state_dir (or TRITONOP_E2E_STATE_DIR), "
+                "up(reuse=True) to share it, or e2e/cluster/down --state-dir to stop it"
+            )
+        sweep_stale_clusters()
         if self._state_file.exists() or self.state_dir.exists():
             self.down()
         for d in (
@@ -420,6 +429,7 @@ class LocalCluster:
                 "ports": dict(zip(names, free_ports(len(names)), strict=True)),
                 "pids": {},
                 "node_index": {},
+                "owner": {"pid": os.getpid(), "start": _proc_start_time(os.getpid())},
             }
         )
         try:
@@ -523,6 +533,14 @@ class LocalCluster:
         self.down()
 
     # ---- health ------------------------------------------------------------------------------
+
+    def owner(self) -> int | None:
+        """Pid of the live process that started this cluster, or None (gone / none)."""
+        o = self._state().get("owner") or {}
+        pid = o.get("pid")
+        if pid is not None and _proc_start_time(int(pid)) == o.get("start"):
+            return int(pid)
+        return None
 
     def is_healthy(self) -> bool:
         """True if every component recorded in state.json is alive and the apiserver is ready."""
@@ -1047,6 +1065,42 @@ class LocalCluster:
                 continue
             out.append(ev)
         return out
+
+
+def clusters_root() -> Path:
+    """Where state dirs go by default: ``$TRITONOP_CACHE/clusters``."""
+    return binaries.cache_root() / "clusters"
+
+
+def default_state_dir() -> Path:
+    """The state dir of the ``up``/``down`` CLIs: ``$TRITONOP_E2E_STATE_DIR`` or
+    ``$TRITONOP_CACHE/clusters/e2e``."""
+    env = os.environ.get("TRITONOP_E2E_STATE_DIR")
+    return Path(env) if env else clusters_root() / "e2e"
+
+
+def sweep_stale_clusters() -> list[Path]:
+    """Stop and remove ``clusters/run-*`` state dirs whose owning process is gone (a test
+    session that was SIGKILLed or crashed before ``down()``). Returns what was removed."""
+    removed = []
+    for d in sorted(clusters_root().glob("run-*")):
+        c = LocalCluster(d)
+        with contextlib.suppress(OSError):
+            if time.time() - d.stat().st_mtime < 30 and not c._state_file.exists():
+                continue  # being created right now by another process
+        if c.owner() is None:
+            c.down()
+            removed.append(d)
+    if removed:
+        _log(f"removed {len(removed)} stale cluster dir(s): {', '.join(p.name for p in removed)}")
+    return removed
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200].strip()
+    except OSError:
+        return "?"
 
 
 def _listening(port: int) -> bool:
