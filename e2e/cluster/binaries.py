@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -324,6 +325,18 @@ _BUILDERS = {
 }
 
 
+def _clean_stale_tmp(max_age_s: float = 12 * 3600) -> None:
+    """Remove temp build dirs left by builds that were killed (SIGKILL skips cleanup).
+    Young ones may belong to a build running concurrently, so they stay."""
+    tmp = cache_root() / "tmp"
+    for d in tmp.glob("*") if tmp.is_dir() else []:
+        try:
+            if time.time() - d.stat().st_mtime > max_age_s:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def build(force: bool = False) -> None:
     """Build every missing pinned binary (all of them with ``force``), then refresh links."""
     todo = list(BINARIES) if force else missing()
@@ -337,6 +350,7 @@ def build(force: bool = False) -> None:
     groups: dict[str, list[Binary]] = {}
     for b in todo:
         groups.setdefault(b.group, []).append(b)
+    _clean_stale_tmp()
     for group, bins in groups.items():
         names = ", ".join(f"{b.name} {b.version}" for b in bins)
         _log(f"building {names} ...")
@@ -382,7 +396,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(link_current())
         return 0
-    build(force=a.force)
+
+    # SIGTERM/SIGHUP (CI timeouts, closed terminals) unwind like Ctrl-C: subprocess.run kills
+    # the running go command and the temp build dir is removed; nothing half-built remains.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    try:
+        build(force=a.force)
+    except KeyboardInterrupt as e:
+        print(
+            f"build: interrupted ({e or 'SIGINT'}); re-run e2e/cluster/build to continue",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

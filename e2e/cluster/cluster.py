@@ -616,8 +616,9 @@ class LocalCluster:
         return dict(self.api("GET", f"/api/v1/nodes/{spec.name}"))
 
     def delete_node(self, name: str, wait: bool = True, timeout: float = 30.0) -> None:
-        """Delete node ``name`` (its pods are then evicted by the controller-manager's
-        pod garbage collector, as when a real node object is removed)."""
+        """Delete node ``name``. Pods bound to it are then deleted by the controller-manager's
+        pod garbage collector (orphaned pods, after its 40 s quarantine), as on a real cluster
+        when a node object is removed; their ReplicaSets re-create them elsewhere."""
         self.api("DELETE", f"/api/v1/nodes/{name}")
         if wait:
             wait_for(
