@@ -59,7 +59,10 @@ def cluster(work_dir: Path) -> Iterator[object | None]:
         return
     from e2e.cluster import LocalCluster
 
-    local = LocalCluster(die_with_parent=True)
+    # A state directory of its own, so a cluster started by hand (e2e/cluster/up) or another
+    # suite on the same machine is never touched.
+    state = os.environ.get("TRITONOP_E2E_STATE_DIR") or str(work_dir / "cluster")
+    local = LocalCluster(state, die_with_parent=True)
     try:
         local.up()
         yield local

@@ -26,7 +26,7 @@ import kopf
 
 from tritonop import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from tritonop.api.validation import ParsedService, SpecError, parse_object
-from tritonop.autoscale.metrics import PodEndpoint, PrometheusSource, observe, scrape_pods
+from tritonop.autoscale.metrics import PodEndpoint, PrometheusSource, observe, remember, scrape_pods
 from tritonop.autoscale.policy import PolicyState, decide
 from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 from tritonop.config import Settings
@@ -245,8 +245,8 @@ def _reconcile(
     for child in result.children:
         live = deployment if child["kind"] == "Deployment" else None
         kube.apply(child, live)
-    for api_version, kind in result.stale_children:
-        kube.delete_owned(api_version, kind, service.namespace, service.name, service.uid)
+    for kind in result.stale_children:
+        kube.delete_owned(kind, service.namespace, service.name, service.uid)
     if result.replicas is not None and (
         not facts.workload.exists or facts.workload.desired != result.replicas
     ):
@@ -513,7 +513,7 @@ async def autoscaler(
                 models=models,
                 now=time.monotonic(),
             )
-            previous = dict(scrapes)
+            previous = remember(previous, scrapes)
         now = time.monotonic()
         if state is None:
             state = PolicyState.fresh(now, current)

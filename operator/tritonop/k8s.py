@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.utils import parse_quantity
 
 from tritonop import API_VERSION, FIELD_MANAGER, KIND
@@ -64,8 +62,45 @@ def secret_digest(data: Mapping[str, str | bytes] | None) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ResourceType:
+    """Where a kind lives in the REST API; the operator's kinds are fixed, so no discovery."""
+
+    api_version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(
+        self, namespace: str | None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+RESOURCES: dict[str, ResourceType] = {
+    "Deployment": ResourceType("apps/v1", "deployments"),
+    "Service": ResourceType("v1", "services"),
+    "PodDisruptionBudget": ResourceType("policy/v1", "poddisruptionbudgets"),
+    "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ResourceType("keda.sh/v1alpha1", "scaledobjects"),
+    "Secret": ResourceType("v1", "secrets"),
+    KIND: ResourceType(API_VERSION, "inferenceservices"),
+    "CustomResourceDefinition": ResourceType(
+        "apiextensions.k8s.io/v1", "customresourcedefinitions", False
+    ),
+}
+
+
 class Kube:
-    """A thin, counted, idempotent layer over the Kubernetes API for the operator's needs."""
+    """A thin, counted, idempotent layer over the Kubernetes REST API for the operator's kinds."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         if api_client is None:
@@ -75,64 +110,56 @@ class Kube:
                 config.load_kube_config()
             api_client = client.ApiClient()
         self._api = api_client
-        self._dynamic: DynamicClient | None = None
-        self._lock = threading.Lock()
 
-    @property
-    def dynamic(self) -> DynamicClient:
-        """The discovery-backed client, created on first use (discovery costs a few requests)."""
-        with self._lock:
-            if self._dynamic is None:
-                self._dynamic = DynamicClient(self._api)
-            return self._dynamic
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any] | None:
+        """One REST call; None for 404, the decoded body otherwise; ApiException on errors."""
+        request = self._api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request, _request_timeout=30)
+        data = response.read()
+        if response.status == 404:
+            return None
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response, body=data.decode(errors="replace"))
+        return dict(json.loads(data)) if data else {}
 
-    def _resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+    def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return self._request(
+            "PATCH",
+            path,
+            body,
+            content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
 
     # ---------------------------------------------------------------- reads
 
-    def get(
-        self, api_version: str, kind: str, namespace: str | None, name: str
-    ) -> dict[str, Any] | None:
-        """The live object, or None when it does not exist."""
-        try:
-            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
-        except NotFoundError:
-            return None
-        return dict(found.to_dict())
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The live object, or None when it (or its kind) does not exist."""
+        return self._request("GET", RESOURCES[kind].path(namespace, name))
 
     def crd_exists(self, name: str) -> bool:
         """Whether a CustomResourceDefinition is installed (e.g. KEDA's ScaledObject)."""
-        try:
-            client.ApiextensionsV1Api(self._api).read_custom_resource_definition(name)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
-
-    def kind_served(self, api_version: str, kind: str) -> bool:
-        """Whether the API server serves a kind (discovery, refreshed once when missing)."""
-        try:
-            self._resource(api_version, kind)
-            return True
-        except ResourceNotFoundError:
-            self.dynamic.resources.invalidate_cache()
-            try:
-                self._resource(api_version, kind)
-                return True
-            except ResourceNotFoundError:
-                return False
+        return self.get("CustomResourceDefinition", None, name) is not None
 
     def secret_digest(self, namespace: str, name: str) -> str | None:
         """Digest of a Secret's data, or None when the Secret does not exist."""
-        try:
-            secret = client.CoreV1Api(self._api).read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return secret_digest(secret.data)
+        secret = self.get("Secret", namespace, name)
+        return None if secret is None else secret_digest(secret.get("data"))
 
     # ---------------------------------------------------------------- writes
 
@@ -141,36 +168,23 @@ class Kube:
         kind = desired["kind"]
         meta = desired["metadata"]
         if live is None:
-            live = self.get(desired["apiVersion"], kind, meta.get("namespace"), meta["name"])
+            live = self.get(kind, meta.get("namespace"), meta["name"])
         if live is not None and is_subset(desired, live):
             return False
-        self.dynamic.server_side_apply(
-            self._resource(desired["apiVersion"], kind),
-            body=desired,
-            namespace=meta.get("namespace"),
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        self._apply(RESOURCES[kind].path(meta.get("namespace"), meta["name"]), desired)
         API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("applied %s %s/%s", kind, meta.get("namespace"), meta["name"])
         return True
 
-    def delete_owned(
-        self, api_version: str, kind: str, namespace: str, name: str, owner_uid: str
-    ) -> bool:
+    def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child the InferenceService no longer needs, only if it owns it."""
-        if not self.kind_served(api_version, kind):
-            return False
-        live = self.get(api_version, kind, namespace, name)
+        live = self.get(kind, namespace, name)
         if live is None:
             return False
         owners = (live.get("metadata") or {}).get("ownerReferences") or []
         if not any(owner.get("uid") == owner_uid for owner in owners):
             return False
-        try:
-            self._resource(api_version, kind).delete(name=name, namespace=namespace)
-        except NotFoundError:
-            return False
+        self._request("DELETE", RESOURCES[kind].path(namespace, name))
         API_WRITES.labels(kind=kind, verb="delete").inc()
         return True
 
@@ -180,19 +194,14 @@ class Kube:
         Replicas are written apart from the Deployment's own apply so that the reconcile of
         the spec never carries (and so never resets) the autoscaler's value.
         """
-        scale = self._resource("apps/v1", "Deployment").subresources["scale"]
-        self.dynamic.server_side_apply(
-            scale,
-            body={
+        self._apply(
+            RESOURCES["Deployment"].path(namespace, name, "scale"),
+            {
                 "apiVersion": "autoscaling/v1",
                 "kind": "Scale",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {"replicas": replicas},
             },
-            name=name,
-            namespace=namespace,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
         )
         API_WRITES.labels(kind="Deployment", verb="scale").inc()
 
@@ -202,22 +211,13 @@ class Kube:
         """Write an InferenceService's status unless it equals the live one; True when written."""
         if live is not None and dict(live) == status:
             return False
-        resource = self._resource(API_VERSION, KIND).subresources["status"]
-        try:
-            self.dynamic.server_side_apply(
-                resource,
-                body={
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "metadata": {"name": name, "namespace": namespace},
-                    "status": status,
-                },
-                name=name,
-                namespace=namespace,
-                field_manager=FIELD_MANAGER,
-                force_conflicts=True,
-            )
-        except NotFoundError:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        if self._apply(RESOURCES[KIND].path(namespace, name, "status"), body) is None:
             return False  # deleted meanwhile: nothing to report on
         API_WRITES.labels(kind=KIND, verb="status").inc()
         return True

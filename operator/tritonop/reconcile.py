@@ -20,10 +20,7 @@ from tritonop.render.autoscaling import autoscaler_problem
 from tritonop.status import WorkloadState, workload_flags
 
 #: Autoscaler kinds a service may own, one per mode; the others are removed on a mode change.
-AUTOSCALER_KINDS: dict[str, tuple[str, str]] = {
-    "HPA": ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    "KEDA": ("keda.sh/v1alpha1", "ScaledObject"),
-}
+AUTOSCALER_KINDS: dict[str, str] = {"HPA": "HorizontalPodAutoscaler", "KEDA": "ScaledObject"}
 
 #: Event reason per placement mode, posted when the placement changes.
 PLACEMENT_EVENTS: dict[str, tuple[bool, str]] = {
@@ -62,7 +59,8 @@ class Plan:
 
     placement: Placement
     children: list[dict[str, Any]]
-    stale_children: list[tuple[str, str]]
+    stale_children: list[str]
+    """Kinds of children this service must no longer have (they are deleted if it owns them)."""
     replicas: int | None
     """Deployment replicas to set through the scale subresource; None leaves them alone."""
     status_fields: dict[str, Any]
@@ -122,9 +120,7 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         reason, message = problem
         flags.append(ConditionFlag("ScalingActive", False, reason, message))
         # An autoscaler object the cluster cannot accept is not applied; the condition explains.
-        children = [
-            c for c in children if (c["apiVersion"], c["kind"]) not in AUTOSCALER_KINDS.values()
-        ]
+        children = [c for c in children if c["kind"] not in AUTOSCALER_KINDS.values()]
         if not any(
             c.get("type") == "ScalingActive" and c.get("reason") == reason
             for c in facts.live_status.get("conditions") or []
