@@ -511,3 +511,8 @@ def test_render_children_appends_the_autoscaler_objects() -> None:
     children = render_children(service, GPU, SETTINGS, replicas=None)
     workload = render_workload(service, GPU, SETTINGS, replicas=None)
     assert children == workload + render_autoscaler(service, SETTINGS)
+
+
+def test_toyaml_keeps_keys_longer_than_yamls_implicit_key_limit() -> None:
+    value = {"\u0100" * 300: None, "k": 1}  # escaped, the first key is 1800 characters
+    assert yaml.safe_load(to_yaml_flow(value)) == value

@@ -63,7 +63,8 @@ def to_yaml_flow(value: Any) -> str:
     if isinstance(value, str):
         return yaml_quote(value)
     if isinstance(value, Mapping):
-        items = (f"{yaml_quote(str(key))}: {to_yaml_flow(item)}" for key, item in value.items())
+        # Explicit keys ("? "): YAML caps implicit keys at 1024 characters, escapes included.
+        items = (f"? {yaml_quote(str(key))}: {to_yaml_flow(item)}" for key, item in value.items())
         return "{" + ", ".join(items) + "}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(to_yaml_flow(item) for item in value) + "]"
