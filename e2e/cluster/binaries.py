@@ -108,7 +108,7 @@ def find(name: str) -> str:
                 return str(p)
             raise MissingBinaryError(
                 f"{name} {b.version} is not built (expected {p}). "
-                "Run e2e/cluster/build (15-30 min cold on 2 cores; seconds when cached)."
+                "Run e2e/cluster/build (about 11 min cold on 2 cores; a no-op once built)."
             )
     raise KeyError(f"{name} is not a pinned binary: {[b.name for b in BINARIES]}")
 

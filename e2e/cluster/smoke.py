@@ -492,6 +492,10 @@ def main() -> int:
     print("\n== timings ==")
     for name, dt, note in results:
         print(f"{dt:7.2f}s  {name}  {note}")
+    if ok and not a.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not ok:
+        print(f"kept for inspection: {workdir}")
     print("SMOKE " + ("PASSED" if ok else "FAILED"))
     return 0 if ok else 1
 
