@@ -192,3 +192,20 @@ def test_invalid_configuration_is_rejected() -> None:
         ReplicaConfig(instances=0)
     with pytest.raises(ValueError, match="service_time_ms"):
         ReplicaConfig(service_time_ms=0)
+
+
+def test_concurrency_seconds_is_littles_law_area() -> None:
+    # the integral of in-flight requests equals the summed time requests spent in the server
+    config = ReplicaConfig(instances=2, service_time_ms=40.0, service_time_cv=0.5)
+    model, done = _run_poisson(config, rate=30.0, count=2_000, seed=5)
+    end = max(c.end for c in done)
+    assert model.concurrency_seconds(end) == pytest.approx(sum(c.latency for c in done))
+
+
+def test_concurrency_seconds_counts_requests_still_in_flight() -> None:
+    model = ReplicaModel(ReplicaConfig(service_time_ms=1000.0), random.Random(0))
+    model.submit(10.0, "a")
+    model.submit(10.5, "b")
+    model.advance(10.75)
+    # a: 0.75 s so far, b: 0.25 s so far
+    assert model.concurrency_seconds(10.75) == pytest.approx(1.0)

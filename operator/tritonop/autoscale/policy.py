@@ -3,40 +3,50 @@
 Pure: `decide` takes the spec, the current replica count, one `Observation` and the previous
 `PolicyState`, and returns a `Decision` plus the next state. No clock, no I/O.
 
-How a recommendation is formed, and why
----------------------------------------
-Users state targets the HPA way: keep the average queue depth per replica at `queueDepth`
-and the average queue time at `queueTimeMs`. Applying HPA's ratio rule to those numbers
-directly does not work, because queueing grows non-linearly with load: an M/D/1 queue holds
-Lq = rho^2 / (2 (1 - rho)) requests at utilisation rho, so a replica at 40% utilisation shows
-almost no queue and the ratio rule would recommend minReplicas (and flap back up), while a
-backlog that builds during a burst makes the ratio recommend far more replicas than the load
-needs. The policy therefore applies the ratio rule to *utilisation*, which is proportional to
-load, and keeps the queue targets as what defines the target utilisation:
+Why not HPA's ratio on the queue numbers themselves
+---------------------------------------------------
+Users state targets the HPA way: keep the average queue depth per replica at `queueDepth` and
+the average queue time at `queueTimeMs`. Applying HPA's ratio rule to those numbers directly
+does not work, because queueing grows non-linearly with load: a replica at 40% utilisation
+shows almost no queue, so the ratio would recommend minReplicas and flap back up, while the
+backlog that builds during a burst makes it recommend far more replicas than the load needs
+(and keeps growing while new pods start, cascading to maxReplicas).
 
-* demand, in replicas busy 100% of the time, is estimated from the observation as the largest
-  of (a) the utilisation that explains the observed queue depth (M/D/1 inversion, per
-  replica, times ready replicas) and (b) the arrival rate (completions plus backlog growth)
-  times the learned cost of a request in replica-seconds. The cost is learned whenever
-  replicas queue enough for the inversion to be informative and remembered, so a service at
-  low load is still sized by its request rate, which is linear in load;
-* each target becomes a utilisation: `queueDepth` q maps to the rho at which M/D/1 holds q
-  pending requests, `queueTimeMs` w to the rho whose M/D/1 wait is w for the learned cost.
-  The smallest (strictest) wins: that is "the largest recommendation wins";
-* desired = ceil(demand / target utilisation), unchanged while within the 10% tolerance of
-  the current replicas: HPA's rule with HPA's tolerance, on a proportional metric.
+What the policy does instead
+----------------------------
+It models the service as one M/D/c queue: `c` ready replicas behind a balancer that sends
+work to free replicas, each request occupying a replica for a near-constant time (Triton on a
+GPU). Queue length and wait of M/D/c follow from Erlang's C formula (halved for constant
+service times, the usual M/D/c approximation; exact for c = 1). With it:
+
+* the targets become a utilisation per replica count: `queueDepth` q is the utilisation at
+  which c replicas hold c*q pending requests, `queueTimeMs` w the one at which requests wait
+  w on average. The strictest target wins ("the largest recommendation wins");
+* demand, in replicas busy 100% of the time, is the arrival rate (completions plus backlog
+  growth) times the request cost: the replica-seconds one request takes. The cost is learned
+  from intervals where replicas queue enough for the model to pin utilisation down, and
+  remembered, so a service at low load is sized by its request rate, which is linear in load
+  (until a cost is known, demand is the utilisation that explains the observed queue);
+* desired replicas are the fewest that carry the demand within the target utilisation; the
+  change is applied only when it differs from current by more than HPA's 10% tolerance;
+* a backlog above target that is still growing holds the replicas that have it (each replica
+  has its own queue), so during a burst the recommendation carries the arrivals without them.
 
 Then HPA v2's `behavior` applies (stabilization windows over past recommendations, Pods and
-Percent rate policies over periods, selectPolicy Max/Min/Disabled, HPA's defaults), and
-Knative's panic mode on top: when one interval shows demand at `panic.threshold` times what
-the ready replicas carry at target, the policy goes straight to the recommendation (no
-scale-up stabilization or rate limit, only maxReplicas) and does not scale down until
-`PANIC_STABLE_WINDOWS` panic windows (60 s by default, Knative's stable window) pass
-without a new trigger.
+Percent rate policies over periods, selectPolicy Max/Min/Disabled), and Knative's panic mode
+on top: when one interval shows demand at `panic.threshold` times what the ready replicas
+carry at target, the policy scales up without scale-up stabilization (rate policies and
+maxReplicas still apply) and does not scale down until `PANIC_STABLE_WINDOWS` panic windows
+(60 s by default, Knative's stable window) pass without a new trigger.
 
-Starting pods count as capacity: the recommendation is a total derived from the arrival
-rate, compared with current replicas (ready plus starting), so pods still loading a model do
-not make the policy add more unless the load grew beyond what they will carry.
+Defaults differ from HPA's in one place: an unset `scaleDown.stabilizationWindowSeconds` is
+60 s, not 300 s, in Operator mode. GPU replicas are expensive, and the policy's demand signal
+is a rate rather than a noisy utilisation, so it needs less smoothing; e2e/bench/RESULTS.md
+shows the cost of 300 s (spike and bursty loads keep every replica a burst asked for).
+
+Starting pods count as capacity: the recommendation is a total derived from the arrival rate,
+compared with current replicas (ready plus starting), so pods still loading a model do not
+make the policy add more unless the load grew beyond what they will carry.
 
 Metrics that are missing, stale or incomplete never lower replicas: the policy holds the
 current count and reports ScalingActive=False, but still scales up when the data it has
@@ -46,18 +56,20 @@ current count and reports ScalingActive=False, but still scales up when the data
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from tritonop.api.models import Autoscaling, Behavior, ScalingPolicy, ScalingRules
+from tritonop.api.models import Autoscaling, Behavior, ScalingPolicy, ScalingRules, Targets
 from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 
 #: HPA's default tolerance: no change while the usage ratio is within 10% of 1.
 TOLERANCE = 0.1
-#: HPA v2 defaults (kube-controller-manager) per direction.
+#: Behavior defaults: HPA v2's, except the scale-down window (see the module docstring).
 DEFAULT_SCALE_UP_WINDOW_SECONDS = 0
-DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 300
+DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 60
+#: Kubernetes' own default, for modelling the HPA itself.
+KUBERNETES_SCALE_DOWN_WINDOW_SECONDS = 300
 DEFAULT_SCALE_UP_POLICIES = (
     ScalingPolicy(type="Percent", value=100, period_seconds=15),
     ScalingPolicy(type="Pods", value=4, period_seconds=15),
@@ -70,41 +82,135 @@ PANIC_STABLE_WINDOWS = 10
 RESTART_HOLD_SECONDS = 60.0
 #: Observations older than this many intervals are stale.
 STALE_INTERVALS = 3.0
-#: The request cost is learned only from intervals whose average queue is at least this
-#: long: below it, the M/D/1 inversion is dominated by noise.
+#: The request cost is learned only from intervals whose queue (per replica, at the tick and
+#: averaged over the interval) is at least this long: below it the queue says little.
 LEARN_MIN_QUEUE = 0.5
 #: Weight of a new sample in the learned request cost (exponential moving average).
 LEARN_WEIGHT = 0.5
-#: Target utilisations are kept within these bounds so that a generous target never plans
-#: replicas at the edge of saturation, and a tiny one never divides by zero.
+#: ... and only when the reporting replicas have not changed for this long (right after a
+#: scale-up the old replicas still hold the backlog while the new ones idle).
+LEARN_SETTLE_SECONDS = 30.0
+#: Target utilisations stay within these bounds, so that a generous target never plans
+#: replicas at the edge of saturation and a tiny one never divides by zero.
 MIN_TARGET_UTILIZATION = 0.05
 MAX_TARGET_UTILIZATION = 0.95
+#: Target utilisation when only queueTimeMs is set and no request cost is known yet.
+FALLBACK_TARGET_UTILIZATION = 0.8
 
 Direction = Literal["up", "down"]
 
 
 # --------------------------------------------------------------------------------------------
-# queueing helpers
+# the queueing model (M/D/c)
 # --------------------------------------------------------------------------------------------
 
 
-def md1_utilization(queue_length: float) -> float:
-    """Utilisation of an M/D/1 queue whose mean queue length (waiting, not served) is given.
-
-    Inverts Lq = rho^2 / (2 (1 - rho)): rho = sqrt(Lq^2 + 2 Lq) - Lq, in [0, 1).
-    """
-    if queue_length <= 0:
+def erlang_c(servers: int, utilization: float) -> float:
+    """Probability that a request waits in an M/M/c queue (Erlang's C formula)."""
+    if utilization <= 0:
         return 0.0
-    return math.sqrt(queue_length * queue_length + 2.0 * queue_length) - queue_length
+    if utilization >= 1:
+        return 1.0
+    offered = servers * utilization
+    blocking = 1.0  # Erlang B, computed with the stable recurrence
+    for k in range(1, servers + 1):
+        blocking = offered * blocking / (k + offered * blocking)
+    return blocking / (1.0 - utilization * (1.0 - blocking))
 
 
-def md1_utilization_for_wait(wait_seconds: float, service_seconds: float) -> float:
-    """Utilisation at which an M/D/1 queue with this service time waits `wait_seconds` on average.
+def mdc_queue_length(servers: int, utilization: float) -> float:
+    """Mean requests waiting (all replicas together) in M/D/c at this utilisation."""
+    if utilization <= 0:
+        return 0.0
+    if utilization >= 1:
+        return math.inf
+    return 0.5 * erlang_c(servers, utilization) * utilization / (1.0 - utilization)
 
-    From W = rho S / (2 (1 - rho)): rho = x / (1 + x) with x = 2 W / S.
+
+def mdc_wait(servers: int, utilization: float, service_seconds: float) -> float:
+    """Mean seconds a request waits in M/D/c (Little's law on the queue length)."""
+    if utilization <= 0:
+        return 0.0
+    arrival_rate = servers * utilization / service_seconds
+    return mdc_queue_length(servers, utilization) / arrival_rate
+
+
+def _invert(function: Callable[[float], float], value: float) -> float:
+    """The utilisation in [0, 1) where an increasing `function` reaches `value` (bisection)."""
+    if value <= 0:
+        return 0.0
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        if function(middle) < value:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def mdc_utilization(servers: int, queue_length: float) -> float:
+    """Utilisation at which M/D/c holds `queue_length` waiting requests in total."""
+    return _invert(lambda rho: mdc_queue_length(servers, rho), queue_length)
+
+
+def mdc_utilization_for_wait(servers: int, wait_seconds: float, service_seconds: float) -> float:
+    """Utilisation at which M/D/c requests wait `wait_seconds` on average."""
+    return _invert(lambda rho: mdc_wait(servers, rho, service_seconds), wait_seconds)
+
+
+def target_utilization(
+    targets: Targets, replicas: int, request_cost: float | None
+) -> tuple[float, str]:
+    """Utilisation per replica that keeps every configured target with `replicas` replicas.
+
+    Returns (utilisation, the target that binds). Without a known request cost the queue
+    time target cannot be converted, and FALLBACK_TARGET_UTILIZATION stands in for it.
     """
-    ratio = 2.0 * wait_seconds / service_seconds
-    return ratio / (1.0 + ratio)
+    candidates: list[tuple[float, str]] = []
+    if targets.queue_depth is not None:
+        candidates.append((mdc_utilization(replicas, replicas * targets.queue_depth), "queueDepth"))
+    if targets.queue_time_ms is not None:
+        if request_cost:
+            wait = targets.queue_time_ms / 1000.0
+            candidates.append(
+                (mdc_utilization_for_wait(replicas, wait, request_cost), "queueTimeMs")
+            )
+        elif not candidates:
+            candidates.append((FALLBACK_TARGET_UTILIZATION, "queueTimeMs"))
+    utilization, binding = min(candidates)
+    return min(MAX_TARGET_UTILIZATION, max(MIN_TARGET_UTILIZATION, utilization)), binding
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How many replicas carry a demand within target, and the float behind it."""
+
+    replicas: int
+    needed: float
+    """Demand / target utilisation (plus replicas held by a backlog): the ratio numerator."""
+    utilization: float
+    binding: str
+
+
+def size_for(
+    demand: float, held: int, targets: Targets, request_cost: float | None, limit: int
+) -> Sizing:
+    """The fewest replicas whose utilisation stays within target while carrying `demand`.
+
+    `held` replicas are busy with a backlog and carry nothing new; they come on top. The
+    search stops at `limit` (maxReplicas): beyond it, the float estimate is extrapolated.
+    """
+    replicas = max(1, math.floor(demand))
+    while True:
+        utilization, binding = target_utilization(targets, replicas, request_cost)
+        if demand <= utilization * replicas + 1e-12 or replicas >= limit:
+            break
+        replicas += 1
+    needed = demand / utilization
+    if demand > utilization * replicas:
+        replicas = math.ceil(needed - 1e-9)
+    return Sizing(replicas + held, needed + held, utilization, binding)
 
 
 def ratio_recommendation(replicas: int, usage_ratio: float, tolerance: float = TOLERANCE) -> int:
@@ -128,11 +234,13 @@ class Rules:
     policies: tuple[ScalingPolicy, ...]
 
 
-def resolve_rules(rules: ScalingRules | None, direction: Direction) -> Rules:
-    """Fill in HPA's defaults for whatever the user left unset."""
-    window_default = (
-        DEFAULT_SCALE_UP_WINDOW_SECONDS if direction == "up" else DEFAULT_SCALE_DOWN_WINDOW_SECONDS
-    )
+def resolve_rules(
+    rules: ScalingRules | None,
+    direction: Direction,
+    scale_down_window: float = DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
+) -> Rules:
+    """Fill in the defaults for whatever the user left unset (HPA's, but see the module doc)."""
+    window_default = DEFAULT_SCALE_UP_WINDOW_SECONDS if direction == "up" else scale_down_window
     policies_default = (
         DEFAULT_SCALE_UP_POLICIES if direction == "up" else DEFAULT_SCALE_DOWN_POLICIES
     )
@@ -146,9 +254,14 @@ def resolve_rules(rules: ScalingRules | None, direction: Direction) -> Rules:
     )
 
 
-def resolve_behavior(behavior: Behavior) -> tuple[Rules, Rules]:
-    """(scale-up rules, scale-down rules) with defaults."""
-    return resolve_rules(behavior.scale_up, "up"), resolve_rules(behavior.scale_down, "down")
+def resolve_behavior(
+    behavior: Behavior, scale_down_window: float = DEFAULT_SCALE_DOWN_WINDOW_SECONDS
+) -> tuple[Rules, Rules]:
+    """(scale-up rules, scale-down rules) with defaults; pass Kubernetes' window for an HPA."""
+    return (
+        resolve_rules(behavior.scale_up, "up"),
+        resolve_rules(behavior.scale_down, "down", scale_down_window),
+    )
 
 
 def _change_in_period(
@@ -329,6 +442,11 @@ class PolicyState:
     """Learned replica-seconds one request occupies (service time / instances), or unknown."""
     backlog: tuple[float, float] | None = None
     """(time, total pending requests) of the last observation, to see the backlog grow."""
+    reporting: int = 0
+    """Replicas that reported last interval (a pod reporting for the first time has no
+    counter deltas yet, so its first intervals say nothing about the cost)."""
+    reporting_since: float = -math.inf
+    """When the count of reporting replicas last changed."""
     last_panic_trigger: float | None = None
     """When panic was last triggered; None when not panicking."""
     panic_replicas: int = 0
@@ -367,22 +485,64 @@ class Assessment:
 
     demand: float | None
     """Estimated load in replicas busy 100% of the time; None when nothing usable was seen."""
-    target_utilization: float
-    """Utilisation per replica that keeps every configured target."""
-    binding_target: str
-    """Which target set the utilisation (queueDepth or queueTimeMs)."""
+    held: int
+    """Ready replicas tied up by a growing backlog, needed on top of the demand."""
+    cost: float | None
+    """Request cost used for this interval's sizing (replica-seconds per request)."""
     trustworthy: bool
     """Complete, fresh and every configured signal present: may lower replicas."""
     active_reason: str
     active_message: str
     summary: str
     """The observed signals in words, for the decision's reason."""
-    request_cost: float | None
+    learned_cost: float | None
+    """The request cost to remember."""
     backlog: tuple[float, float] | None
 
 
 def _format(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _unusable(reason: str, message: str, summary: str, state: PolicyState) -> Assessment:
+    return Assessment(
+        None, 0, state.request_cost, False, reason, message, summary, state.request_cost,
+        state.backlog,
+    )  # fmt: skip
+
+
+def _arrival_rate(observation: Observation, state: PolicyState, interval: float) -> float | None:
+    """Requests per second arriving: completions plus the backlog's growth since last time."""
+    rate, depth = observation.request_rate, observation.queue_depth
+    if rate is None or depth is None or state.backlog is None:
+        return rate
+    then, backlog_then = state.backlog
+    elapsed = observation.time - then
+    if not 0 < elapsed <= STALE_INTERVALS * interval:
+        return rate
+    backlog_now = depth * observation.reporting_replicas
+    return max(0.0, rate + (backlog_now - backlog_then) / elapsed)
+
+
+def _with_problems(message: str, observation: Observation) -> str:
+    if not observation.problems:
+        return message
+    shown = "; ".join(observation.problems[:5])
+    more = f" (+{len(observation.problems) - 5} more)" if len(observation.problems) > 5 else ""
+    return f"{message}: {shown}{more}"
+
+
+def _summary(observation: Observation, targets: Targets, queue_time_ms: float | None) -> str:
+    parts = []
+    if observation.queue_depth is not None:
+        target = f" (target {_format(targets.queue_depth)})" if targets.queue_depth else ""
+        parts.append(f"queueDepth {_format(observation.queue_depth)} per replica{target}")
+    if queue_time_ms is not None:
+        target = f" (target {_format(targets.queue_time_ms)})" if targets.queue_time_ms else ""
+        parts.append(f"queueTimeMs {_format(queue_time_ms)}{target}")
+    if observation.request_rate is not None:
+        parts.append(f"{_format(observation.request_rate)} req/s")
+    return ", ".join(parts) or "no signals"
 
 
 def assess(
@@ -394,190 +554,131 @@ def assess(
 ) -> Assessment:
     """Turn one observation into a demand estimate and a verdict on its quality."""
     targets = spec.targets
-    default_utilization = md1_utilization(targets.queue_depth) if targets.queue_depth else 0.8
     if observation is None:
-        return Assessment(
-            None,
-            default_utilization,
-            "",
-            False,
+        return _unusable(
             "MissingMetrics",
             "no Triton metrics could be read this interval; holding the current replicas",
             "no metrics",
-            state.request_cost,
-            state.backlog,
+            state,
         )
     age = now - observation.time
     if age > STALE_INTERVALS * interval:
-        return Assessment(
-            None,
-            default_utilization,
-            "",
-            False,
+        return _unusable(
             "StaleMetrics",
             f"the newest metrics are {age:.0f}s old; holding the current replicas",
             "stale metrics",
-            state.request_cost,
-            state.backlog,
+            state,
         )
     reporting = observation.reporting_replicas
-    if observation.ready_replicas == 0 or reporting == 0:
-        reason = "NoReadyReplicas" if observation.ready_replicas == 0 else "MissingMetrics"
-        message = (
-            f"no ready replica to measure ({observation.starting_replicas} starting); holding"
-            if observation.ready_replicas == 0
-            else "no ready replica reported metrics; holding the current replicas"
-        )
-        return Assessment(
-            None,
-            default_utilization,
-            "",
-            False,
-            reason,
-            _with_problems(message, observation),
-            "no replica reported",
-            state.request_cost,
-            state.backlog,
-        )
+    if observation.ready_replicas == 0:
+        message = f"no ready replica to measure ({observation.starting_replicas} starting)"
+        return _unusable("NoReadyReplicas", message + "; holding", "no ready replica", state)
+    if reporting == 0:
+        message = _with_problems("no ready replica reported metrics; holding", observation)
+        return _unusable("MissingMetrics", message, "no replica reported", state)
 
     rate = observation.request_rate
     depth = observation.queue_depth
     queue_time_ms = observation.queue_time_ms
-    idle = rate == 0.0 and not depth
-    if queue_time_ms is None and idle:
-        queue_time_ms = 0.0  # no request finished and none is waiting: the queue time is zero
+    if queue_time_ms is None and rate == 0.0 and not depth:
+        queue_time_ms = 0.0  # nothing finished and nothing waits: the queue time is zero
     missing = []
     if targets.queue_depth is not None and depth is None:
         missing.append("queueDepth")
     if targets.queue_time_ms is not None and queue_time_ms is None:
         missing.append("queueTimeMs")
 
-    # per-replica mean queue over the interval (Little's law) and at the tick (gauge)
-    interval_queue = (
-        queue_time_ms / 1000.0 * rate / reporting
-        if queue_time_ms is not None and rate is not None
-        else None
+    # total waiting requests: at the tick (gauge) and averaged over the interval (Little's law)
+    queue_now = depth * reporting if depth is not None else None
+    queue_interval = (
+        queue_time_ms / 1000.0 * rate if queue_time_ms is not None and rate is not None else None
     )
-    queue_samples = [q for q in (depth, interval_queue) if q is not None]
-    demand_from_queue = reporting * md1_utilization(max(queue_samples)) if queue_samples else None
+    arrivals = _arrival_rate(observation, state, interval)
 
-    # request cost: learned while the queue is long enough for the inversion to mean something
+    # The request cost, from this interval when the replicas are the ones of last interval
+    # (new pods have no counter deltas), learned only when the queue is long now and over the
+    # interval and not draining: then every replica is busy with a share of it. A draining
+    # backlog sits on the replicas that built it, and averages describe no replica.
+    same_replicas = reporting == state.reporting
+    settled = same_replicas and observation.time - state.reporting_since >= LEARN_SETTLE_SECONDS
     cost_now = None
-    if interval_queue is not None and rate is not None and rate > 0:
-        cost_now = md1_utilization(interval_queue) * reporting / rate
+    if queue_interval is not None and rate and same_replicas:
+        cost_now = mdc_utilization(reporting, queue_interval) * reporting / rate
     learned = state.request_cost
-    complete = observation.complete
     if (
         cost_now is not None
-        and complete
-        and interval_queue is not None
-        and interval_queue >= LEARN_MIN_QUEUE
+        and observation.complete
+        and settled
+        and queue_interval is not None
+        and queue_interval >= LEARN_MIN_QUEUE * reporting
+        and queue_now is not None
+        and queue_now >= LEARN_MIN_QUEUE * reporting
+        and arrivals is not None
+        and rate is not None
+        and arrivals >= rate * (1.0 - TOLERANCE)
     ):
         learned = (
             cost_now if learned is None else (1 - LEARN_WEIGHT) * learned + LEARN_WEIGHT * cost_now
         )
 
-    # arrival rate: completions plus backlog growth since the previous observation
-    backlog_now = depth * reporting if depth is not None else None
-    arrivals = rate
-    if rate is not None and backlog_now is not None and state.backlog is not None:
-        then, backlog_then = state.backlog
-        elapsed = observation.time - then
-        if 0 < elapsed <= STALE_INTERVALS * interval:
-            arrivals = max(0.0, rate + (backlog_now - backlog_then) / elapsed)
-    cost = max(c for c in (learned, cost_now, 0.0) if c is not None)
-    demand_from_rate = arrivals * cost if arrivals is not None and cost > 0 else None
-
-    estimates = [d for d in (demand_from_queue, demand_from_rate) if d is not None]
+    # Demand: arrivals times the cost. This interval sizes with the larger of the remembered
+    # and the updated cost, so more queue never means fewer replicas. Until a cost is known:
+    # the utilisation that explains the queue, or this interval's cost.
+    # The utilisation that explains the queue is a floor as well, whenever the queue is spread
+    # over the replicas (not right after a scale-up, not while a backlog drains): it is the
+    # feedback that keeps the targets even when the learned cost is off.
+    # (The interval average is used when there is one: a single gauge sample is noisy.)
+    queue = queue_interval if queue_interval is not None else queue_now
+    from_queue = reporting * mdc_utilization(reporting, queue) if queue is not None else None
+    balanced = (
+        settled and arrivals is not None and rate is not None and arrivals >= rate * (1 - TOLERANCE)
+    )
+    cost: float | None
+    estimates = []
+    if learned is not None:
+        cost = max(learned, state.request_cost or 0.0)
+        if arrivals is not None:
+            estimates.append(arrivals * cost)
+        if balanced and from_queue is not None:
+            estimates.append(from_queue)
+    else:
+        cost = cost_now
+        if from_queue is not None:
+            estimates.append(from_queue)
+        if arrivals is not None and cost_now:
+            estimates.append(arrivals * cost_now)
     demand = max(estimates) if estimates else None
 
-    utilizations: list[tuple[float, str]] = []
-    if targets.queue_depth is not None:
-        utilizations.append((md1_utilization(targets.queue_depth), "queueDepth"))
-    if targets.queue_time_ms is not None:
-        if cost > 0:
-            utilizations.append(
-                (md1_utilization_for_wait(targets.queue_time_ms / 1000.0, cost), "queueTimeMs")
-            )
-        elif not utilizations:
-            utilizations.append((default_utilization, "queueTimeMs"))
-    target_utilization, binding = min(utilizations)
-    target_utilization = min(
-        MAX_TARGET_UTILIZATION, max(MIN_TARGET_UTILIZATION, target_utilization)
-    )
+    # A backlog above target that still grows holds the replicas that have it.
+    held = 0
+    if (
+        same_replicas
+        and queue_now is not None
+        and queue_now > (targets.queue_depth or 1.0) * reporting
+        and arrivals is not None
+        and rate is not None
+        and arrivals > rate * (1.0 + TOLERANCE)
+    ):
+        held = reporting
 
-    parts = []
-    if depth is not None:
-        parts.append(
-            f"queueDepth {_format(depth)} per replica"
-            + (
-                f" (target {_format(targets.queue_depth)})"
-                if targets.queue_depth is not None
-                else ""
-            )
-        )
-    if queue_time_ms is not None:
-        parts.append(
-            f"queueTimeMs {_format(queue_time_ms)}"
-            + (
-                f" (target {_format(targets.queue_time_ms)})"
-                if targets.queue_time_ms is not None
-                else ""
-            )
-        )
-    if rate is not None:
-        parts.append(f"{_format(rate)} req/s")
-    summary = ", ".join(parts) or "no signals"
-
-    backlog = (observation.time, backlog_now) if backlog_now is not None else state.backlog
+    summary = _summary(observation, targets, queue_time_ms)
+    backlog = (observation.time, queue_now) if queue_now is not None else state.backlog
     if missing:
+        reason = "MissingMetrics"
         message = f"{' and '.join(missing)} missing this interval; holding, scaling up only"
-        return Assessment(
-            demand,
-            target_utilization,
-            binding,
-            False,
-            "MissingMetrics",
-            _with_problems(message, observation),
-            summary,
-            learned,
-            backlog,
-        )
-    if not complete:
+    elif not observation.complete:
+        reason = "IncompleteMetrics"
         message = (
             f"{reporting} of {observation.ready_replicas} ready replicas reported metrics; "
             "holding, scaling up only"
         )
+    else:
+        message = f"the targets are computed from Triton metrics of {reporting} ready replicas"
         return Assessment(
-            demand,
-            target_utilization,
-            binding,
-            False,
-            "IncompleteMetrics",
-            _with_problems(message, observation),
-            summary,
-            learned,
-            backlog,
+            demand, held, cost, True, "ValidMetrics", message, summary, learned, backlog
         )
-    return Assessment(
-        demand,
-        target_utilization,
-        binding,
-        True,
-        "ValidMetrics",
-        f"the targets are computed from Triton metrics of {reporting} ready replicas",
-        summary,
-        learned,
-        backlog,
-    )
-
-
-def _with_problems(message: str, observation: Observation) -> str:
-    if not observation.problems:
-        return message
-    shown = "; ".join(observation.problems[:5])
-    more = f" (+{len(observation.problems) - 5} more)" if len(observation.problems) > 5 else ""
-    return f"{message}: {shown}{more}"
+    message = _with_problems(message, observation)
+    return Assessment(demand, held, cost, False, reason, message, summary, learned, backlog)
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,34 +706,37 @@ def decide(
     assessment = assess(spec, observation, state, now, interval)
     ready = observation.ready_replicas if observation is not None else 0
     starting = observation.starting_replicas if observation is not None else 0
+    reporting = observation.reporting_replicas if observation is not None else 0
 
-    # the raw recommendation: HPA's ratio on utilisation, against ready + starting replicas
-    if assessment.demand is None:
-        recommendation = current_replicas
-        needed = None
-    else:
-        needed = assessment.demand / assessment.target_utilization
-        base = max(current_replicas, 1)
-        recommendation = ratio_recommendation(base, needed / base)
-        if current_replicas == 0:
-            recommendation = math.ceil(needed - 1e-9)
+    # The recommendation: the fewest replicas carrying the demand at target utilisation,
+    # against current replicas (ready + starting: pods on their way count), HPA's tolerance.
+    sizing = None
+    recommendation = current_replicas
+    if assessment.demand is not None:
+        sizing = size_for(
+            assessment.demand, assessment.held, spec.targets, assessment.cost, spec.max_replicas
+        )
+        # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
+        # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
+        if sizing.replicas > current_replicas or sizing.needed < current_replicas * (
+            1.0 - TOLERANCE
+        ):
+            recommendation = sizing.replicas
     if not assessment.trustworthy:
         recommendation = max(recommendation, current_replicas)  # never lower on doubtful data
 
-    # panic: one interval showing threshold x what the ready replicas carry at target
+    # Panic: one interval showing `threshold` times what the ready replicas carry at target.
     panic_window = float(spec.panic.window_seconds)
     trigger = (
-        needed is not None
+        sizing is not None
         and ready > 0
-        and needed >= spec.panic.threshold * ready
+        and sizing.needed >= spec.panic.threshold * ready
         and recommendation > current_replicas
     )
     last_trigger = now if trigger else state.last_panic_trigger
-    panic_state = replace(state, last_panic_trigger=last_trigger)
-    panicking = panic_state.panicking(now, panic_window)
+    panicking = replace(state, last_panic_trigger=last_trigger).panicking(now, panic_window)
     if not panicking:
         last_trigger = None
-
     if now < state.hold_scale_down_until or panicking:
         recommendation = max(recommendation, current_replicas)
     if panicking:
@@ -649,31 +753,49 @@ def decide(
         max_replicas=spec.max_replicas,
         now=now,
         skip_up_stabilization=panicking,
-        skip_up_policies=panicking,
     )
     desired = normalized.replicas
-
     if desired != current_replicas:
         events = (*events, (now, desired - current_replicas))
-    panic_replicas = max(desired, state.panic_replicas) if panicking else 0
 
-    able = ConditionFlag("AbleToScale", True, normalized.able_reason, normalized.able_message)
-    wanted_direction: Direction | None = (
-        "up"
-        if recommendation > current_replicas
-        else "down"
-        if recommendation < current_replicas
-        else None
+    decision = Decision(
+        desired_replicas=desired,
+        reason=_reason(
+            assessment, sizing, ready, starting, current_replicas, desired, panicking, normalized
+        ),
+        conditions=_conditions(assessment, normalized, recommendation, current_replicas, up, down),
+        panicking=panicking,
     )
-    if wanted_direction is not None:
-        rules = up if wanted_direction == "up" else down
-        if rules.select_policy == "Disabled" and desired == current_replicas:
-            able = ConditionFlag(
-                "AbleToScale",
-                False,
-                "ScalingDisabled",
-                f"scale{'Up' if wanted_direction == 'up' else 'Down'}.selectPolicy is Disabled",
-            )
+    next_state = PolicyState(
+        recommendations=(*recommendations, (now, recommendation)),
+        scale_events=events,
+        request_cost=assessment.learned_cost,
+        backlog=assessment.backlog,
+        reporting=reporting,
+        reporting_since=state.reporting_since if reporting == state.reporting else now,
+        last_panic_trigger=last_trigger,
+        panic_replicas=max(desired, state.panic_replicas) if panicking else 0,
+        hold_scale_down_until=state.hold_scale_down_until,
+    )
+    return decision, next_state
+
+
+def _conditions(
+    assessment: Assessment,
+    normalized: Normalized,
+    recommendation: int,
+    current: int,
+    up: Rules,
+    down: Rules,
+) -> tuple[ConditionFlag, ConditionFlag, ConditionFlag]:
+    """AbleToScale, ScalingActive and ScalingLimited, with HPA's reasons where HPA has one."""
+    able = ConditionFlag("AbleToScale", True, normalized.able_reason, normalized.able_message)
+    if recommendation != current and normalized.replicas == current:
+        direction = "Up" if recommendation > current else "Down"
+        rules = up if recommendation > current else down
+        if rules.select_policy == "Disabled":
+            message = f"behavior.scale{direction}.selectPolicy is Disabled"
+            able = ConditionFlag("AbleToScale", False, "ScalingDisabled", message)
     active = ConditionFlag(
         "ScalingActive", assessment.trustworthy, assessment.active_reason, assessment.active_message
     )
@@ -683,31 +805,12 @@ def decide(
         normalized.limited_reason,
         normalized.limited_message,
     )
-
-    reason = _reason(
-        assessment, needed, ready, starting, current_replicas, desired, panicking, normalized
-    )
-    decision = Decision(
-        desired_replicas=desired,
-        reason=reason,
-        conditions=(able, active, limited),
-        panicking=panicking,
-    )
-    next_state = PolicyState(
-        recommendations=(*recommendations, (now, recommendation)),
-        scale_events=events,
-        request_cost=assessment.request_cost,
-        backlog=assessment.backlog,
-        last_panic_trigger=last_trigger,
-        panic_replicas=panic_replicas,
-        hold_scale_down_until=state.hold_scale_down_until,
-    )
-    return decision, next_state
+    return able, active, limited
 
 
 def _reason(
     assessment: Assessment,
-    needed: float | None,
+    sizing: Sizing | None,
     ready: int,
     starting: int,
     current: int,
@@ -715,14 +818,21 @@ def _reason(
     panicking: bool,
     normalized: Normalized,
 ) -> str:
-    """One line naming the signals, the estimate and the change, e.g. for status.lastScale."""
+    """One line naming the signals, the estimate and the change, e.g. for status.lastScale.
+
+    e.g. "queueDepth 13.2 per replica (target 4), ... on 2 ready replicas: load needs 6.3
+    replicas at 86% utilisation (queueDepth): 2 -> 7 (panic)".
+    """
     replicas = f"{ready} ready" + (f" + {starting} starting" if starting else "")
-    if needed is None:
-        return f"{assessment.summary} on {replicas} replicas: holding {current} ({assessment.active_reason})"
+    if sizing is None:
+        return (
+            f"{assessment.summary} on {replicas} replicas: holding {current} "
+            f"({assessment.active_reason})"
+        )
+    held = f", {assessment.held} held by a growing backlog" if assessment.held else ""
     text = (
-        f"{assessment.summary} on {replicas} replicas: load needs {needed:.1f} replicas at "
-        f"{assessment.target_utilization:.0%} utilisation ({assessment.binding_target}): "
-        f"{current} -> {desired}"
+        f"{assessment.summary} on {replicas} replicas: load needs {sizing.needed:.1f} replicas "
+        f"at {sizing.utilization:.0%} utilisation ({sizing.binding}{held}): {current} -> {desired}"
     )
     notes = []
     if panicking:

@@ -114,6 +114,8 @@ class ReplicaModel:
             sigma_squared = math.log1p(config.service_time_cv**2)
             self._lognormal_sigma = math.sqrt(sigma_squared)
             self._lognormal_mu = math.log(self._service_time_s) - sigma_squared / 2.0
+        self._concurrency_seconds = 0.0
+        self._concurrency_since = -math.inf
         self.success_count = 0
         self.inference_count = 0
         self.exec_count = 0
@@ -143,6 +145,16 @@ class ReplicaModel:
         """Instances executing a batch right now."""
         return len(self._executing)
 
+    def concurrency_seconds(self, now: float) -> float:
+        """Integral of `in_flight` over time up to `now` (call after advancing to `now`).
+
+        Its change over an interval divided by the interval's length is the average number of
+        requests in flight: the concurrency Knative's queue-proxy reports.
+        """
+        if not self.in_flight:
+            return self._concurrency_seconds
+        return self._concurrency_seconds + self.in_flight * (now - self._concurrency_since)
+
     def next_event_time(self) -> float | None:
         """When the model next changes on its own (a batch ends or a batch delay expires)."""
         candidates: list[float] = []
@@ -159,6 +171,7 @@ class ReplicaModel:
     def submit(self, now: float, request_id: object) -> None:
         """A request arrives at `now`; it starts at once if an instance is free."""
         self._process_until(now)
+        self._account_concurrency(now)
         self._queue.append((now, request_id))
         self._dispatch(now)
 
@@ -191,6 +204,7 @@ class ReplicaModel:
     def _finish(self, batch: tuple[float, int, float, list[tuple[float, object]]]) -> None:
         end, _, start, requests = batch
         size = len(requests)
+        self._account_concurrency(end)
         self._executing_requests -= size
         self.exec_count += 1
         self.success_count += size
@@ -201,6 +215,12 @@ class ReplicaModel:
             self.compute_infer_duration_us += compute_us
             self.request_duration_us += (end - arrival) * MICROSECONDS
             self._done.append(Completion(request_id, arrival, start, end, size))
+
+    def _account_concurrency(self, now: float) -> None:
+        """Add in_flight x elapsed time before in_flight changes at `now`."""
+        if self.in_flight:
+            self._concurrency_seconds += self.in_flight * (now - self._concurrency_since)
+        self._concurrency_since = now
 
     def _dispatch(self, now: float) -> None:
         """Hand queued requests to free instances, as Triton's scheduler would at `now`."""
