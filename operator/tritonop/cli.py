@@ -21,16 +21,184 @@ EXIT_INVALID_INPUT = 2
 
 
 def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `tritonop simulate` (owned by the simulator)."""
+    """Arguments of `tritonop simulate`: the spec, the load, the model of Triton, the policy."""
+    from tritonop.sim.engine import BALANCERS
+    from tritonop.sim.scenario import POLICIES
+    from tritonop.sim.traces import PATTERNS
+
     parser.add_argument(
-        "--spec", required=True, help="InferenceService YAML whose autoscaling is simulated"
+        "--spec", required=True, help="InferenceService YAML whose spec.autoscaling is simulated"
     )
+    load = parser.add_mutually_exclusive_group(required=True)
+    load.add_argument(
+        "--trace",
+        metavar="CSV",
+        help="arrival trace: a CSV with a header whose first column is the arrival time, in "
+        "seconds or as timestamps such as 2023-11-16 18:17:03.9799600 (other columns ignored)",
+    )
+    load.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        help="built-in one-hour load: step, ramp, diurnal, spike or bursty (Poisson arrivals)",
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="simulate only the first S seconds of the load"
+    )
+    parser.add_argument(
+        "--service-time-ms",
+        type=float,
+        default=50.0,
+        metavar="MS",
+        help="mean execution time of one request on one model instance (default 50)",
+    )
+    parser.add_argument(
+        "--service-time-cv",
+        type=float,
+        default=0.0,
+        metavar="CV",
+        help="coefficient of variation of the service time (default 0: constant)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        metavar="N",
+        help="model instances per replica, executing in parallel (default 1)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="dynamic batching: largest batch (default 1: no batching)",
+    )
+    parser.add_argument(
+        "--cold-start-s",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="seconds from a new replica's creation to serving (default 20)",
+    )
+    parser.add_argument(
+        "--slo-ms",
+        type=float,
+        default=500.0,
+        metavar="MS",
+        help="latency objective a request meets when served within it (default 500)",
+    )
+    parser.add_argument(
+        "--policy",
+        default="operator",
+        help=f"autoscaler: {', '.join(POLICIES)} (default operator)",
+    )
+    parser.add_argument(
+        "--balancer",
+        choices=BALANCERS,
+        default="least-request",
+        help="how requests reach replicas (default least-request, as an L7 proxy does)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="the operator's decision interval, TRITONOP_AUTOSCALE_INTERVAL_SECONDS (default 5)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of arrivals and service times")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="OUT.png", help="write load, replicas and latency")
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    """Run the autoscaling simulator (owned by the simulator)."""
-    print("tritonop simulate: not available yet", file=sys.stderr)
-    return EXIT_FAILURE
+    """Rehearse an autoscaling policy: read the spec and the load, simulate, report."""
+    import json
+
+    from tritonop import KIND
+    from tritonop.api.validation import SpecError, parse_object
+    from tritonop.sim.engine import ServiceConfig
+    from tritonop.sim.plot import PlotUnavailable, figure
+    from tritonop.sim.replica import ReplicaConfig
+    from tritonop.sim.scenario import (
+        DEFAULT_AUTOSCALING,
+        Scenario,
+        cut,
+        pattern_arrivals,
+        run,
+        trace_duration,
+    )
+    from tritonop.sim.traces import TraceError, parse_trace_csv
+
+    try:
+        documents = [d for d in _read_documents(args.spec) if d.get("kind") == KIND]
+        if not documents:
+            raise ValueError(f"{args.spec}: no {KIND} in the file")
+        service = parse_object(documents[0])
+        autoscaling = service.spec.autoscaling
+        if autoscaling is None or autoscaling.mode == "None":
+            autoscaling = DEFAULT_AUTOSCALING
+            print(
+                f"{args.spec}: no autoscaling in the spec; simulating minReplicas 1, maxReplicas "
+                f"{autoscaling.max_replicas}, targets queueDepth {autoscaling.targets.queue_depth:g}"
+                f" and queueTimeMs {autoscaling.targets.queue_time_ms:g}",
+                file=sys.stderr,
+            )
+        replica = ReplicaConfig(
+            instances=args.instances,
+            service_time_ms=args.service_time_ms,
+            service_time_cv=args.service_time_cv,
+            max_batch_size=args.max_batch_size,
+        )
+        if args.trace:
+            arrivals = parse_trace_csv(Path(args.trace).read_text())
+            duration = trace_duration(arrivals, args.interval)
+            load_name = Path(args.trace).name
+        else:
+            arrivals, duration = pattern_arrivals(args.pattern, args.seed)
+            load_name = f"pattern {args.pattern}"
+        if args.duration is not None:
+            if args.duration <= 0:
+                raise ValueError("--duration must be positive")
+            duration = min(duration, args.duration)
+            arrivals = cut(arrivals, duration)
+        config = ServiceConfig(
+            replica=replica,
+            cold_start_s=args.cold_start_s,
+            slo_ms=args.slo_ms,
+            balancer=args.balancer,
+            seed=args.seed,
+        )
+        scenario = Scenario(autoscaling, config, arrivals, duration, args.interval)
+        result = run(args.policy, scenario)
+    except (OSError, ValueError, SpecError, TraceError, yaml.YAMLError) as error:
+        print(f"tritonop simulate: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        latency = summary["latency_ms"]
+        assert isinstance(latency, dict)
+        print(
+            f"policy {result.controller} on {load_name}: {result.requests} requests over "
+            f"{result.duration:g} s; replicas of {args.instances} x {args.service_time_ms:g} ms, "
+            f"cold start {args.cold_start_s:g} s, {args.balancer} balancing\n"
+            f"  SLO {args.slo_ms:g} ms met by {result.slo_attainment * 100:.2f}% of requests\n"
+            f"  latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms\n"
+            f"  {result.replica_seconds:.0f} replica-seconds (mean "
+            f"{summary['mean_replicas']} replicas, max {result.max_replicas}), "
+            f"{result.scale_events} scale events"
+        )
+    if args.plot:
+        try:
+            figure(result, f"{result.controller} on {load_name}").savefig(args.plot, dpi=100)
+        except PlotUnavailable as error:
+            print(f"tritonop simulate: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        except OSError as error:
+            print(f"tritonop simulate: cannot write {args.plot}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _dump_yaml(documents: Sequence[dict[str, Any]], out: TextIO) -> None:

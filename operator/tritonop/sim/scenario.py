@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tritonop.api.models import Autoscaling, Targets
 from tritonop.sim.controllers import (
@@ -84,6 +84,11 @@ def make_controller(policy: str, scenario: Scenario) -> Controller:
     raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
 
 
+def cut(arrivals: Sequence[float], duration: float) -> list[float]:
+    """The arrivals before `duration` seconds."""
+    return [t for t in arrivals if t < duration]
+
+
 def run(policy: str, scenario: Scenario) -> SimulationResult:
     """Simulate `scenario` under `policy`.
 
@@ -95,15 +100,5 @@ def run(policy: str, scenario: Scenario) -> SimulationResult:
         if policy.startswith("static:")
         else max(1, scenario.autoscaling.min_replicas)
     )
-    config = scenario.service
-    if config.initial_replicas != initial:
-        config = ServiceConfig(
-            replica=config.replica,
-            cold_start_s=config.cold_start_s,
-            initial_replicas=initial,
-            slo_ms=config.slo_ms,
-            balancer=config.balancer,
-            seed=config.seed,
-            timeline_step_s=config.timeline_step_s,
-        )
+    config = replace(scenario.service, initial_replicas=initial)
     return simulate(scenario.arrivals, controller, config, duration=scenario.duration)
