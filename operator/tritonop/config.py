@@ -78,6 +78,21 @@ class Settings(BaseSettings):
         "is active. Empty: standalone (no peering objects needed).",
     )
 
+    peering_priority: int = Field(
+        default=0,
+        ge=0,
+        description="kopf peering priority of this replica; the highest active replica works, "
+        "the others stand by. 0 picks a random priority at start, so replicas never tie (kopf "
+        "freezes every replica of a tied priority).",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=30,
+        ge=5,
+        le=600,
+        description="How long a replica's peering record lives without renewal: the bound on "
+        "how long a standby waits after the active replica crashed (a clean stop hands over at once).",
+    )
+
     @field_validator("namespaces")
     @classmethod
     def _strip(cls, value: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -138,6 +139,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = False
         settings.peering.clusterwide = not RUNTIME.settings.namespace_list
         settings.peering.mandatory = True
+        settings.peering.priority = RUNTIME.settings.peering_priority or secrets.randbelow(2**31 - 1) + 1
+        settings.peering.lifetime = RUNTIME.settings.peering_lifetime_seconds
+        log.info("peering %s with priority %d", settings.peering.name, settings.peering.priority)
     else:
         settings.peering.standalone = True
 
