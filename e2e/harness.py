@@ -107,7 +107,7 @@ class Tools:
         return result
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        args = ["get", kind, name, "-o", "json"]
+        args = ["get", kind, name, "-o", "json", "--show-managed-fields"]
         if namespace:
             args += ["-n", namespace]
         result = self.kubectl(*args, check=False)

@@ -63,7 +63,7 @@ def test_hpa_mode_renders_an_hpa_and_leaves_replicas_alone(
     assert hpa["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
 
     deployment = tools.get("deployment", "ranker", namespace)
-    assert deployment is not None
+    assert deployment is not None and deployment["metadata"]["managedFields"]
     assert not any(m.startswith("tritonop/") for m in replicas_managers(deployment)), (
         replicas_managers(deployment)
     )

@@ -22,12 +22,20 @@ def operator_writes(cluster: Any, since: int) -> list[dict[str, Any]]:
     return list(cluster.audit_events(user=OPERATOR_USER, verbs=WRITE_VERBS))[since:]
 
 
-def describe(writes: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(
-        f"{w['verb']} {w['objectRef'].get('resource')}"
-        + (f"/{w['objectRef']['subresource']}" if w["objectRef"].get("subresource") else "")
-        for w in writes
-    )
+def describe(writes: list[dict[str, Any]], detail: bool = False) -> Counter[str]:
+    def one(write: dict[str, Any]) -> str:
+        ref = write["objectRef"]
+        text = f"{write['verb']} {ref.get('resource')}" + (
+            f"/{ref['subresource']}" if ref.get("subresource") else ""
+        )
+        return f"{text} {ref.get('namespace')}/{ref.get('name')}" if detail else text
+
+    return Counter(one(w) for w in writes)
+
+
+def quiet_cluster(tools: Tools) -> bool:
+    """No namespace of an earlier test is still being torn down (that is activity, not idling)."""
+    return not any(n["status"].get("phase") == "Terminating" for n in tools.items("namespaces"))
 
 
 def reconciles(operator: OperatorProcess, trigger: str) -> float:
@@ -48,6 +56,7 @@ def test_idle_operator_and_restart_write_nothing(
     tools.apply([service("quiet-a", gpu={"count": 0}, replicas=2), service("quiet-b")], namespace)
     for name in ("quiet-a", "quiet-b"):
         wait_condition(tools, namespace, name, "Ready", "True", timeout=90)
+    wait_until(lambda: quiet_cluster(tools), 180, "earlier tests' namespaces to be deleted")
     # Let trailing status updates of the rollout land before counting.
     settled = len(operator_writes(cluster, 0))
     wait_until(
@@ -62,7 +71,7 @@ def test_idle_operator_and_restart_write_nothing(
         assert operator.healthy()
         time.sleep(5)
     idle = operator_writes(cluster, start)
-    assert idle == [], f"idle operator wrote: {describe(idle)}"
+    assert idle == [], f"idle operator wrote: {describe(idle, detail=True)}"
 
     before = len(operator_writes(cluster, 0))
     total = len(
@@ -72,9 +81,9 @@ def test_idle_operator_and_restart_write_nothing(
     wait_until(lambda: reconciles(operator, "resume") >= total, 60, "every service to be resumed")
     after = operator_writes(cluster, before)
     to_children = [w for w in after if w["objectRef"].get("resource") != "inferenceservices"]
-    assert to_children == [], f"restart wrote to children: {describe(to_children)}"
+    assert to_children == [], f"restart wrote to children: {describe(to_children, detail=True)}"
     to_status = [w for w in after if w["objectRef"].get("subresource") == "status"]
-    assert to_status == [], f"restart rewrote status: {describe(to_status)}"
+    assert to_status == [], f"restart rewrote status: {describe(to_status, detail=True)}"
     # kopf's own bookkeeping is the only thing allowed on InferenceServices; report it.
     print(f"\nwrites after restart (kopf bookkeeping only): {dict(describe(after))}")
 
