@@ -49,7 +49,7 @@ KWOK_VERSION = "v0.8.0"
 #: helm, latest 3.x served by the proxy.
 HELM_VERSION = "v3.22.0"
 
-KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 @dataclass(frozen=True)
