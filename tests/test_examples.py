@@ -85,4 +85,6 @@ def test_cpu_fallback_example_moves_between_gpu_and_cpu() -> None:
     assert decide(service.spec, [CPU_NODE], "None").mode == "CPUFallback"
     assert decide(service.spec, [CPU_NODE, H100_NODE], "None").mode == "GPU"
     h100 = parse_object(yaml.safe_load((EXAMPLES / "gpu-h100.yaml").read_text()))
-    assert decide(h100.spec, [CPU_NODE], "CPU").mode == "Unplaceable"  # fallback None in spec
+    # gpu-h100 leaves fallback to the operator's default
+    assert decide(h100.spec, [CPU_NODE], "CPU").mode == "CPUFallback"
+    assert decide(h100.spec, [CPU_NODE], "None").mode == "Unplaceable"
