@@ -19,7 +19,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from tritonop.observability import (
     forget_service,
 )
 from tritonop.placement import NodeInfo, node_info
+from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, plan, workload_refresh
 from tritonop.status import invalid_spec_flags, merge_status, now_rfc3339, workload_state
 
@@ -139,7 +140,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = False
         settings.peering.clusterwide = not RUNTIME.settings.namespace_list
         settings.peering.mandatory = True
-        settings.peering.priority = RUNTIME.settings.peering_priority or secrets.randbelow(2**31 - 1) + 1
+        settings.peering.priority = (
+            RUNTIME.settings.peering_priority or secrets.randbelow(2**31 - 1) + 1
+        )
         settings.peering.lifetime = RUNTIME.settings.peering_lifetime_seconds
         log.info("peering %s with priority %d", settings.peering.name, settings.peering.priority)
     else:
@@ -177,6 +180,14 @@ def isvc_index(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """InferenceServices, so node and child events can reach them."""
     return {(namespace, name): dict(body)}
+
+
+def _services(isvc_index: kopf.Index[Any, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(namespace, name, body) of every known InferenceService."""
+    for (namespace, name), store in list(isvc_index.items()):
+        body = next(iter(store), None)
+        if body is not None:
+            yield namespace, name, body
 
 
 def _one(index: kopf.Index[Any, Any], key: Any) -> Any | None:
@@ -309,21 +320,17 @@ def nodes_changed(
     deployment_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    """Re-place services whose placement a node change alters."""
+    """Re-place services whose placement a node change alters (deciding is cheap; only a
+    changed decision costs a reconcile)."""
     if type is None:  # the initial listing: resume handlers take care of every service
         return
-    from tritonop.placement import decide  # the decision is cheap; reconcile only on change
-
     nodes = list(node_index.get(ALL, []))
-    for (namespace, name), store in list(isvc_index.items()):
-        body = next(iter(store), None)
-        if body is None:
-            continue
+    for namespace, name, body in _services(isvc_index):
         try:
             service = parse_object(body)
         except SpecError:
             continue
-        placement = decide(service.spec, nodes, RUNTIME.settings.gpu_fallback)
+        placement = decide_placement(service.spec, nodes, RUNTIME.settings.gpu_fallback)
         live = STATUS.get((namespace, name), body.get("status")).get("placement") or {}
         if live.get("mode") != placement.mode or live.get("reason") != placement.reason:
             reconcile_body(
@@ -414,9 +421,8 @@ def keda_crd_changed(
     """KEDA installed or removed: KEDA-mode services get (or lose) their ScaledObject."""
     if type is None:
         return
-    for (namespace, name), store in list(isvc_index.items()):
-        body = next(iter(store), None)
-        if body and ((body.get("spec") or {}).get("autoscaling") or {}).get("mode") == "KEDA":
+    for namespace, name, body in _services(isvc_index):
+        if ((body.get("spec") or {}).get("autoscaling") or {}).get("mode") == "KEDA":
             reconcile_body(
                 body, "keda", *_inputs(namespace, name, node_index, pod_index, deployment_index)
             )
