@@ -442,6 +442,9 @@ class PolicyState:
     """Learned replica-seconds one request occupies (service time / instances), or unknown."""
     backlog: tuple[float, float] | None = None
     """(time, total pending requests) of the last observation, to see the backlog grow."""
+    recent_cost: float | None = None
+    """The last request cost one interval showed, for intervals that cannot show one (right
+    after the replicas changed) while nothing is learned yet."""
     reporting: int = 0
     """Replicas that reported last interval (a pod reporting for the first time has no
     counter deltas yet, so its first intervals say nothing about the cost)."""
@@ -497,6 +500,7 @@ class Assessment:
     """The observed signals in words, for the decision's reason."""
     learned_cost: float | None
     """The request cost to remember."""
+    recent_cost: float | None
     backlog: tuple[float, float] | None
 
 
@@ -507,7 +511,7 @@ def _format(value: float) -> str:
 def _unusable(reason: str, message: str, summary: str, state: PolicyState) -> Assessment:
     return Assessment(
         None, 0, state.request_cost, False, reason, message, summary, state.request_cost,
-        state.backlog,
+        state.recent_cost, state.backlog,
     )  # fmt: skip
 
 
@@ -642,7 +646,7 @@ def assess(
         if balanced and from_queue is not None:
             estimates.append(from_queue)
     else:
-        cost = cost_now
+        cost = cost_now or state.recent_cost
         if from_queue is not None:
             estimates.append(from_queue)
         if arrivals is not None and cost_now:
@@ -661,6 +665,7 @@ def assess(
     ):
         held = reporting
 
+    recent = cost_now if cost_now else state.recent_cost
     summary = _summary(observation, targets, queue_time_ms)
     backlog = (observation.time, queue_now) if queue_now is not None else state.backlog
     if missing:
@@ -675,10 +680,10 @@ def assess(
     else:
         message = f"the targets are computed from Triton metrics of {reporting} ready replicas"
         return Assessment(
-            demand, held, cost, True, "ValidMetrics", message, summary, learned, backlog
+            demand, held, cost, True, "ValidMetrics", message, summary, learned, recent, backlog
         )
     message = _with_problems(message, observation)
-    return Assessment(demand, held, cost, False, reason, message, summary, learned, backlog)
+    return Assessment(demand, held, cost, False, reason, message, summary, learned, recent, backlog)
 
 
 # --------------------------------------------------------------------------------------------
@@ -771,6 +776,7 @@ def decide(
         scale_events=events,
         request_cost=assessment.learned_cost,
         backlog=assessment.backlog,
+        recent_cost=assessment.recent_cost,
         reporting=reporting,
         reporting_since=state.reporting_since if reporting == state.reporting else now,
         last_panic_trigger=last_trigger,
