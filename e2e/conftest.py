@@ -136,3 +136,44 @@ def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]
     )
     yield name
     installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# ------------------------------------------------------------------------------ data plane
+# (e2e/README.md, "Readiness"): tritonop pods in `dataplane-*` namespaces are served by Triton
+# emulators and become Ready only when their emulator has loaded; every other test keeps
+# KWOK's instant readiness and never needs the pod runner.
+
+
+@pytest.fixture(scope="session")
+def podrunner(cluster: object | None) -> Iterator[object]:
+    """One Triton emulator per Running tritonop pod in `dataplane-*` namespaces (session-wide).
+
+    It plays the kubelet for those pods: each is marked Ready once its emulator's model has
+    loaded. Needs this machine's KWOK cluster (pod IPs on 127.0.0.0/8).
+    """
+    if cluster is None:
+        pytest.skip("the data plane needs the local KWOK cluster (loopback pod IPs)")
+    from e2e.dataplane import start_pod_runner
+
+    runner = start_pod_runner(cluster.kubeconfig)  # type: ignore[attr-defined]
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+@pytest.fixture
+def dataplane_namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh `dataplane-*` namespace (its pods wait for the pod runner to become Ready)."""
+    from e2e.dataplane import DATAPLANE_PREFIX
+
+    base = request.node.name.lower().replace("_", "-").removeprefix("test-")[:30].strip("-")
+    name = f"{DATAPLANE_PREFIX}{base}-{uuid.uuid4().hex[:5]}"
+    installed.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: installed.get("serviceaccount", "default", name),
+        30,
+        f"default ServiceAccount in {name}",
+    )
+    yield name
+    installed.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -194,6 +194,9 @@ class LoadResult:
     windows: list[WindowStats]
     summary: LoadSummary
     profile: str = ""
+    started_at: float = 0.0
+    """`time.monotonic()` when the run's clock started: record times are offsets from it, so
+    they can be lined up with other monotonic observations (scale events, queue samples)."""
 
     def latencies_ms(self, since: float = 0.0, until: float = math.inf) -> list[float]:
         """Latencies of successful requests sent within [since, until) seconds."""
@@ -341,6 +344,24 @@ class LoadGenerator:
     def _now(self) -> float:
         return asyncio.get_running_loop().time() - self._start
 
+    @property
+    def started_at(self) -> float:
+        """`time.monotonic()` when the run's clock started (0.0 before it has)."""
+        return self._start
+
+    def completed_since(self, since: float) -> list[RequestRecord]:
+        """Requests that finished `since` seconds into the run or later, for live views.
+
+        Call it on the generator's event loop (or accept a view that may miss the requests
+        finishing while it copies).
+        """
+        first = bisect.bisect_left(self._completed_at, since)
+        return self._records[first:]
+
+    def in_rotation(self) -> int:
+        """Pods currently receiving traffic."""
+        return self._rotation.size
+
     async def run(self) -> LoadResult:
         """Send the profile's requests until its end, the duration or the request limit."""
         loop = asyncio.get_running_loop()
@@ -383,6 +404,7 @@ class LoadGenerator:
             windows=self._windows,
             summary=self._summary(stopped_by),
             profile=self.config.profile.description,
+            started_at=self._start,
         )
 
     # ------------------------------------------------------------------ sending

@@ -128,6 +128,8 @@ class PodStatus:
     instances: int | None = None
     metrics_fault: str | None = None
     error: str = ""
+    pending: int = 0
+    """Requests waiting in the emulator's queues now (nv_inference_pending_request_count)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class PodRunner:
         watch: bool = True,
         set_pod_readiness: bool = False,
         status_patcher: StatusPatcher | None = None,
+        namespace_filter: Callable[[str], bool] | None = None,
     ) -> None:
         """`watch=False` runs without a cluster: feed pod events with `apply_event`.
 
@@ -227,6 +230,10 @@ class PodRunner:
         pod whose Ready condition is not True is marked Ready (through `status_patcher`, by
         default a patch of the pod's status subresource) once its emulator answers ready. This
         only has an effect when KWOK leaves such pods unready (see README.md).
+
+        `namespace_filter` limits the runner to pods in namespaces it accepts (e.g. the e2e
+        suite's `dataplane-*` namespaces), so one runner can live through a whole test session
+        without serving, or changing the behaviour of, other tests' pods.
         """
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._namespace = namespace
@@ -252,6 +259,7 @@ class PodRunner:
         self._marking: set[PodKey] = set()
         self._marking_tasks: set[asyncio.Task[None]] = set()
         self._readiness_task: asyncio.Task[None] | None = None
+        self._namespace_filter = namespace_filter
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -376,6 +384,8 @@ class PodRunner:
 
     async def _reconcile(self, event_type: str, pod: Mapping[str, Any]) -> None:
         key = _pod_key(pod)
+        if self._namespace_filter is not None and not self._namespace_filter(key[0]):
+            return
         desired = None if event_type == "DELETED" else desired_emulator(pod)
         if desired is None:
             self._pod_ready.pop(key, None)
@@ -595,6 +605,9 @@ class PodRunner:
                     service_time_ms=emulator.config.service.service_time_ms,
                     instances=emulator.config.service.instances,
                     metrics_fault=emulator.metrics_fault.value,
+                    pending=sum(
+                        m.pending_request_count for m in emulator.metrics_snapshot().models
+                    ),
                 )
             )
         return statuses

@@ -1,0 +1,506 @@
+"""The autoscaling loop end to end: load -> Triton's queue -> metrics -> operator -> Deployment ->
+scheduler -> new pods -> the queue drains -> later the service shrinks.
+
+Everything is real except Triton's inference engine: the operator (as its ServiceAccount)
+scrapes `:8002/metrics` on pod IPs inside 127.0.0.0/8, where the pod runner binds one Triton
+emulator per Running pod and marks the pod Ready once the emulator's model has loaded; the load
+generator sends KServe v2 inference requests to the Ready pods. Assertions are on what the API
+server (objects, Events, the audit log of the operator's writes) and the emulators report.
+
+Every load is bounded in time and count. Figures are printed (`-s`) and appended as JSON lines
+to `<pytest tmp>/e2e*/dataplane-figures.jsonl`.
+
+Timing constants, and why:
+* INTERVAL: the e2e operator's TRITONOP_AUTOSCALE_INTERVAL_SECONDS (e2e/harness.py).
+* SCALE_UP_MARGIN: a scale-up must follow the queue crossing its target within two intervals
+  (one tick to see it, one spare for a tick whose scrape raced the crossing) plus this margin:
+  the scrape itself (1 s timeout, normally milliseconds), the policy and the scale write in a
+  worker thread, on two CPUs shared with the control plane, the emulators and the load.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.dataplane import (
+    AdjustableRate,
+    BackgroundLoad,
+    ClusterView,
+    Timeline,
+    autoscaled_service,
+    condition,
+    p95_ms,
+    requests_between,
+    wait_for,
+)
+from e2e.harness import OPERATOR_USER, OperatorProcess, Tools
+from e2e.tritonsim.podrunner import PodRunner, PodSettings
+
+pytestmark = pytest.mark.kwok_only
+
+INTERVAL = 2.0
+SCALE_UP_MARGIN = 1.0
+SLO_MS = 500.0
+H100_NODES = {"gpu-h100-a", "gpu-h100-b"}
+#: Emulated model: 50 ms per request on one instance, so one pod serves about 20 requests/s.
+SERVICE_TIME_MS = 50.0
+POD_CAPACITY = 1000.0 / SERVICE_TIME_MS
+
+
+Record = Callable[..., None]
+
+
+@pytest.fixture(scope="module")
+def figures(work_dir: Path) -> Iterator[Record]:
+    """Print a scenario's measured figures and append them as one JSON line."""
+    path = work_dir / "dataplane-figures.jsonl"
+
+    def record(scenario: str, **values: Any) -> None:
+        line = {"scenario": scenario, **values}
+        print(f"\n[figures] {json.dumps(line)}", flush=True)
+        with path.open("a") as out:
+            out.write(json.dumps(line) + "\n")
+
+    yield record
+    print(f"\ndata-plane figures: {path}")
+
+
+@pytest.fixture
+def view(cluster: Any) -> ClusterView:
+    return ClusterView(cluster.kubeconfig, cluster.audit_log)
+
+
+def serve(runner: PodRunner, namespace: str, name: str, load_delay_s: float = 1.0) -> None:
+    """The emulated model of one service's pods (set before its pods start)."""
+    runner.configure(
+        PodSettings(service_time_ms=SERVICE_TIME_MS, instances=1, load_delay_s=load_delay_s),
+        namespace=namespace,
+        service=name,
+    )
+
+
+def hold(until: float, check: Callable[[], None] | None = None) -> None:
+    """Keep the current load until a monotonic time, checking an invariant as it runs."""
+    while time.monotonic() < until:
+        if check is not None:
+            check()
+        time.sleep(min(0.5, max(0.0, until - time.monotonic())))
+
+
+def first_after(times: list[float], after: float) -> float | None:
+    return next((t for t in times if t > after), None)
+
+
+def round_or_none(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def scaling_active(view: ClusterView, namespace: str, name: str) -> dict[str, Any]:
+    return condition(view.service(namespace, name), "ScalingActive")
+
+
+def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
+    cluster: Any,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    dataplane_namespace: str,
+    view: ClusterView,
+    figures: Record,
+) -> None:
+    namespace, name = dataplane_namespace, "step"
+    window, target, low, high = 20, 4.0, 10.0, 60.0
+    serve(podrunner, namespace, name)
+    installed.apply(
+        [autoscaled_service(name, targets={"queueDepth": target}, scale_down_window_s=window)],
+        namespace,
+    )
+    rate = AdjustableRate(low, peak=high)
+    load = BackgroundLoad(
+        cluster.kubeconfig, namespace, name, rate, duration_s=170, max_requests=9000
+    )
+    with Timeline(podrunner, view, namespace, name) as timeline:
+        load.start()
+        wait_for(lambda: load.started, 60, "a first ready pod receiving load")
+
+        # Steady: one replica carries `low` (half its capacity); the operator reads valid
+        # metrics and keeps one replica.
+        def active_with_rate() -> bool:
+            obj = view.service(namespace, name) or {}
+            metrics = (obj.get("status") or {}).get("metrics") or {}
+            return bool(
+                condition(obj, "ScalingActive").get("status") == "True"
+                and (metrics.get("requestRate") or 0) > low / 2
+            )
+
+        wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
+
+        def one_replica() -> None:
+            deployment = view.deployment(namespace, name) or {}
+            assert deployment["spec"]["replicas"] == 1, "scaled while the load was steady"
+
+        steady_until = max(time.monotonic() + 8, load.generator.started_at + 12)
+        hold(steady_until, one_replica)
+
+        # Step: six times the load, three times what one replica carries.
+        step_at = rate.set(high)
+        scale_writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
+        scaled_up_at = wait_for(
+            lambda: first_after(scale_writes(), step_at), 20, "the operator's scale-up"
+        )
+        crossed_at = wait_for(
+            lambda: timeline.queue_crossed(target, step_at), 5, "the queue crossing its target"
+        )
+        delay = scaled_up_at - crossed_at
+        assert delay <= 2 * INTERVAL + SCALE_UP_MARGIN, (
+            f"scaled up {delay:.1f}s after the queue crossed {target}/replica"
+        )
+
+        high_until = step_at + 30
+        hold(high_until)
+        settled_high = (view.deployment(namespace, name) or {})["spec"]["replicas"]
+        assert settled_high >= high / POD_CAPACITY, "fewer replicas than the load needs"
+        pods = view.pods(namespace, name)
+        assert len(pods) == settled_high
+        assert {p["spec"].get("nodeName") for p in pods} <= H100_NODES, "a pod off the H100s"
+        for pod in pods:
+            limits = pod["spec"]["containers"][0]["resources"]["limits"]
+            assert str(limits.get("nvidia.com/gpu")) == "1"
+
+        # Drop: back to `low`. No scale-down before the stabilization window has passed.
+        drop_at = rate.set(low)
+        scaled_down_at = wait_for(
+            lambda: first_after(scale_writes(), drop_at), window + 45, "the first scale-down"
+        )
+
+        def settled() -> bool:
+            changes = timeline.replicas()
+            return bool(changes and changes[-1][1] <= 2 and time.monotonic() - changes[-1][0] > 6)
+
+        wait_for(settled, 40, "replicas settled after the drop")
+        settled_at = timeline.replicas()[-1][0]
+        after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
+        hold(settled_at + 8)
+    result = load.wait()
+
+    replicas = timeline.replicas()
+    peak = max(r for _, r in replicas)
+    final = replicas[-1][1]
+    down_delay = scaled_down_at - drop_at
+    p95 = {
+        "before": p95_ms(result, step_at - 8, step_at),
+        "step_first_10s": p95_ms(result, step_at, step_at + 10),
+        "high_last_10s": p95_ms(result, high_until - 10, high_until),
+        "after": p95_ms(result, settled_at, settled_at + 8),
+    }
+    sent, failed = requests_between(result, 0, float("inf"))
+    events = view.scale_events(namespace, name)
+    figures(
+        "step",
+        load_rps={"low": low, "high": high, "pod_capacity": POD_CAPACITY},
+        target_queue_depth=target,
+        scale_up_delay_s=round(delay, 2),
+        scale_up_after_step_s=round(scaled_up_at - step_at, 2),
+        queue_crossed_after_step_s=round(crossed_at - step_at, 2),
+        peak_replicas=peak,
+        settled_replicas_high=settled_high,
+        final_replicas=final,
+        scale_down_after_drop_s=round(down_delay, 1),
+        stabilization_window_s=window,
+        p95_ms={k: round_or_none(v) for k, v in p95.items()},
+        slo_ms=SLO_MS,
+        requests={"sent": sent, "failed": failed, "errors": result.summary.errors_by_kind},
+        replicas_timeline=[(round(t - step_at, 1), r) for t, r in replicas],
+        decisions=timeline.decisions(since=step_at - 4, origin=step_at),
+        scale_events=events,
+        sampler_errors=timeline.errors,
+    )
+
+    assert min(r for _, r in replicas) >= 1, f"below minReplicas: {replicas}"
+    assert all(r <= 6 for _, r in replicas)
+    assert down_delay >= window, f"scaled down {down_delay:.1f}s after the drop (< {window}s)"
+    assert after_down < settled_high and final < settled_high
+    for phase in ("before", "high_last_10s", "after"):
+        assert (p95[phase] or 0) < SLO_MS, f"p95 {phase} the step: {p95}"
+    assert failed <= sent * 0.01, f"{failed} of {sent} requests failed: {result.summary}"
+
+
+def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
+    """Wait until load flows and the operator reports valid metrics with a request rate."""
+    wait_for(lambda: load.started, 60, "a first ready pod receiving load")
+
+    def active_with_rate() -> bool:
+        obj = view.service(namespace, name) or {}
+        metrics = (obj.get("status") or {}).get("metrics") or {}
+        return bool(
+            condition(obj, "ScalingActive").get("status") == "True"
+            and (metrics.get("requestRate") or 0) > load.rate.rate / 2
+        )
+
+    wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
+
+
+def test_queue_time_target_alone_drives_a_scale_up(
+    cluster: Any,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    dataplane_namespace: str,
+    view: ClusterView,
+    figures: Record,
+) -> None:
+    namespace, name = dataplane_namespace, "qtime"
+    target_ms, low, high = 100.0, 8.0, 32.0
+    serve(podrunner, namespace, name)
+    installed.apply(
+        [autoscaled_service(name, max_replicas=4, targets={"queueTimeMs": target_ms})], namespace
+    )
+    rate = AdjustableRate(low, peak=high)
+    load = BackgroundLoad(
+        cluster.kubeconfig, namespace, name, rate, duration_s=90, max_requests=3000
+    )
+    with Timeline(podrunner, view, namespace, name) as timeline:
+        load.start()
+        wait_steady(view, namespace, name, load)
+        hold(time.monotonic() + 4)
+        assert timeline.replicas()[-1][1] == 1, "scaled at a load one replica carries"
+        # 1.6 times what one replica serves: the queue, and so each request's wait, grows.
+        step_at = rate.set(high)
+        writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
+        scaled_at = wait_for(lambda: first_after(writes(), step_at), 20, "a scale-up")
+        obj = wait_for(
+            lambda: (s := view.service(namespace, name)) and s["status"].get("lastScale") and s,
+            10,
+            "status.lastScale",
+        )
+    result = load.wait()
+
+    last = obj["status"]["lastScale"]
+    spec_targets = obj["spec"]["autoscaling"]["targets"]
+    events = view.scale_events(namespace, name)
+    figures(
+        "queue_time",
+        target_queue_time_ms=target_ms,
+        load_rps={"low": low, "high": high, "pod_capacity": POD_CAPACITY},
+        scale_up_after_step_s=round(scaled_at - step_at, 2),
+        last_scale=last,
+        p95_ms_before=round_or_none(p95_ms(result, step_at - 4, step_at)),
+        requests={"sent": result.summary.sent, "failed": result.summary.errors},
+    )
+    assert "queueDepth" not in spec_targets
+    assert last["to"] > last["from"] == 1
+    assert "(queueTimeMs" in last["reason"], last["reason"]
+    assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
+
+
+def test_broken_metrics_hold_replicas_until_they_recover(
+    cluster: Any,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    dataplane_namespace: str,
+    view: ClusterView,
+    figures: Record,
+) -> None:
+    """Fail-static: with one pod's metrics answering HTTP 500 and another's garbage, the operator
+    reports ScalingActive=False naming both and never scales down, although the load dropped;
+    once the metrics return, ScalingActive turns True and the scale-down follows."""
+    namespace, name = dataplane_namespace, "failstatic"
+    window = 10
+    serve(podrunner, namespace, name)
+    installed.apply([autoscaled_service(name, scale_down_window_s=window)], namespace)
+    created_at = time.monotonic()
+    rate = AdjustableRate(45.0, peak=45.0)
+    load = BackgroundLoad(
+        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=6000
+    )
+    with Timeline(podrunner, view, namespace, name) as timeline:
+        load.start()
+        wait_steady(view, namespace, name, load)
+
+        def three_ready_and_stable() -> bool:
+            deployment = view.deployment(namespace, name) or {}
+            replicas = deployment["spec"]["replicas"]
+            changes = timeline.replicas()
+            return bool(
+                replicas >= 3
+                and (deployment.get("status") or {}).get("readyReplicas") == replicas
+                and changes
+                and time.monotonic() - changes[-1][0] > 2 * INTERVAL
+                and scaling_active(view, namespace, name).get("status") == "True"
+            )
+
+        wait_for(three_ready_and_stable, 60, ">= 3 ready replicas, stable, ScalingActive=True")
+        held = timeline.replicas()[-1][1]
+        pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
+        failing, garbled = pods[0], pods[1]
+        podrunner.configure(PodSettings(metrics_fault="error"), namespace=namespace, pod=failing)
+        podrunner.configure(PodSettings(metrics_fault="garbage"), namespace=namespace, pod=garbled)
+        broken_at = rate.set(3.0)  # and the load drops: healthy metrics would now scale down
+
+        def inactive_naming_both() -> dict[str, Any] | None:
+            active = scaling_active(view, namespace, name)
+            message = active.get("message", "")
+            if active.get("status") == "False" and failing in message and garbled in message:
+                return active
+            return None
+
+        inactive = wait_for(inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False")
+        inactive_after = time.monotonic() - broken_at
+        # Long enough that healthy metrics would have scaled down: past the policy's hold for
+        # new services (60 s), the scale-down window and a few intervals.
+        broken_until = max(broken_at + window + 4 * INTERVAL, created_at + 60 + 3 * INTERVAL)
+
+        def no_scale_down() -> None:
+            deployment = view.deployment(namespace, name) or {}
+            assert deployment["spec"]["replicas"] >= held, "scaled down on broken metrics"
+            assert scaling_active(view, namespace, name).get("status") == "False"
+
+        hold(broken_until, no_scale_down)
+        podrunner.configure(PodSettings(metrics_fault="ok"), namespace=namespace, pod=failing)
+        podrunner.configure(PodSettings(metrics_fault="ok"), namespace=namespace, pod=garbled)
+        restored_at = time.monotonic()
+        wait_for(
+            lambda: scaling_active(view, namespace, name).get("status") == "True",
+            3 * INTERVAL + 2,
+            "ScalingActive=True after the metrics recovered",
+        )
+        active_again_after = time.monotonic() - restored_at
+        writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
+        scaled_down_at = wait_for(
+            lambda: first_after(writes(), restored_at), window + 20, "the scale-down after recovery"
+        )
+        wait_for(
+            lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
+            5,
+            "the sampler to see the scale-down",
+        )
+    result = load.wait()
+
+    during = [s.replicas for s in timeline.api if broken_at <= s.t <= restored_at and s.replicas]
+    figures(
+        "fail_static",
+        replicas_held=held,
+        broken_pods={failing: "HTTP 500", garbled: "garbage"},
+        broken_for_s=round(restored_at - broken_at, 1),
+        inactive_after_s=round(inactive_after, 1),
+        inactive_reason=inactive.get("reason"),
+        inactive_message=inactive.get("message"),
+        active_again_after_s=round(active_again_after, 1),
+        scale_down_after_recovery_s=round(scaled_down_at - restored_at, 1),
+        replicas_while_broken=sorted(set(during)),
+        requests={"sent": result.summary.sent, "failed": result.summary.errors},
+    )
+    assert inactive["reason"] in ("IncompleteMetrics", "MissingMetrics")
+    assert min(during) >= held
+    assert not [t for t in writes() if broken_at < t < restored_at], "a scale write while broken"
+    assert timeline.replicas()[-1][1] < held
+
+
+def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
+    cluster: Any,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    dataplane_namespace: str,
+    view: ClusterView,
+    figures: Record,
+) -> None:
+    """The operator restarts (SIGTERM, start again) right after a scale-up, while its new pods are
+    still loading their model.
+
+    "No duplicate scale", precisely: (a) every write of the operator to the Deployment's scale
+    subresource changed spec.replicas, and is one ScaledUp/ScaledDown Event (writes, changes
+    and Events are equal in number); (b) the Events' `from -> to` chain reproduces the
+    Deployment's replica sequence exactly, starting at 1; (c) the restarted operator does not
+    add replicas while the pods asked for before the restart are still starting, unless the
+    queue per ready replica is above target (starting pods count as capacity). The loop goes
+    on: status updates with fresh metrics resume, and a later load step scales up again.
+    """
+    namespace, name = dataplane_namespace, "restart"
+    target = 4.0
+    # A slow model load keeps the new pods starting across the restart.
+    serve(podrunner, namespace, name, load_delay_s=5.0)
+    installed.apply([autoscaled_service(name, max_replicas=10)], namespace)
+    rate = AdjustableRate(10.0, peak=80.0)
+    load = BackgroundLoad(
+        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=9000
+    )
+    writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
+    with Timeline(podrunner, view, namespace, name) as timeline:
+        load.start()
+        wait_steady(view, namespace, name, load)
+        step_at = rate.set(35.0)
+        scaled_at = wait_for(lambda: first_after(writes(), step_at), 20, "the first scale-up")
+        deployment = view.deployment(namespace, name) or {}
+        asked = deployment["spec"]["replicas"]
+        ready_then = (deployment.get("status") or {}).get("readyReplicas") or 0
+        assert ready_then < asked, "the new pods were ready before the restart began"
+        metrics_before = (view.service(namespace, name) or {})["status"].get("metrics")
+        restart_at = time.monotonic()
+        operator.restart()
+        restarted_at = time.monotonic()
+
+        def fresh_metrics() -> float | None:
+            for sample in timeline.statuses(since=restarted_at):
+                metrics = sample.status.get("metrics")
+                if metrics and metrics != metrics_before:
+                    return sample.t
+            return None
+
+        resumed_at = wait_for(fresh_metrics, 15, "status with fresh metrics after the restart")
+        all_ready_at = wait_for(
+            lambda: (
+                (d := view.deployment(namespace, name))
+                and (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]
+                and time.monotonic()
+            ),
+            30,
+            "the pods asked for before the restart to be ready",
+        )
+        second_step_at = rate.set(80.0)
+        later_up_at = wait_for(
+            lambda: first_after(writes(), second_step_at), 20, "a scale-up after the restart"
+        )
+        hold(later_up_at + 3 * INTERVAL)
+    result = load.wait()
+
+    # (a) and (b)
+    scale_writes = [t for t in writes() if t > step_at]
+    changes = [(t, r) for t, r in timeline.replicas() if t > step_at - 0.5]
+    events = view.scale_events(namespace, name)
+    sequence = [r for _, r in timeline.replicas()]
+    chain = [events[0][1]] + [to for _, _, to in events] if events else []
+    # (c) scale writes after the restart while the earlier pods were starting, and the
+    # emulators' queue per ready replica at each of them
+    restarted_writes = [t for t in scale_writes if restart_at < t < all_ready_at]
+    queue_at = {
+        round(t - restart_at, 2): max(
+            (s.average for s in timeline.queue if t - INTERVAL <= s.t <= t), default=0.0
+        )
+        for t in restarted_writes
+    }
+    figures(
+        "restart",
+        replicas_before_restart={"asked": asked, "ready": ready_then},
+        scaled_up_after_step_s=round(scaled_at - step_at, 2),
+        restart_took_s=round(restarted_at - restart_at, 1),
+        status_resumed_after_restart_s=round(resumed_at - restarted_at, 1),
+        later_scale_up_after_step_s=round(later_up_at - second_step_at, 2),
+        scale_writes=len(scale_writes),
+        replica_changes=len(changes),
+        scale_events=events,
+        replica_sequence=sequence,
+        writes_while_earlier_pods_started=queue_at,
+        requests={"sent": result.summary.sent, "failed": result.summary.errors},
+    )
+    assert len(scale_writes) == len(events) == len(changes), (scale_writes, events, changes)
+    assert chain == sequence and sequence[0] == 1, (chain, sequence)
+    assert all(queue > target for queue in queue_at.values()), queue_at
+    assert max(sequence) > asked, "no scale-up after the restart"
