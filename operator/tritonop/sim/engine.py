@@ -286,8 +286,7 @@ class Service:
         """Send request `request_index` to a ready replica at `now` (or hold it until one is)."""
         ready = self._ready
         if not ready:
-            if not self._starting:
-                raise RuntimeError(f"request at {now:.3f}s has no replica, and none is starting")
+            # no endpoint yet: the request waits (as at an activator or a retrying client)
             self._held.append(request_index)
             return
         balancer = self.config.balancer
@@ -320,7 +319,14 @@ class Service:
             self._collect(replica, now)
 
     def finish(self) -> None:
-        """Let every request still in flight complete (no new arrivals)."""
+        """Let every request still in flight complete (no new arrivals).
+
+        Requests still held because no replica ever became ready never complete: their
+        latency is infinite (they miss any objective).
+        """
+        for request_index in self._held:
+            self.latencies[request_index] = math.inf
+        self._held = []
         for group in (self._ready, self._draining):
             for replica in group:
                 while (upcoming := replica.model.next_event_time()) is not None:
