@@ -286,7 +286,8 @@ class ScalingRules(APIModel):
         default=None,
         description=(
             "Use the highest (scale down) or lowest (scale up) recommendation of this many past "
-            "seconds, to avoid flapping. Unset: 0 for scaleUp, 300 for scaleDown."
+            "seconds, to avoid flapping. Unset: 0 for scaleUp; for scaleDown 60 in Operator "
+            "mode, Kubernetes' 300 in HPA and KEDA modes."
         ),
     )
     select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
