@@ -13,7 +13,7 @@ from tritonop.autoscale.types import Observation
 
 INTERVAL = 5.0
 PROPERTY_SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -177,7 +177,7 @@ def steady_observation(
     return Observation(now, ready, starting, ready, backlog / ready, wait_ms, served), backlog
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     arrival_rate=st.floats(0.5, 150),
     cost=st.floats(0.01, 0.2),

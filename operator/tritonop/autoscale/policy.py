@@ -599,12 +599,16 @@ def assess(
     )
     arrivals = _arrival_rate(observation, state, interval)
 
-    # The request cost, from this interval when the replicas are the ones of last interval
-    # (new pods have no counter deltas), learned only when the queue is long now and over the
-    # interval and not draining: then every replica is busy with a share of it. A draining
-    # backlog sits on the replicas that built it, and averages describe no replica.
+    # The queue describes every replica only when the replicas are the ones it built up on
+    # (new pods have no counter deltas and idle next to a backlog) and it is not draining (a
+    # draining backlog sits on the replicas that built it): "balanced".
     same_replicas = reporting == state.reporting
     settled = same_replicas and observation.time - state.reporting_since >= LEARN_SETTLE_SECONDS
+    not_draining = arrivals is not None and rate is not None and arrivals >= rate * (1 - TOLERANCE)
+    balanced = settled and not_draining
+
+    # The request cost this interval shows, and the one learned from balanced intervals whose
+    # queue is long (now and over the interval) enough to pin the utilisation down.
     cost_now = None
     if queue_interval is not None and rate and same_replicas:
         cost_now = mdc_utilization(reporting, queue_interval) * reporting / rate
@@ -612,31 +616,23 @@ def assess(
     if (
         cost_now is not None
         and observation.complete
-        and settled
+        and balanced
         and queue_interval is not None
         and queue_interval >= LEARN_MIN_QUEUE * reporting
         and queue_now is not None
         and queue_now >= LEARN_MIN_QUEUE * reporting
-        and arrivals is not None
-        and rate is not None
-        and arrivals >= rate * (1.0 - TOLERANCE)
     ):
         learned = (
             cost_now if learned is None else (1 - LEARN_WEIGHT) * learned + LEARN_WEIGHT * cost_now
         )
 
-    # Demand: arrivals times the cost. This interval sizes with the larger of the remembered
-    # and the updated cost, so more queue never means fewer replicas. Until a cost is known:
-    # the utilisation that explains the queue, or this interval's cost.
-    # The utilisation that explains the queue is a floor as well, whenever the queue is spread
-    # over the replicas (not right after a scale-up, not while a backlog drains): it is the
-    # feedback that keeps the targets even when the learned cost is off.
-    # (The interval average is used when there is one: a single gauge sample is noisy.)
+    # Demand: arrivals times the cost; this interval sizes with the larger of the remembered
+    # and the updated cost, so more queue never means fewer replicas. The utilisation that
+    # explains the queue (interval average when there is one: one gauge sample is noisy) is a
+    # floor whenever the queue is balanced: the feedback that keeps the targets when the
+    # learned cost is off. Until a cost is learned, that utilisation and this interval's cost.
     queue = queue_interval if queue_interval is not None else queue_now
     from_queue = reporting * mdc_utilization(reporting, queue) if queue is not None else None
-    balanced = (
-        settled and arrivals is not None and rate is not None and arrivals >= rate * (1 - TOLERANCE)
-    )
     cost: float | None
     estimates = []
     if learned is not None:
