@@ -209,3 +209,11 @@ def test_concurrency_seconds_counts_requests_still_in_flight() -> None:
     model.advance(10.75)
     # a: 0.75 s so far, b: 0.25 s so far
     assert model.concurrency_seconds(10.75) == pytest.approx(1.0)
+
+
+def test_capacity_with_and_without_full_batches() -> None:
+    config = ReplicaConfig(instances=2, service_time_ms=50.0, max_batch_size=4, batch_overhead=0.1)
+    assert config.capacity_rps == pytest.approx(40.0)
+    # a full batch of 4 takes 50 ms * 1.3 on each of 2 instances
+    assert config.peak_capacity_rps == pytest.approx(2 * 4 / 0.065)
+    assert ReplicaConfig().peak_capacity_rps == ReplicaConfig().capacity_rps == 20.0

@@ -379,10 +379,12 @@ def oracle_plan(
     """Fewest replicas per window that serve every request of the window within the SLO.
 
     Each window is simulated on its own, starting idle, from a lower bound (the replicas
-    that are busy 100% of the time) upwards, with the service's own balancer.
+    that are busy 100% of the time with full batches) upwards, with the service's own
+    balancer. It knows the arrivals, not the service times: with variable service times
+    (service_time_cv > 0) the real run draws other ones and may miss a few requests.
     """
     slo = config.slo_ms / 1000.0 + 1e-9
-    capacity_rps = config.replica.capacity_rps
+    capacity_rps = config.replica.peak_capacity_rps
     plan = []
     start_index = 0
     windows = math.ceil(duration / window)

@@ -70,6 +70,13 @@ class ReplicaConfig:
         """Requests per second the replica completes when saturated without batching."""
         return self.instances * 1000.0 / self.service_time_ms
 
+    @property
+    def peak_capacity_rps(self) -> float:
+        """Requests per second the replica completes at most: every batch full."""
+        batch = self.max_batch_size
+        batch_ms = self.service_time_ms * (1.0 + self.batch_overhead * (batch - 1))
+        return self.instances * batch * 1000.0 / batch_ms
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:
