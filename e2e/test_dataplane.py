@@ -21,6 +21,10 @@ Timing constants, and why:
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,7 +43,7 @@ from e2e.dataplane import (
     requests_between,
     wait_for,
 )
-from e2e.harness import OPERATOR_USER, OperatorProcess, Tools
+from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
 
 pytestmark = pytest.mark.kwok_only
@@ -312,7 +316,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(
     reports ScalingActive=False naming both and never scales down, although the load dropped;
     once the metrics return, ScalingActive turns True and the scale-down follows."""
     namespace, name = dataplane_namespace, "failstatic"
-    window = 10
+    window = 6
     serve(podrunner, namespace, name)
     installed.apply([autoscaled_service(name, scale_down_window_s=window)], namespace)
     created_at = time.monotonic()
@@ -354,8 +358,11 @@ def test_broken_metrics_hold_replicas_until_they_recover(
         inactive = wait_for(inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False")
         inactive_after = time.monotonic() - broken_at
         # Long enough that healthy metrics would have scaled down: past the policy's hold for
-        # new services (60 s), the scale-down window and a few intervals.
-        broken_until = max(broken_at + window + 4 * INTERVAL, created_at + 60 + 3 * INTERVAL)
+        # a new service (60 s, whose held recommendations then stay in the scale-down window
+        # for `window` more seconds), the window after the drop, and a few intervals.
+        broken_until = max(
+            broken_at + window + 4 * INTERVAL, created_at + 60 + window + 3 * INTERVAL
+        )
 
         def no_scale_down() -> None:
             deployment = view.deployment(namespace, name) or {}
@@ -504,3 +511,34 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     assert chain == sequence and sequence[0] == 1, (chain, sequence)
     assert all(queue > target for queue in queue_at.values()), queue_at
     assert max(sequence) > asked, "no scale-up after the restart"
+
+
+def test_demo_runs_scales_up_and_leaves_nothing_running(tmp_path: Path, figures: Record) -> None:
+    """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
+    state_dir = tmp_path / "demo-cluster"
+    started = time.monotonic()
+    finished = subprocess.run(
+        [sys.executable, "-m", "e2e.demo", "--duration", "40", "--state-dir", str(state_dir)],
+        cwd=ROOT,
+        env={**os.environ, "CI": "true"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - started
+    output = finished.stdout
+    print(output[-4000:])
+    ups = re.search(r"(\d+) scale-ups", output)
+    figures(
+        "demo",
+        duration_s=40,
+        took_s=round(took, 1),
+        exit_code=finished.returncode,
+        scale_ups=int(ups.group(1)) if ups else None,
+    )
+    assert finished.returncode == 0, f"{output[-3000:]}\n{finished.stderr[-3000:]}"
+    assert ups is not None and int(ups.group(1)) >= 1, output[-3000:]
+    assert "ScaledUp" in output and "=== summary ===" in output
+    assert "\x1b[" not in output, "terminal control codes without a terminal"
+    assert not state_dir.exists(), "the demo left its cluster behind"

@@ -750,6 +750,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--load-delay", type=float, default=2.0, help="model-load seconds")
+    parser.add_argument(
+        "--set-pod-readiness",
+        action="store_true",
+        help="mark pods Ready once their emulator has loaded (KWOK stages that leave them unready)",
+    )
+    parser.add_argument(
+        "--namespace-prefix", help="serve only pods in namespaces starting with this prefix"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -765,8 +773,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     defaults.service.replica_config()
+    prefix = args.namespace_prefix
     runner = PodRunner(
-        args.kubeconfig, namespace=args.namespace, defaults=defaults, control_port=args.control_port
+        args.kubeconfig,
+        namespace=args.namespace,
+        defaults=defaults,
+        control_port=args.control_port,
+        set_pod_readiness=args.set_pod_readiness,
+        namespace_filter=(lambda namespace: namespace.startswith(prefix)) if prefix else None,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
