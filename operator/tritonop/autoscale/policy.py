@@ -27,8 +27,12 @@ service times, the usual M/D/c approximation; exact for c = 1). With it:
   from intervals where replicas queue enough for the model to pin utilisation down, and
   remembered, so a service at low load is sized by its request rate, which is linear in load
   (until a cost is known, demand is the utilisation that explains the observed queue);
-* desired replicas are the fewest that carry the demand within the target utilisation; the
-  change is applied only when it differs from current by more than HPA's 10% tolerance;
+* desired replicas are the fewest that carry the demand within the target utilisation. More
+  replicas are asked for as soon as the sizing says so; fewer only when the demand is below
+  current by more than HPA's 10% tolerance (near a 90% target utilisation, a 10% band upwards
+  would be saturation);
+* whenever the queue is spread over the replicas, the utilisation that explains it is a floor
+  of the demand: feedback that holds the targets even where the model or the cost is off;
 * a backlog above target that is still growing holds the replicas that have it (each replica
   has its own queue), so during a burst the recommendation carries the arrivals without them.
 
@@ -338,7 +342,6 @@ def normalize(
     max_replicas: int,
     now: float,
     skip_up_stabilization: bool = False,
-    skip_up_policies: bool = False,
 ) -> Normalized:
     """HPA v2's normalizeDesiredReplicasWithBehaviors on one recommendation.
 
@@ -386,7 +389,7 @@ def normalize(
         "the desired count is within the acceptable range",
     )
     if stabilized > current:
-        limit = max_replicas if skip_up_policies else scale_up_limit(current, events, up, now)
+        limit = scale_up_limit(current, events, up, now)
         if limit < max_replicas:
             allowed, reason = limit, "ScaleUpLimit"
             message = "the desired replica count is increasing faster than the maximum scale rate"
