@@ -98,6 +98,9 @@ def test_spec_without_autoscaling_uses_defaults_and_says_so(
         (["--policy", "magic"], "unknown policy"),
         (["--policy", "static:0"], "static:N"),
         (["--duration", "-5"], "--duration"),
+        (["--interval", "0"], "interval"),
+        (["--instances", "0"], "instances"),
+        (["--cold-start-s", "-1"], "cold start"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(

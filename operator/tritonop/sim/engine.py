@@ -51,6 +51,16 @@ class ServiceConfig:
     timeline_step_s: float = 5.0
     """Resolution of the recorded timeline (replicas over time)."""
 
+    def __post_init__(self) -> None:
+        if self.cold_start_s < 0:
+            raise ValueError(f"the cold start must be >= 0 s, got {self.cold_start_s}")
+        if self.slo_ms <= 0:
+            raise ValueError(f"the latency objective must be > 0 ms, got {self.slo_ms}")
+        if self.initial_replicas < 0:
+            raise ValueError(f"initial replicas must be >= 0, got {self.initial_replicas}")
+        if self.timeline_step_s <= 0:
+            raise ValueError(f"the timeline step must be > 0 s, got {self.timeline_step_s}")
+
 
 class Replica:
     """One replica (pod) of the service and its lifecycle times."""
@@ -354,6 +364,8 @@ def simulate(
     `duration` (default: the last arrival, rounded up to the interval). Requests still in
     flight at the end complete; replica-seconds count up to `duration`.
     """
+    if controller.interval <= 0:
+        raise ValueError(f"the decision interval must be > 0 s, got {controller.interval}")
     arrivals = list(arrivals)
     if any(later < earlier for earlier, later in itertools.pairwise(arrivals)):
         raise ValueError("arrival times must be sorted")

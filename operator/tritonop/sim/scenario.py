@@ -52,6 +52,8 @@ def pattern_arrivals(name: str, seed: int) -> tuple[list[float], float]:
 
 def trace_duration(arrivals: Sequence[float], interval: float) -> float:
     """A trace's duration: its last arrival rounded up to the decision interval."""
+    if interval <= 0:
+        raise ValueError(f"the decision interval must be > 0 s, got {interval}")
     last = arrivals[-1] if arrivals else 0.0
     return max(interval, math.ceil((last + 1e-9) / interval) * interval)
 
