@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -44,6 +46,82 @@ H100_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 GROUP, VERSION, PLURAL = "tritonop.io", "v1alpha1", "inferenceservices"
 #: "... : 1 -> 4 (panic)": the change at the end of the operator's scale reason.
 SCALE_CHANGE = re.compile(r":\s*(\d+)\s*->\s*(\d+)")
+
+
+@contextlib.contextmanager
+def data_plane_turn(
+    what: str, timeout: float = 900.0, notify: Callable[[str], None] | None = print
+) -> Iterator[None]:
+    """Hold this machine's data-plane lock while emulators may bind pod IPs.
+
+    Every LocalCluster gives its pods the same loopback addresses (127.64.N.M, see
+    e2e/cluster), so two data planes at once (two test sessions, a test session and the demo)
+    would fight over 127.64.0.1:8000 and scrape each other's emulators. The lock
+    (`$TRITONOP_CACHE/dataplane.lock`, an flock) lets one run at a time; the others wait up to
+    `timeout` seconds, saying who holds it. A process whose ancestor holds the lock (the demo
+    started by a test that holds it) shares its turn.
+    """
+    from e2e.cluster.binaries import cache_root
+
+    path = cache_root() / "dataplane.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + timeout
+        announced = shared = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _lock_holder(path)
+            if holder is not None and holder[0] in _ancestors():
+                shared = True  # our parent's turn is ours
+                break
+            shown = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the data plane of this machine is busy: {shown} has held {path} "
+                    f"for over {timeout:.0f}s"
+                )
+            if not announced and notify is not None:
+                notify(f"waiting for the data plane: {shown} holds {path}")
+                announced = True
+            time.sleep(1.0)
+        if shared:
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {what}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_holder(path: Path) -> tuple[int, str] | None:
+    try:
+        pid, _, what = path.read_text().strip().partition(" ")
+        return int(pid), what
+    except (OSError, ValueError):
+        return None
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors (from /proc)."""
+    found, pid = set(), os.getpid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return found
 
 
 def is_dataplane_namespace(namespace: str) -> bool:

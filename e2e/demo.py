@@ -716,8 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration < 30:
         parser.error("--duration must be at least 30 seconds")
     from e2e.cluster import signals_raise
+    from e2e.dataplane import data_plane_turn
 
-    with signals_raise():
+    with signals_raise(), data_plane_turn("python -m e2e.demo", notify=say):
         return run(args)
 
 

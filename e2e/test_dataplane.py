@@ -20,6 +20,7 @@ Timing constants, and why:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from e2e.dataplane import (
     Timeline,
     autoscaled_service,
     condition,
+    data_plane_turn,
     p95_ms,
     requests_between,
     wait_for,
@@ -73,6 +75,16 @@ def figures(work_dir: Path) -> Iterator[Record]:
 
     yield record
     print(f"\ndata-plane figures: {path}")
+
+
+@pytest.fixture(scope="module")
+def turn(podrunner: PodRunner) -> Iterator[None]:
+    """This machine's data-plane lock for the module (see `data_plane_turn`), released once
+    this session's emulators are gone, so another session's pods may take the same IPs."""
+    with data_plane_turn("pytest e2e/test_dataplane.py"):
+        yield
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
 
 
 @pytest.fixture
@@ -114,6 +126,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     operator: OperatorProcess,
     installed: Tools,
     podrunner: PodRunner,
+    turn: None,
     dataplane_namespace: str,
     view: ClusterView,
     figures: Record,
@@ -255,6 +268,7 @@ def test_queue_time_target_alone_drives_a_scale_up(
     operator: OperatorProcess,
     installed: Tools,
     podrunner: PodRunner,
+    turn: None,
     dataplane_namespace: str,
     view: ClusterView,
     figures: Record,
@@ -308,6 +322,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(
     operator: OperatorProcess,
     installed: Tools,
     podrunner: PodRunner,
+    turn: None,
     dataplane_namespace: str,
     view: ClusterView,
     figures: Record,
@@ -415,6 +430,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     operator: OperatorProcess,
     installed: Tools,
     podrunner: PodRunner,
+    turn: None,
     dataplane_namespace: str,
     view: ClusterView,
     figures: Record,
@@ -513,8 +529,12 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     assert max(sequence) > asked, "no scale-up after the restart"
 
 
-def test_demo_runs_scales_up_and_leaves_nothing_running(tmp_path: Path, figures: Record) -> None:
+def test_demo_runs_scales_up_and_leaves_nothing_running(
+    podrunner: PodRunner, turn: None, tmp_path: Path, figures: Record
+) -> None:
     """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
+    # The demo's pods get the same loopback IPs as this session's: let ours go first.
+    wait_for(lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", 0.5)
     state_dir = tmp_path / "demo-cluster"
     started = time.monotonic()
     finished = subprocess.run(

@@ -204,7 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--load-delay", type=float, default=1.0, help="model-load seconds")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="tritonsim-smoke-") as scratch:
+    from e2e.dataplane import data_plane_turn
+
+    # Every local cluster gives its pods the same 127.64.N.M IPs: one data plane at a time.
+    with (
+        data_plane_turn("python -m e2e.tritonsim.cluster_smoke"),
+        tempfile.TemporaryDirectory(prefix="tritonsim-smoke-") as scratch,
+    ):
         failures = run(Path(scratch) / "cluster", args.unready_stages, args.load_delay)
     print("smoke passed" if not failures else f"smoke FAILED: {failures}")
     return 1 if failures else 0
