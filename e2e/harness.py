@@ -131,9 +131,14 @@ class Tools:
         documents: Sequence[Mapping[str, Any]] | str,
         namespace: str | None = None,
         check: bool = True,
+        force: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        """Server-side apply as the user `e2e-user`; `force` takes over fields another manager
+        (e.g. an earlier GitOps sync of the same objects) owns."""
         text = documents if isinstance(documents, str) else yaml.safe_dump_all(list(documents))
         args = ["apply", "--server-side", "--field-manager", "e2e-user", "-f", "-"]
+        if force:
+            args.append("--force-conflicts")
         if namespace:
             args += ["-n", namespace]
         return self.kubectl(*args, input=text, check=check)

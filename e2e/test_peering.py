@@ -53,13 +53,13 @@ def replicas(
 ) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
     documents = chart(installed)
     crds = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
-    installed.apply(crds)
+    installed.apply(crds, force=True)
     for crd in crds:
         installed.kubectl(
             "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
         )
     kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
-    installed.apply([d for d in documents if d["kind"] in kinds])
+    installed.apply([d for d in documents if d["kind"] in kinds], force=True)
     env = chart_env(documents)
     assert env["TRITONOP_PEERING"], "the chart must name a peering for two replicas"
     operator.stop()
