@@ -248,3 +248,45 @@ def test_update_rolls_scale_scales_and_delete_collects(
         90,
         "the garbage collector to remove every child",
     )
+
+
+def test_secret_change_rolls_the_pods_and_a_missing_secret_is_reported(
+    operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    tools = installed
+    body = service(
+        "creds",
+        gpu={"count": 0},
+        modelRepository={"uri": "s3://models/triton", "secretRef": {"name": "s3"}},
+    )
+    tools.apply([body], namespace)
+    obj = wait_condition(tools, namespace, "creds", "Ready", "False", "SecretNotFound", timeout=60)
+    assert "Secret 's3'" in condition(obj, "Ready")["message"]
+    assert "SecretNotFound" in event_reasons(tools, namespace, "creds")
+
+    tools.kubectl(
+        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
+    )
+    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+
+    def digest() -> str:
+        deployment = tools.get("deployment", "creds", namespace) or {}
+        return str(
+            deployment["spec"]["template"]["metadata"]["annotations"].get("tritonop.io/secret-hash")
+        )
+
+    before = digest()
+    first_pod = running_pods(tools, namespace, "creds", 1)[0]["metadata"]["name"]
+    tools.kubectl(
+        "patch", "secret", "s3", "-n", namespace, "-p", '{"stringData": {"AWS_ACCESS_KEY_ID": "b"}}'
+    )
+    wait_until(lambda: digest() != before, 60, "the pod template to carry the new Secret digest")
+    wait_until(
+        lambda: [
+            p
+            for p in running_pods(tools, namespace, "creds", 1, timeout=5)
+            if p["metadata"]["name"] != first_pod
+        ],
+        90,
+        "the pods to roll",
+    )

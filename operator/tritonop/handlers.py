@@ -338,6 +338,31 @@ def nodes_changed(
             )
 
 
+@kopf.on.event("", "v1", "secrets")
+def secret_changed(
+    type: str | None,
+    namespace: str,
+    name: str,
+    isvc_index: kopf.Index[Any, Any],
+    node_index: kopf.Index[Any, Any],
+    pod_index: kopf.Index[Any, Any],
+    deployment_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    """A Secret named by spec.modelRepository.secretRef changed: its digest in the pod template
+    changes, so the pods roll and Triton reads the new credentials."""
+    if type is None:
+        return
+    for service_namespace, service_name, body in _services(isvc_index):
+        reference = ((body.get("spec") or {}).get("modelRepository") or {}).get("secretRef") or {}
+        if service_namespace == namespace and reference.get("name") == name:
+            reconcile_body(
+                body,
+                "secret",
+                *_inputs(service_namespace, service_name, node_index, pod_index, deployment_index),
+            )
+
+
 def refresh_workload(
     namespace: str,
     name: str,
