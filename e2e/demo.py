@@ -346,7 +346,7 @@ def install(tools: Tools) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from e2e.cluster import LocalCluster
+    from e2e.cluster.cluster import LocalCluster
     from e2e.dataplane import DATAPLANE_PREFIX, AdjustableRate, BackgroundLoad, ClusterView
     from e2e.harness import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, Tools, bin_dir, free_port
 
@@ -648,7 +648,7 @@ def look_around(
 
 def down(state_dir: Path) -> int:
     """Tear down a kept demo: the cluster (its supervisors then end the operator and runner)."""
-    from e2e.cluster import LocalCluster
+    from e2e.cluster.cluster import LocalCluster
 
     cluster = LocalCluster(state_dir)
     recorded: dict[str, Any] = {}
@@ -677,7 +677,7 @@ def wait_gone(pid: int, timeout: float) -> None:
 
 
 def default_state_dir() -> Path:
-    from e2e.cluster import clusters_root
+    from e2e.cluster.cluster import clusters_root
 
     return Path(clusters_root()) / "demo"
 
@@ -715,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return down(Path(args.state_dir))
     if args.duration < 30:
         parser.error("--duration must be at least 30 seconds")
-    from e2e.cluster import signals_raise
+    from e2e.cluster.cluster import signals_raise
     from e2e.dataplane import data_plane_turn
 
     with signals_raise(), data_plane_turn("python -m e2e.demo", notify=say):

@@ -46,6 +46,7 @@ from e2e.dataplane import (
     wait_for,
 )
 from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
+from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
 
 pytestmark = pytest.mark.kwok_only
@@ -113,6 +114,11 @@ def first_after(times: list[float], after: float) -> float | None:
     return next((t for t in times if t > after), None)
 
 
+def operator_scale_writes(view: ClusterView, namespace: str, name: str) -> list[float]:
+    """When the operator wrote the service's Deployment scale (audit log), oldest first."""
+    return view.scale_writes(OPERATOR_USER, namespace, name)
+
+
 def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -167,9 +173,10 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Step: six times the load, three times what one replica carries.
         step_at = rate.set(high)
-        scale_writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
         scaled_up_at = wait_for(
-            lambda: first_after(scale_writes(), step_at), 20, "the operator's scale-up"
+            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
+            20,
+            "the operator's scale-up",
         )
         crossed_at = wait_for(
             lambda: timeline.queue_crossed(target, step_at), 5, "the queue crossing its target"
@@ -193,7 +200,9 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
         scaled_down_at = wait_for(
-            lambda: first_after(scale_writes(), drop_at), window + 45, "the first scale-down"
+            lambda: first_after(operator_scale_writes(view, namespace, name), drop_at),
+            window + 45,
+            "the first scale-down",
         )
 
         def settled() -> bool:
@@ -290,8 +299,11 @@ def test_queue_time_target_alone_drives_a_scale_up(
         assert timeline.replicas()[-1][1] == 1, "scaled at a load one replica carries"
         # 1.6 times what one replica serves: the queue, and so each request's wait, grows.
         step_at = rate.set(high)
-        writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
-        scaled_at = wait_for(lambda: first_after(writes(), step_at), 20, "a scale-up")
+        scaled_at = wait_for(
+            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
+            20,
+            "a scale-up",
+        )
         obj = wait_for(
             lambda: (s := view.service(namespace, name)) and s["status"].get("lastScale") and s,
             10,
@@ -359,8 +371,12 @@ def test_broken_metrics_hold_replicas_until_they_recover(
         held = timeline.replicas()[-1][1]
         pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
         failing, garbled = pods[0], pods[1]
-        podrunner.configure(PodSettings(metrics_fault="error"), namespace=namespace, pod=failing)
-        podrunner.configure(PodSettings(metrics_fault="garbage"), namespace=namespace, pod=garbled)
+        podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.ERROR), namespace=namespace, pod=failing
+        )
+        podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.GARBAGE), namespace=namespace, pod=garbled
+        )
         broken_at = rate.set(3.0)  # and the load drops: healthy metrics would now scale down
 
         def inactive_naming_both() -> dict[str, Any] | None:
@@ -385,8 +401,12 @@ def test_broken_metrics_hold_replicas_until_they_recover(
             assert scaling_active(view, namespace, name).get("status") == "False"
 
         hold(broken_until, no_scale_down)
-        podrunner.configure(PodSettings(metrics_fault="ok"), namespace=namespace, pod=failing)
-        podrunner.configure(PodSettings(metrics_fault="ok"), namespace=namespace, pod=garbled)
+        podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=failing
+        )
+        podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=garbled
+        )
         restored_at = time.monotonic()
         wait_for(
             lambda: scaling_active(view, namespace, name).get("status") == "True",
@@ -394,9 +414,10 @@ def test_broken_metrics_hold_replicas_until_they_recover(
             "ScalingActive=True after the metrics recovered",
         )
         active_again_after = time.monotonic() - restored_at
-        writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
         scaled_down_at = wait_for(
-            lambda: first_after(writes(), restored_at), window + 20, "the scale-down after recovery"
+            lambda: first_after(operator_scale_writes(view, namespace, name), restored_at),
+            window + 20,
+            "the scale-down after recovery",
         )
         wait_for(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
@@ -421,7 +442,9 @@ def test_broken_metrics_hold_replicas_until_they_recover(
     )
     assert inactive["reason"] in ("IncompleteMetrics", "MissingMetrics")
     assert min(during) >= held
-    assert not [t for t in writes() if broken_at < t < restored_at], "a scale write while broken"
+    assert not [
+        t for t in operator_scale_writes(view, namespace, name) if broken_at < t < restored_at
+    ], "a scale write while broken"
     assert timeline.replicas()[-1][1] < held
 
 
@@ -455,12 +478,15 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     load = BackgroundLoad(
         cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=9000
     )
-    writes = lambda: view.scale_writes(OPERATOR_USER, namespace, name)  # noqa: E731
     with Timeline(podrunner, view, namespace, name) as timeline:
         load.start()
         wait_steady(view, namespace, name, load)
         step_at = rate.set(35.0)
-        scaled_at = wait_for(lambda: first_after(writes(), step_at), 20, "the first scale-up")
+        scaled_at = wait_for(
+            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
+            20,
+            "the first scale-up",
+        )
         deployment = view.deployment(namespace, name) or {}
         asked = deployment["spec"]["replicas"]
         ready_then = (deployment.get("status") or {}).get("readyReplicas") or 0
@@ -489,13 +515,15 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         )
         second_step_at = rate.set(80.0)
         later_up_at = wait_for(
-            lambda: first_after(writes(), second_step_at), 20, "a scale-up after the restart"
+            lambda: first_after(operator_scale_writes(view, namespace, name), second_step_at),
+            20,
+            "a scale-up after the restart",
         )
         hold(later_up_at + 3 * INTERVAL)
     result = load.wait()
 
     # (a) and (b)
-    scale_writes = [t for t in writes() if t > step_at]
+    scale_writes = [t for t in operator_scale_writes(view, namespace, name) if t > step_at]
     changes = [(t, r) for t, r in timeline.replicas() if t > step_at - 0.5]
     events = view.scale_events(namespace, name)
     sequence = [r for _, r in timeline.replicas()]
