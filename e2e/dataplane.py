@@ -48,10 +48,26 @@ GROUP, VERSION, PLURAL = "tritonop.io", "v1alpha1", "inferenceservices"
 SCALE_CHANGE = re.compile(r":\s*(\d+)\s*->\s*(\d+)")
 
 
+@dataclass
+class Turn:
+    """This process's hold on the data-plane lock (see `data_plane_turn`)."""
+
+    fd: int | None
+    """The locked file's descriptor, to hand to processes that must keep the turn (Popen's
+    pass_fds); None when the turn is shared with an ancestor."""
+    kept: str | None = None
+
+    def keep(self, note: str) -> None:
+        """Leave the lock to the processes that inherited `fd`: it is released only when the
+        last of them exits (a demo left running with --keep holds the data plane until its
+        cluster is torn down). `note` tells waiters why and how to end it."""
+        self.kept = note
+
+
 @contextlib.contextmanager
 def data_plane_turn(
     what: str, timeout: float = 900.0, notify: Callable[[str], None] | None = print
-) -> Iterator[None]:
+) -> Iterator[Turn]:
     """Hold this machine's data-plane lock while emulators may bind pod IPs.
 
     Every LocalCluster gives its pods the same loopback addresses (127.64.N.M, see
@@ -59,7 +75,8 @@ def data_plane_turn(
     would fight over 127.64.0.1:8000 and scrape each other's emulators. The lock
     (`$TRITONOP_CACHE/dataplane.lock`, an flock) lets one run at a time; the others wait up to
     `timeout` seconds, saying who holds it. A process whose ancestor holds the lock (the demo
-    started by a test that holds it) shares its turn.
+    started by a test that holds it) shares its turn. `Turn.keep` hands the lock on to child
+    processes that inherited its descriptor.
     """
     from e2e.cluster.binaries import cache_root
 
@@ -88,19 +105,24 @@ def data_plane_turn(
                 announced = True
             time.sleep(1.0)
         if shared:
-            yield
+            yield Turn(None)
             return
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()} {what}\n")
         handle.flush()
+        turn = Turn(handle.fileno())
         try:
-            yield
+            yield turn
         finally:
             handle.seek(0)
             handle.truncate()
-            handle.flush()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if turn.kept is not None:
+                handle.write(f"{os.getpid()} {what}: {turn.kept}\n")
+                handle.flush()  # and no unlock: the inheritors' open descriptions hold it
+            else:
+                handle.flush()
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _lock_holder(path: Path) -> tuple[int, str] | None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # the data plane's imports are heavy; the supervisor mode needs none of them
-    from e2e.dataplane import AdjustableRate, BackgroundLoad, ClusterView
+    from e2e.dataplane import AdjustableRate, BackgroundLoad, ClusterView, Turn
     from e2e.harness import Tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +192,7 @@ class Supervised:
         log_path: Path,
         env: dict[str, str],
         keep: bool,
+        lock_fd: int | None = None,
     ) -> Supervised:
         wrapper = [sys.executable, "-m", "e2e.demo", "_supervise", str(state_file)]
         # `-m e2e...` must resolve wherever the demo was started from.
@@ -208,6 +209,9 @@ class Supervised:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # The data-plane lock: held by this supervisor too, so a kept demo keeps its
+                # turn until its cluster is torn down.
+                pass_fds=(lock_fd,) if lock_fd is not None else (),
             )
         return cls(name, process, log_path)
 
@@ -345,7 +349,7 @@ def install(tools: Tools) -> None:
     tools.kubectl("create", "namespace", NAMESPACE, check=False)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, turn: Turn) -> int:
     from e2e.cluster.cluster import LocalCluster
     from e2e.dataplane import DATAPLANE_PREFIX, AdjustableRate, BackgroundLoad, ClusterView
     from e2e.harness import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, Tools, bin_dir, free_port
@@ -380,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
             [sys.executable, "-m", "tritonop.cli", "run"],
             state_file=state_file,
             log_path=demo_dir / "operator.log",
+            lock_fd=turn.fd,
             env={
                 **os.environ,
                 "KUBECONFIG": str(operator_kubeconfig),
@@ -414,6 +419,7 @@ def run(args: argparse.Namespace) -> int:
             log_path=demo_dir / "podrunner.log",
             env=dict(os.environ),
             keep=args.keep,
+            lock_fd=turn.fd,
         )
         supervised.append(runner)
         health = f"http://127.0.0.1:{health_port}/healthz"
@@ -464,6 +470,8 @@ def run(args: argparse.Namespace) -> int:
         finished = True
         summary(result, rows, plan, view, name, load.generator.started_at)
         look_around(args, cluster.kubeconfig, metrics_port, control_port, name, state_dir)
+        if args.keep:
+            turn.keep(f"kept running; tear down with e2e/cluster/down --state-dir {state_dir}")
         return 0
     except KeyboardInterrupt:
         say("interrupted: tearing down")
@@ -718,8 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from e2e.cluster.cluster import signals_raise
     from e2e.dataplane import data_plane_turn
 
-    with signals_raise(), data_plane_turn("python -m e2e.demo", notify=say):
-        return run(args)
+    with signals_raise(), data_plane_turn("python -m e2e.demo", notify=say) as turn:
+        return run(args, turn)
 
 
 if __name__ == "__main__":
