@@ -19,8 +19,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -47,7 +47,13 @@ from tritonop.observability import (
 from tritonop.placement import NodeInfo, node_info
 from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, plan, workload_refresh
-from tritonop.status import invalid_spec_flags, merge_status, now_rfc3339, workload_state
+from tritonop.status import (
+    WorkloadState,
+    invalid_spec_flags,
+    merge_status,
+    now_rfc3339,
+    workload_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,34 @@ class Runtime:
 RUNTIME = Runtime()
 
 
+#: What a status writer contributes: (fields, conditions, generation), or None for nothing.
+StatusChange = Callable[
+    [Mapping[str, Any]], tuple[Mapping[str, Any], Iterable[ConditionFlag], int] | None
+]
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """kopf's live indexes, read at the moment a decision needs them (not snapshotted early)."""
+
+    node_index: kopf.Index[Any, Any]
+    pod_index: kopf.Index[Any, Any]
+    deployment_index: kopf.Index[Any, Any]
+
+    def nodes(self) -> list[NodeInfo]:
+        return list(self.node_index.get(ALL, []))
+
+    def deployment(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        store = self.deployment_index.get(key)
+        return next(iter(store), None) if store is not None else None
+
+    def pods(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        return list(self.pod_index.get(key, []))
+
+    def workload(self, key: tuple[str, str]) -> WorkloadState:
+        return workload_state(self.deployment(key), self.pods(key))
+
+
 class StatusBook:
     """The status each InferenceService last had, as written by us or first seen.
 
@@ -94,15 +128,22 @@ class StatusBook:
         self,
         key: tuple[str, str],
         seen: Mapping[str, Any] | None,
-        fields: Mapping[str, Any],
-        flags: Iterable[ConditionFlag],
-        generation: int,
+        compute: StatusChange,
     ) -> bool:
-        """Merge and write the status; True when a write was sent."""
+        """Merge `compute(current status)` into the status and write it; True when written.
+
+        `compute` runs under the service's lock and reads the cluster as it is *then*: an event
+        that arrives while another writer holds the lock is seen by the next one, never lost.
+        It returns None to change nothing.
+        """
         with self.lock(key):
             current = self._status.get(key)
             if current is None:
                 current = dict(seen or {})
+            change = compute(current)
+            if change is None:
+                return False
+            fields, flags, generation = change
             merged = merge_status(current, fields, flags, generation=generation, now=now_rfc3339())
             written = RUNTIME.api.apply_status(key[0], key[1], current, merged)
             self._status[key] = merged
@@ -198,13 +239,7 @@ def _one(index: kopf.Index[Any, Any], key: Any) -> Any | None:
 # ------------------------------------------------------------------------------ reconcile
 
 
-def reconcile_body(
-    body: Mapping[str, Any],
-    trigger: str,
-    nodes: Iterable[NodeInfo],
-    deployment: Mapping[str, Any] | None,
-    pods: Iterable[Mapping[str, Any]],
-) -> None:
+def reconcile_body(body: Mapping[str, Any], trigger: str, view: ClusterView) -> None:
     """Make one InferenceService's children and status match its spec and the cluster."""
     kube = RUNTIME.api
     meta = body.get("metadata") or {}
@@ -218,15 +253,13 @@ def reconcile_body(
         if STATUS.update(
             key,
             body.get("status"),
-            {"observedGeneration": generation},
-            invalid_spec_flags(message),
-            generation,
+            lambda _: ({"observedGeneration": generation}, invalid_spec_flags(message), generation),
         ):
             kube.event(body, warning=True, reason="InvalidSpec", message=message)
         RECONCILES.labels(trigger=trigger, result="invalid").inc()
         raise kopf.PermanentError(message) from None
     try:
-        _reconcile(kube, service, body, nodes, deployment, pods)
+        _reconcile(kube, service, body, view)
         RECONCILES.labels(trigger=trigger, result="ok").inc()
     except Exception as error:
         RECONCILES.labels(trigger=trigger, result="error").inc()
@@ -237,24 +270,20 @@ def reconcile_body(
 
 
 def _reconcile(
-    kube: Kube,
-    service: ParsedService,
-    body: Mapping[str, Any],
-    nodes: Iterable[NodeInfo],
-    deployment: Mapping[str, Any] | None,
-    pods: Iterable[Mapping[str, Any]],
+    kube: Kube, service: ParsedService, body: Mapping[str, Any], view: ClusterView
 ) -> None:
     key = (service.namespace, service.name)
+    deployment = view.deployment(key)
     secret_ref = service.spec.model_repository.secret_ref
     digest = kube.secret_digest(service.namespace, secret_ref.name) if secret_ref else None
     mode = service.spec.autoscaling_mode
     facts = ClusterFacts(
-        nodes=list(nodes),
+        nodes=view.nodes(),
         secret_digest=digest,
         secret_missing=secret_ref is not None and digest is None,
         keda_available=mode != "KEDA" or kube.crd_exists(KEDA_CRD),
         live_status=STATUS.get(key, body.get("status")),
-        workload=workload_state(deployment, pods),
+        workload=workload_state(deployment, view.pods(key)),
     )
     result = plan(service, facts, RUNTIME.settings)
     for child in result.children:
@@ -266,23 +295,22 @@ def _reconcile(
         not facts.workload.exists or facts.workload.desired != result.replicas
     ):
         kube.scale_deployment(service.namespace, service.name, result.replicas)
-    STATUS.update(key, body.get("status"), result.status_fields, result.flags, service.generation)
+
+    def status(
+        current: Mapping[str, Any],
+    ) -> tuple[Mapping[str, Any], Iterable[ConditionFlag], int]:
+        # The Deployment may have moved on while the children were applied: plan the status
+        # from the cluster as it is now (planning is pure and cheap).
+        now = plan(
+            service,
+            replace(facts, live_status=current, workload=view.workload(key)),
+            RUNTIME.settings,
+        )
+        return now.status_fields, now.flags, service.generation
+
+    STATUS.update(key, body.get("status"), status)
     for event in result.events:
         kube.event(body, warning=event.warning, reason=event.reason, message=event.message)
-
-
-def _inputs(
-    namespace: str,
-    name: str,
-    node_index: kopf.Index[Any, Any],
-    pod_index: kopf.Index[Any, Any],
-    deployment_index: kopf.Index[Any, Any],
-) -> tuple[list[NodeInfo], dict[str, Any] | None, list[dict[str, Any]]]:
-    return (
-        list(node_index.get(ALL, [])),
-        _one(deployment_index, (namespace, name)),
-        list(pod_index.get((namespace, name), [])),
-    )
 
 
 @kopf.on.resume(*ISVC)
@@ -299,9 +327,7 @@ def reconcile(
     **_: Any,
 ) -> None:
     """Reconcile on create, spec change and operator start."""
-    reconcile_body(
-        dict(body), str(reason), *_inputs(namespace, name, node_index, pod_index, deployment_index)
-    )
+    reconcile_body(dict(body), str(reason), ClusterView(node_index, pod_index, deployment_index))
 
 
 @kopf.on.delete(*ISVC, optional=True)
@@ -333,9 +359,7 @@ def nodes_changed(
         placement = decide_placement(service.spec, nodes, RUNTIME.settings.gpu_fallback)
         live = STATUS.get((namespace, name), body.get("status")).get("placement") or {}
         if live.get("mode") != placement.mode or live.get("reason") != placement.reason:
-            reconcile_body(
-                body, "node", *_inputs(namespace, name, node_index, pod_index, deployment_index)
-            )
+            reconcile_body(body, "node", ClusterView(node_index, pod_index, deployment_index))
 
 
 @kopf.on.event("", "v1", "secrets")
@@ -353,41 +377,41 @@ def secret_changed(
     changes, so the pods roll and Triton reads the new credentials."""
     if type is None:
         return
-    for service_namespace, service_name, body in _services(isvc_index):
+    for service_namespace, _service_name, body in _services(isvc_index):
         reference = ((body.get("spec") or {}).get("modelRepository") or {}).get("secretRef") or {}
         if service_namespace == namespace and reference.get("name") == name:
             reconcile_body(
                 body,
                 "secret",
-                *_inputs(service_namespace, service_name, node_index, pod_index, deployment_index),
+                ClusterView(node_index, pod_index, deployment_index),
             )
 
 
 def refresh_workload(
-    namespace: str,
-    name: str,
-    isvc_index: kopf.Index[Any, Any],
-    pod_index: kopf.Index[Any, Any],
-    deployment_index: kopf.Index[Any, Any],
+    namespace: str, name: str, isvc_index: kopf.Index[Any, Any], view: ClusterView
 ) -> None:
     """Mirror the Deployment's and pods' state into the InferenceService's status."""
     body = _one(isvc_index, (namespace, name))
     if body is None:
         return
-    key = (namespace, name)
-    live = STATUS.get(key, body.get("status"))
-    if not live.get("placement"):
-        return  # not reconciled yet; the reconcile writes the first status
     try:
         mode = parse_object(body).spec.autoscaling_mode
     except SpecError:
         return
-    deployment = _one(deployment_index, key)
-    workload = workload_state(deployment, pod_index.get(key, []))
-    fields, flags = workload_refresh(live, workload, mode)
-    STATUS.update(key, body.get("status"), fields, flags, int(live.get("observedGeneration") or 0))
-    READY_REPLICAS.labels(namespace=namespace, name=name).set(workload.ready)
-    CURRENT_REPLICAS.labels(namespace=namespace, name=name).set(workload.desired)
+    key = (namespace, name)
+
+    def status(
+        current: Mapping[str, Any],
+    ) -> tuple[Mapping[str, Any], Iterable[ConditionFlag], int] | None:
+        if not current.get("placement"):
+            return None  # not reconciled yet: the reconcile writes the first status, from then
+        workload = view.workload(key)
+        fields, flags = workload_refresh(current, workload, mode)
+        READY_REPLICAS.labels(namespace=namespace, name=name).set(workload.ready)
+        CURRENT_REPLICAS.labels(namespace=namespace, name=name).set(workload.desired)
+        return fields, flags, int(current.get("observedGeneration") or 0)
+
+    STATUS.update(key, body.get("status"), status)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -411,10 +435,12 @@ def deployment_changed(
         reconcile_body(
             body,
             "child-deleted",
-            *_inputs(namespace, name, node_index, pod_index, deployment_index),
+            ClusterView(node_index, pod_index, deployment_index),
         )
         return
-    refresh_workload(namespace, name, isvc_index, pod_index, deployment_index)
+    refresh_workload(
+        namespace, name, isvc_index, ClusterView(node_index, pod_index, deployment_index)
+    )
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
@@ -422,6 +448,7 @@ def pod_changed(
     namespace: str,
     labels: kopf.Labels,
     isvc_index: kopf.Index[Any, Any],
+    node_index: kopf.Index[Any, Any],
     pod_index: kopf.Index[Any, Any],
     deployment_index: kopf.Index[Any, Any],
     **_: Any,
@@ -429,7 +456,9 @@ def pod_changed(
     """Pending pods the scheduler cannot place show up in the service's conditions."""
     name = labels.get("app.kubernetes.io/instance")
     if name:
-        refresh_workload(namespace, name, isvc_index, pod_index, deployment_index)
+        refresh_workload(
+            namespace, name, isvc_index, ClusterView(node_index, pod_index, deployment_index)
+        )
 
 
 @kopf.on.event(
@@ -446,11 +475,9 @@ def keda_crd_changed(
     """KEDA installed or removed: KEDA-mode services get (or lose) their ScaledObject."""
     if type is None:
         return
-    for namespace, name, body in _services(isvc_index):
+    for _namespace, _name, body in _services(isvc_index):
         if ((body.get("spec") or {}).get("autoscaling") or {}).get("mode") == "KEDA":
-            reconcile_body(
-                body, "keda", *_inputs(namespace, name, node_index, pod_index, deployment_index)
-            )
+            reconcile_body(body, "keda", ClusterView(node_index, pod_index, deployment_index))
 
 
 # ------------------------------------------------------------------------------ autoscaling
@@ -605,15 +632,18 @@ def _carry_out(
             message=decision.reason,
         )
         log.info("%s/%s scaled %s: %s", service.namespace, service.name, direction, decision.reason)
-    live = STATUS.get(key, body.get("status"))
-    ready = int(live.get("readyReplicas") or 0)
-    fields["replicaSummary"] = f"{ready}/{decision.desired_replicas}"
-    STATUS.update(
-        key,
-        body.get("status"),
-        fields,
-        decision.conditions,
-        int(live.get("observedGeneration") or 0),
-    )
+
+    def status(
+        current: Mapping[str, Any],
+    ) -> tuple[Mapping[str, Any], Iterable[ConditionFlag], int]:
+        ready = int(current.get("readyReplicas") or 0)
+        summary = {"replicaSummary": f"{ready}/{decision.desired_replicas}"}
+        return (
+            {**fields, **summary},
+            decision.conditions,
+            int(current.get("observedGeneration") or 0),
+        )
+
+    STATUS.update(key, body.get("status"), status)
     DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
     CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)
