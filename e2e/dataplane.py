@@ -43,6 +43,9 @@ from e2e.tritonsim.podrunner import PodRunner, PodStatus
 #: (e2e/cluster/kwok-stages.yaml, stage pod-running-unready-dataplane).
 DATAPLANE_PREFIX = "dataplane-"
 H100_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+#: A deleted pod's emulator serves this long more, so requests in flight when the Deployment
+#: scales down finish (the load generator drops the pod from its rotation within 0.5 s).
+TERMINATION_GRACE_S = 2.0
 GROUP, VERSION, PLURAL = "tritonop.io", "v1alpha1", "inferenceservices"
 #: "... : 1 -> 4 (panic)": the change at the end of the operator's scale reason.
 SCALE_CHANGE = re.compile(r":\s*(\d+)\s*->\s*(\d+)")
@@ -160,8 +163,9 @@ def start_pod_runner(
 ) -> PodRunner:
     """A started pod runner for `dataplane-*` pods that marks them Ready when loaded.
 
-    Defaults: 50 ms per request on one model instance (about 20 requests/s per pod), and a
-    one-second model load, so a new pod is visibly unready for a moment, as Triton is.
+    Defaults: 50 ms per request on one model instance (about 20 requests/s per pod), a
+    one-second model load, so a new pod is visibly unready for a moment, as Triton is, and a
+    short termination grace for pods the Deployment removes.
     """
     defaults = EmulatorConfig(
         load_delay_s=load_delay_s,
@@ -172,6 +176,7 @@ def start_pod_runner(
         defaults=defaults,
         set_pod_readiness=True,
         namespace_filter=is_dataplane_namespace,
+        termination_grace_s=TERMINATION_GRACE_S,
     )
     runner.start()
     return runner

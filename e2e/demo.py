@@ -414,6 +414,8 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
                 "2",
                 "--service-time-ms",
                 str(SERVICE_TIME_MS),
+                "--termination-grace",
+                "2",
             ],
             state_file=state_file,
             log_path=demo_dir / "podrunner.log",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -234,3 +235,41 @@ def test_unready_stages_leave_only_tritonop_pods_unready() -> None:
     assert '"True"' not in template and "ready: true" not in template
     assert "phase: Running" in template
     assert stages[0]["spec"]["next"] == stage["spec"]["next"]  # other pods: unchanged
+
+
+def test_namespace_filter_and_termination_grace() -> None:
+    """Pods outside the accepted namespaces get no emulator; a deleted pod's emulator keeps
+    answering for the grace period (in-flight requests finish), then stops."""
+    ip, other_ip = loopback_ip(), loopback_ip()
+    while other_ip == ip:
+        other_ip = loopback_ip()
+    elsewhere = triton_pod("elsewhere", other_ip)
+    elsewhere["metadata"]["namespace"] = "not-served"
+    with PodRunner(
+        watch=False,
+        namespace_filter=lambda namespace: namespace == "team",
+        termination_grace_s=1.0,
+    ) as runner:
+        runner.apply_event("ADDED", triton_pod("served", ip))
+        runner.apply_event("ADDED", elsewhere)
+        runner.sync()
+        assert [status.name for status in runner.pods()] == ["served"]
+
+        runner.apply_event("DELETED", triton_pod("served", ip))
+        runner.sync()
+        assert runner.pods() == []
+        assert get(f"http://{ip}:8000/v2/health/live")[0] == 200  # still finishing up
+        deadline = time.monotonic() + 5
+        while _port_open(ip):
+            assert time.monotonic() < deadline, "the deleted pod's emulator never stopped"
+            time.sleep(0.1)
+
+
+def _port_open(ip: str) -> bool:
+    try:
+        urllib.request.urlopen(f"http://{ip}:8000/v2/health/live", timeout=0.5)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -223,6 +223,7 @@ class PodRunner:
         set_pod_readiness: bool = False,
         status_patcher: StatusPatcher | None = None,
         namespace_filter: Callable[[str], bool] | None = None,
+        termination_grace_s: float = 0.0,
     ) -> None:
         """`watch=False` runs without a cluster: feed pod events with `apply_event`.
 
@@ -234,6 +235,10 @@ class PodRunner:
         `namespace_filter` limits the runner to pods in namespaces it accepts (e.g. the e2e
         suite's `dataplane-*` namespaces), so one runner can live through a whole test session
         without serving, or changing the behaviour of, other tests' pods.
+
+        `termination_grace_s` keeps a deleted pod's emulator serving that long before it stops,
+        like a container finishing its in-flight requests after SIGTERM (KWOK deletes a pod the
+        moment it is marked for deletion; clients notice within their refresh interval).
         """
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._namespace = namespace
@@ -260,6 +265,8 @@ class PodRunner:
         self._marking_tasks: set[asyncio.Task[None]] = set()
         self._readiness_task: asyncio.Task[None] | None = None
         self._namespace_filter = namespace_filter
+        self._termination_grace_s = termination_grace_s
+        self._terminating: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -323,6 +330,9 @@ class PodRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         await asyncio.gather(*(self._stop_pod(key) for key in list(self._running)))
+        for task in list(self._terminating):
+            task.cancel()
+        await asyncio.gather(*self._terminating, return_exceptions=True)
         if self._control is not None:
             await self._control.cleanup()
 
@@ -397,7 +407,10 @@ class PodRunner:
         if current is not None and current.desired == desired and current.refused:
             return
         if current is not None:
-            await self._stop_pod(key)
+            if event_type == "DELETED" and self._termination_grace_s > 0:
+                self._stop_after_grace(key)
+            else:
+                await self._stop_pod(key)
         if desired is not None:
             await self._start_pod(key, desired)
 
@@ -495,6 +508,24 @@ class PodRunner:
             log.warning("could not mark pod %s/%s Ready: %s", key[0], key[1], error)
         finally:
             self._marking.discard(key)
+
+    def _stop_after_grace(self, key: PodKey) -> None:
+        """Forget a deleted pod now; stop its emulator after the termination grace."""
+        current = self._running.pop(key, None)
+        if current is None or current.emulator is None:
+            return
+        emulator = current.emulator
+
+        async def stop_later() -> None:
+            try:
+                await asyncio.sleep(self._termination_grace_s)
+            finally:
+                await emulator.stop()
+                log.info("pod %s/%s: emulator on %s stopped", key[0], key[1], current.desired.ip)
+
+        task = asyncio.create_task(stop_later())
+        self._terminating.add(task)
+        task.add_done_callback(self._terminating.discard)
 
     async def _stop_pod(self, key: PodKey) -> None:
         current = self._running.pop(key, None)
@@ -758,6 +789,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--namespace-prefix", help="serve only pods in namespaces starting with this prefix"
     )
+    parser.add_argument(
+        "--termination-grace",
+        type=float,
+        default=0.0,
+        help="seconds a deleted pod's emulator keeps serving (in-flight requests finish)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -781,6 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control_port=args.control_port,
         set_pod_readiness=args.set_pod_readiness,
         namespace_filter=(lambda namespace: namespace.startswith(prefix)) if prefix else None,
+        termination_grace_s=args.termination_grace,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
