@@ -27,7 +27,7 @@ demo: setup binaries
 test: setup binaries
 	$(PY) -m ruff check operator tests e2e
 	$(PY) -m mypy operator/tritonop
-	$(PY) -m pytest tests e2e -q -p no:cacheprovider
+	$(PY) -m pytest tests e2e -q -p no:cacheprovider --durations=20
 
 unit: setup
 	$(PY) -m pytest tests -q
