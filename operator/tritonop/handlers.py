@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from tritonop import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from tritonop.api.validation import ParsedService, SpecError, parse_object
@@ -31,7 +32,7 @@ from tritonop.autoscale.metrics import PodEndpoint, PrometheusSource, observe, r
 from tritonop.autoscale.policy import PolicyState, decide
 from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 from tritonop.config import Settings
-from tritonop.k8s import KEDA_CRD, Kube
+from tritonop.k8s import KEDA_CRD, Kube, namespace_terminating
 from tritonop.observability import (
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
@@ -261,6 +262,15 @@ def reconcile_body(body: Mapping[str, Any], trigger: str, view: ClusterView) -> 
     try:
         _reconcile(kube, service, body, view)
         RECONCILES.labels(trigger=trigger, result="ok").inc()
+    except ApiException as error:
+        if namespace_terminating(error):
+            # The namespace is being deleted (and the service with it): nothing to restore.
+            RECONCILES.labels(trigger=trigger, result="skipped").inc()
+            log.info("%s/%s: namespace is being deleted; not reconciling", *key)
+            return
+        RECONCILES.labels(trigger=trigger, result="error").inc()
+        RECONCILE_ERRORS.labels(error=type(error).__name__).inc()
+        raise
     except Exception as error:
         RECONCILES.labels(trigger=trigger, result="error").inc()
         RECONCILE_ERRORS.labels(error=type(error).__name__).inc()

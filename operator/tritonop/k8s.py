@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
-import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
@@ -223,10 +224,52 @@ class Kube:
         return True
 
     def event(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
-        """Post an Event on an InferenceService (kopf batches and posts it)."""
-        target = kopf.Body(cast(Any, dict(body)))  # kopf types bodies as TypedDicts
-        if warning:
-            kopf.warn(target, reason=reason, message=message)
-        else:
-            kopf.info(target, reason=reason, message=message)
+        """Post an Event on an InferenceService, once.
+
+        Sent directly rather than through kopf's queue, which retries a refused Event for about
+        a minute: an Event for a namespace being deleted is dropped at once instead.
+        """
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta.get("name"),
+                "namespace": namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": "Warning" if warning else "Normal",
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "count": 1,
+        }
+        try:
+            self._request("POST", f"/api/v1/namespaces/{namespace}/events", event)
+        except ApiException as error:
+            if error.status in (403, 404):  # the namespace is gone or going: nobody will read it
+                log.info(
+                    "event %s on %s/%s dropped: %s",
+                    reason,
+                    namespace,
+                    meta.get("name"),
+                    error.reason,
+                )
+                return
+            raise
         API_WRITES.labels(kind="Event", verb="create").inc()
+
+
+def namespace_terminating(error: ApiException) -> bool:
+    """The API server refused to create something because its namespace is being deleted."""
+    return error.status == 403 and "being terminated" in str(error.body or "")
