@@ -307,6 +307,12 @@ def _run(args: argparse.Namespace) -> int:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # kopf reports every handled watch event ("Handler ... succeeded") and aiohttp every
+        # liveness probe at INFO: at scale that drowns the operator's own decisions. Their
+        # warnings and errors (failed handlers, retries) still show.
+        for chatty in ("kopf.objects", "aiohttp.access"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
     namespaces = settings.namespace_list
     kopf.run(
