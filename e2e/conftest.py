@@ -123,19 +123,24 @@ def operator(operator_kubeconfig: Path, work_dir: Path) -> Iterator[OperatorProc
         print(f"\noperator log: {process.log_path}")
 
 
-@pytest.fixture
-def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (the garbage collector does the rest)."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
-    installed.kubectl("create", "namespace", name)
+def fresh_namespace(tools: Tools, name: str) -> Iterator[str]:
+    """Create a namespace, wait until pods can be created in it, yield it, then delete it
+    without waiting (the garbage collector does the rest)."""
+    tools.kubectl("create", "namespace", name)
     wait_until(
-        lambda: installed.get("serviceaccount", "default", name),
+        lambda: tools.get("serviceaccount", "default", name),
         30,
         f"default ServiceAccount in {name}",
     )
     yield name
-    installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    tools.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the garbage collector does the rest)."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    yield from fresh_namespace(installed, f"{base}-{uuid.uuid4().hex[:5]}")
 
 
 # ------------------------------------------------------------------------------ data plane
@@ -168,12 +173,4 @@ def dataplane_namespace(installed: Tools, request: pytest.FixtureRequest) -> Ite
     from e2e.dataplane import DATAPLANE_PREFIX
 
     base = request.node.name.lower().replace("_", "-").removeprefix("test-")[:30].strip("-")
-    name = f"{DATAPLANE_PREFIX}{base}-{uuid.uuid4().hex[:5]}"
-    installed.kubectl("create", "namespace", name)
-    wait_until(
-        lambda: installed.get("serviceaccount", "default", name),
-        30,
-        f"default ServiceAccount in {name}",
-    )
-    yield name
-    installed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from fresh_namespace(installed, f"{DATAPLANE_PREFIX}{base}-{uuid.uuid4().hex[:5]}")

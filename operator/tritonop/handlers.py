@@ -45,7 +45,7 @@ from tritonop.observability import (
     SIGNAL,
     forget_service,
 )
-from tritonop.placement import NodeInfo, node_info
+from tritonop.placement import NodeInfo, gpu_capacity_fingerprint, node_info
 from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, plan, workload_refresh
 from tritonop.status import (
@@ -69,6 +69,8 @@ class Runtime:
 
     settings: Settings = field(default_factory=Settings)
     kube: Kube | None = None
+    node_fingerprint: str = ""
+    """What placement last read of the nodes; node events that leave it unchanged are skipped."""
 
     @property
     def api(self) -> Kube:
@@ -98,8 +100,7 @@ class ClusterView:
         return list(self.node_index.get(ALL, []))
 
     def deployment(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        store = self.deployment_index.get(key)
-        return next(iter(store), None) if store is not None else None
+        return _one(self.deployment_index, key)
 
     def pods(self, key: tuple[str, str]) -> list[dict[str, Any]]:
         return list(self.pod_index.get(key, []))
@@ -360,7 +361,12 @@ def nodes_changed(
     changed decision costs a reconcile)."""
     if type is None:  # the initial listing: resume handlers take care of every service
         return
-    nodes = list(node_index.get(ALL, []))
+    view = ClusterView(node_index, pod_index, deployment_index)
+    nodes = view.nodes()
+    fingerprint = gpu_capacity_fingerprint(nodes)
+    if fingerprint == RUNTIME.node_fingerprint:
+        return  # a heartbeat or status change no placement reads
+    RUNTIME.node_fingerprint = fingerprint
     for namespace, name, body in _services(isvc_index):
         try:
             service = parse_object(body)
@@ -369,7 +375,7 @@ def nodes_changed(
         placement = decide_placement(service.spec, nodes, RUNTIME.settings.gpu_fallback)
         live = STATUS.get((namespace, name), body.get("status")).get("placement") or {}
         if live.get("mode") != placement.mode or live.get("reason") != placement.reason:
-            reconcile_body(body, "node", ClusterView(node_index, pod_index, deployment_index))
+            reconcile_body(body, "node", view)
 
 
 @kopf.on.event("", "v1", "secrets")

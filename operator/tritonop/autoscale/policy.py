@@ -288,15 +288,22 @@ def scale_up_limit(
         return current
     limits = []
     for policy in rules.policies:
-        added = _change_in_period(events, now, policy.period_seconds, 1)
-        removed = _change_in_period(events, now, policy.period_seconds, -1)
-        period_start = current - added + removed
+        period_start = _replicas_at_period_start(current, events, now, policy.period_seconds)
         if policy.type == "Pods":
             limits.append(period_start + policy.value)
         else:
             limits.append(math.ceil(period_start * (1 + policy.value / 100.0) - 1e-9))
     limit = min(limits) if rules.select_policy == "Min" else max(limits)
     return max(limit, current)
+
+
+def _replicas_at_period_start(
+    current: int, events: Sequence[tuple[float, int]], now: float, period: float
+) -> int:
+    """The replica count a policy's period started from: current, less this period's changes."""
+    added = _change_in_period(events, now, period, 1)
+    removed = _change_in_period(events, now, period, -1)
+    return current - added + removed
 
 
 def scale_down_limit(
@@ -307,9 +314,7 @@ def scale_down_limit(
         return current
     limits = []
     for policy in rules.policies:
-        added = _change_in_period(events, now, policy.period_seconds, 1)
-        removed = _change_in_period(events, now, policy.period_seconds, -1)
-        period_start = current - added + removed
+        period_start = _replicas_at_period_start(current, events, now, policy.period_seconds)
         if policy.type == "Pods":
             limits.append(period_start - policy.value)
         else:
