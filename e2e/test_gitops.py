@@ -62,7 +62,9 @@ def test_examples_sync_idempotently_and_show_no_drift_after_reconcile(
             f"drift after the operator reconciled:\n{diff.stdout}{diff.stderr}"
         )
 
-    listed = tools.kubectl("get", "inferenceservices", "-n", namespace, "-o", "json", "--show-managed-fields")
+    listed = tools.kubectl(
+        "get", "inferenceservices", "-n", namespace, "-o", "json", "--show-managed-fields"
+    )
     for obj in json.loads(listed.stdout)["items"]:
         spec_managers = {
             entry["manager"]

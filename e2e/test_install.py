@@ -130,7 +130,15 @@ def test_helm_install_upgrade_uninstall(installed: Tools, release_namespace: str
         objects = release_objects(tools, release, release_namespace)
         before = resource_versions(tools, objects)
         tools.helm(
-            "upgrade", release, CHART, "-n", release_namespace, "--reuse-values", "--wait", "--timeout", "180s"
+            "upgrade",
+            release,
+            CHART,
+            "-n",
+            release_namespace,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "180s",
         )
         assert resource_versions(tools, objects) == before
 
@@ -140,16 +148,30 @@ def test_helm_install_upgrade_uninstall(installed: Tools, release_namespace: str
             "--set", "replicaCount=1", "--wait", "--timeout", "180s",
         )  # fmt: skip
         wait_until(
-            lambda: deployment_ready(tools, release, release_namespace, 1), 60, "one operator replica"
+            lambda: deployment_ready(tools, release, release_namespace, 1),
+            60,
+            "one operator replica",
         )
         assert tools.get("clusterkopfpeering", release) is None
         assert tools.get("poddisruptionbudget", release, release_namespace) is None
         deployment = tools.get("deployment", release, release_namespace)
         assert deployment is not None and deployment["spec"]["strategy"]["type"] == "Recreate"
-        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert not env["TRITONOP_PEERING"]  # the API server drops the empty value
     finally:
-        tools.helm("uninstall", release, "-n", release_namespace, "--wait", "--timeout", "120s", check=False)
+        tools.helm(
+            "uninstall",
+            release,
+            "-n",
+            release_namespace,
+            "--wait",
+            "--timeout",
+            "120s",
+            check=False,
+        )
 
     # Uninstalled: the operator's objects are gone, the CRD (and every InferenceService) stays.
     assert tools.get("deployment", release, release_namespace) is None
@@ -185,14 +207,28 @@ def test_namespaced_install_grants_only_the_watched_namespaces(
             assert not can_i(tools, account, "list", "secrets", unwatched)
         # Cluster-scoped reads stay clusterwide; nothing namespaced is granted clusterwide.
         assert can_i(tools, account, "list", "nodes", None)
-        assert can_i(tools, account, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
+        assert can_i(
+            tools, account, "watch", "customresourcedefinitions.apiextensions.k8s.io", None
+        )
         assert not can_i(tools, account, "list", "inferenceservices.tritonop.io", None)
         deployment = tools.get("deployment", release, release_namespace)
         assert deployment is not None
-        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert env["TRITONOP_NAMESPACES"] == f"{namespace},{other}"
     finally:
-        tools.helm("uninstall", release, "-n", release_namespace, "--wait", "--timeout", "120s", check=False)
+        tools.helm(
+            "uninstall",
+            release,
+            "-n",
+            release_namespace,
+            "--wait",
+            "--timeout",
+            "120s",
+            check=False,
+        )
         tools.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
 
@@ -205,18 +241,27 @@ def test_plain_manifests_apply_idempotently(installed: Tools) -> None:
     try:
         tools.kubectl(*apply)
         wait_until(
-            lambda: deployment_ready(tools, "tritonop", OPERATOR_NAMESPACE, 1), 120, "operator Deployment"
+            lambda: deployment_ready(tools, "tritonop", OPERATOR_NAMESPACE, 1),
+            120,
+            "operator Deployment",
         )
         first = resource_versions(tools, documents)
         tools.kubectl(*apply)
         assert resource_versions(tools, documents) == first, "a second apply changed objects"
-        diff = tools.kubectl("diff", "--server-side", "--field-manager", "gitops-sync", "-k", MANIFESTS, check=False)
+        diff = tools.kubectl(
+            "diff", "--server-side", "--field-manager", "gitops-sync", "-k", MANIFESTS, check=False
+        )
         assert diff.returncode == 0, f"kubectl diff reports drift:\n{diff.stdout}{diff.stderr}"
     finally:
         # Remove what the suite's own setup does not use; keep its ServiceAccount, RBAC and CRD.
         for kind, name in (("deployment", "tritonop"), ("service", "tritonop-metrics")):
-            tools.kubectl("delete", kind, name, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", check=False)
+            tools.kubectl(
+                "delete", kind, name, "-n", OPERATOR_NAMESPACE, "--ignore-not-found", check=False
+            )
         tools.kubectl(
-            "label", "namespace", OPERATOR_NAMESPACE, "pod-security.kubernetes.io/enforce-", check=False
+            "label",
+            "namespace",
+            OPERATOR_NAMESPACE,
+            "pod-security.kubernetes.io/enforce-",
+            check=False,
         )
-

@@ -44,7 +44,14 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments/scale"): {"get", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
-    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("autoscaling", "horizontalpodautoscalers"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
     ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
@@ -140,7 +147,15 @@ def test_helm_lint_strict_passes(helm: str, values: dict[str, Any], tmp_path: Pa
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     result = helmtool.run_helm(
-        ["lint", "--strict", "--kube-version", helmtool.KUBE_VERSION, str(CHART), "-f", str(values_file)],
+        [
+            "lint",
+            "--strict",
+            "--kube-version",
+            helmtool.KUBE_VERSION,
+            str(CHART),
+            "-f",
+            str(values_file),
+        ],
         helm=helm,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -242,7 +257,10 @@ def test_operator_container_runs_tritonop_with_probes_and_ports(default_objects:
     assert env["TRITONOP_HEALTH_PORT"] == "8080" and env["TRITONOP_METRICS_PORT"] == "9090"
     service = only(default_objects, "Service")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
-    assert service["spec"]["selector"] == only(default_objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert (
+        service["spec"]["selector"]
+        == only(default_objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
 
 
 def test_every_operator_env_var_is_a_setting_the_operator_reads(
@@ -292,7 +310,9 @@ def test_default_env_gives_the_default_settings(
     assert Settings() == Settings.model_validate({})
 
 
-def test_rbac_grants_exactly_the_agreed_rules_clusterwide(helm: str, default_objects: Objects) -> None:
+def test_rbac_grants_exactly_the_agreed_rules_clusterwide(
+    helm: str, default_objects: Objects
+) -> None:
     assert of_kind(default_objects, "Role") == []
     cluster_role = only(default_objects, "ClusterRole")
     assert rule_map(cluster_role["rules"]) == {**NAMESPACED_RULES, **CLUSTER_RULES}
@@ -312,14 +332,20 @@ def test_rbac_grants_exactly_the_agreed_rules_clusterwide(helm: str, default_obj
     }
     account = only(default_objects, "ServiceAccount")
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": helmtool.NAMESPACE}
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": helmtool.NAMESPACE,
+        }
     ]
     pod = only(default_objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_namespaced_mode_creates_roles_only_in_the_listed_namespaces(helm: str, replicas: int) -> None:
+def test_namespaced_mode_creates_roles_only_in_the_listed_namespaces(
+    helm: str, replicas: int
+) -> None:
     objects = render(helm, {"watchNamespaces": ["team-a", "team-b"], "replicaCount": replicas})
     roles = of_kind(objects, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
@@ -385,7 +411,9 @@ def test_kopf_peering_crds_have_the_documented_shape(helm: str) -> None:
         assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
-def test_crds_keep_toggles_the_resource_policy_annotation(helm: str, default_objects: Objects) -> None:
+def test_crds_keep_toggles_the_resource_policy_annotation(
+    helm: str, default_objects: Objects
+) -> None:
     kept = only(default_objects, "CustomResourceDefinition")
     assert kept["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     not_kept = only(render(helm, {"crds": {"keep": False}}), "CustomResourceDefinition")
@@ -409,8 +437,12 @@ def test_chart_crd_copy_equals_tritonop_crd(
     assert rendered == crd()
 
 
-def test_monitors_are_off_by_default_and_select_the_right_pods(helm: str, default_objects: Objects) -> None:
-    assert not of_kind(default_objects, "ServiceMonitor") and not of_kind(default_objects, "PodMonitor")
+def test_monitors_are_off_by_default_and_select_the_right_pods(
+    helm: str, default_objects: Objects
+) -> None:
+    assert not of_kind(default_objects, "ServiceMonitor") and not of_kind(
+        default_objects, "PodMonitor"
+    )
     objects = render(
         helm,
         {
@@ -427,7 +459,10 @@ def test_monitors_are_off_by_default_and_select_the_right_pods(helm: str, defaul
 
     pod_monitor = only(objects, "PodMonitor")
     pod_selector = pod_monitor["spec"]["selector"]["matchLabels"]
-    assert pod_selector == {"app.kubernetes.io/managed-by": "tritonop", "app.kubernetes.io/name": "triton"}
+    assert pod_selector == {
+        "app.kubernetes.io/managed-by": "tritonop",
+        "app.kubernetes.io/name": "triton",
+    }
     # The labels the operator puts on every Triton pod match the PodMonitor's selector.
     assert pod_selector.items() <= standard_labels("any-service").items()
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
@@ -436,19 +471,26 @@ def test_monitors_are_off_by_default_and_select_the_right_pods(helm: str, defaul
     assert {"namespace", "pod", "inferenceservice"} <= kept
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
 
-    namespaced = render(helm, {"watchNamespaces": ["team-a"], "tritonPodMonitor": {"enabled": True}})
+    namespaced = render(
+        helm, {"watchNamespaces": ["team-a"], "tritonPodMonitor": {"enabled": True}}
+    )
     assert only(namespaced, "PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
 
 
 def test_service_monitor_without_its_service_fails_clearly(helm: str) -> None:
     with pytest.raises(helmtool.HelmError, match=r"metrics\.service\.enabled"):
-        render(helm, {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}})
+        render(
+            helm, {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}
+        )
 
 
 def test_existing_service_account(helm: str) -> None:
     objects = render(helm, {"serviceAccount": {"create": False, "name": "platform-operators"}})
     assert of_kind(objects, "ServiceAccount") == []
-    assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operators"
+    assert (
+        only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        == "platform-operators"
+    )
     assert only(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "platform-operators"
     with pytest.raises(helmtool.HelmError, match=r"serviceAccount\.name is required"):
         render(helm, {"serviceAccount": {"create": False}})
@@ -516,14 +558,18 @@ def test_schema_covers_every_value_and_closes_every_section() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     for path in values_table.value_paths(values):
-        assert values_table.schema_node(schema, path) is not None, f"{path} missing in values.schema.json"
+        assert values_table.schema_node(schema, path) is not None, (
+            f"{path} missing in values.schema.json"
+        )
     # Every section the chart defines (an object with declared properties) rejects unknown keys.
     free_form = {"resources.requests", "resources.limits"}  # any resource name is allowed
 
     def walk(node: Mapping[str, Any], path: str) -> None:
         if "properties" in node:
             if path not in free_form:
-                assert node.get("additionalProperties") is False, f"{path or '<root>'} accepts unknown keys"
+                assert node.get("additionalProperties") is False, (
+                    f"{path or '<root>'} accepts unknown keys"
+                )
             for key, child in node["properties"].items():
                 walk(child, f"{path}.{key}" if path else key)
 
@@ -536,7 +582,9 @@ def test_values_table_is_current() -> None:
         for path, text in values_table.expected_documents().items()
         if path.read_text() != text
     ]
-    assert not stale, f"stale values table in {stale}: run python charts/tritonop/hack/values_table.py"
+    assert not stale, (
+        f"stale values table in {stale}: run python charts/tritonop/hack/values_table.py"
+    )
     assert CHART / "README.md" in values_table.expected_documents()
 
 

@@ -47,8 +47,8 @@ def test_every_spec_and_status_field_has_a_description() -> None:
 
 def test_schema_is_structural() -> None:
     for path, node in walk(schema()):
-        assert (
-            ("$ref" not in node and "anyOf" not in node) or node.get("x-kubernetes-int-or-string")
+        assert ("$ref" not in node and "anyOf" not in node) or node.get(
+            "x-kubernetes-int-or-string"
         ), path
         assert "type" in node or node.get("x-kubernetes-int-or-string") or path == "", path
         assert node.get("additionalProperties") is not True, path

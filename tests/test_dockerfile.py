@@ -78,7 +78,9 @@ def resolve(base: str, global_args: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m.group(1) or m.group(2)], base)
 
 
-def test_multi_stage_build_from_one_pinned_python_base(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+def test_multi_stage_build_from_one_pinned_python_base(
+    dockerfile: tuple[dict[str, str], list[Stage]],
+) -> None:
     global_args, stages = dockerfile
     assert len(stages) >= 2, "build and runtime stages"
     assert stages[0].name == "build"
@@ -86,7 +88,9 @@ def test_multi_stage_build_from_one_pinned_python_base(dockerfile: tuple[dict[st
     assert len(bases) == 1, f"all stages share one base, got {bases}"
     (base,) = bases
     # Fully pinned: python:<major>.<minor>.<patch>-slim-<debian release>, optionally @sha256.
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base), base
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base), (
+        base
+    )
     assert "latest" not in base
 
 
@@ -110,7 +114,9 @@ def test_runtime_stage_installs_only_the_wheel_built_from_this_repository(
     assert not runtime.all("COPY"), "the runtime stage copies nothing: the wheels are mounted"
 
 
-def test_no_test_extras_no_pip_cache_no_compilers(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+def test_no_test_extras_no_pip_cache_no_compilers(
+    dockerfile: tuple[dict[str, str], list[Stage]],
+) -> None:
     _, stages = dockerfile
     text = DOCKERFILE.read_text()
     assert "[test]" not in text and ".[test" not in text
@@ -145,7 +151,9 @@ def test_entrypoint_runs_the_operator_and_exposes_the_chart_ports(
     assert json.loads(runtime.all("ENTRYPOINT")[-1]) == ["tritonop"]
     assert json.loads(runtime.all("CMD")[-1]) == ["run"]
     exposed = {int(port.split("/")[0]) for line in runtime.all("EXPOSE") for port in line.split()}
-    chart_ports = {int(port) for port in re.findall(r"containerPort: (\d+)", CHART_DEPLOYMENT.read_text())}
+    chart_ports = {
+        int(port) for port in re.findall(r"containerPort: (\d+)", CHART_DEPLOYMENT.read_text())
+    }
     assert exposed == chart_ports == {8080, 9090}
 
 
@@ -165,8 +173,10 @@ def _ignored(path: str, patterns: list[str]) -> bool:
         body = body.rstrip("/")
         matched = fnmatch.fnmatch(path, body) or path.startswith(body + "/")
         if body.startswith("**/"):
-            matched = matched or fnmatch.fnmatch(path, body[3:]) or any(
-                fnmatch.fnmatch(part, body[3:]) for part in path.split("/")
+            matched = (
+                matched
+                or fnmatch.fnmatch(path, body[3:])
+                or any(fnmatch.fnmatch(part, body[3:]) for part in path.split("/"))
             )
         if matched:
             ignored = not negate
@@ -188,7 +198,14 @@ def test_dockerignore_keeps_the_context_to_what_the_image_is_built_from() -> Non
                 assert not _ignored(source, patterns), f"{source} is excluded from the context"
     assert not _ignored("operator/tritonop/templates/deployment.yaml.j2", patterns)
     # ... and nothing else: no VCS data, tests, charts, caches or build leftovers.
-    for path in (".git/config", "tests/test_chart.py", "e2e/conftest.py", "charts/tritonop/values.yaml",
-                 "operator/tritonop/__pycache__/cli.cpython-311.pyc", "operator/tritonop.egg-info/PKG-INFO",
-                 ".venv/bin/python", "operator/Dockerfile"):
+    for path in (
+        ".git/config",
+        "tests/test_chart.py",
+        "e2e/conftest.py",
+        "charts/tritonop/values.yaml",
+        "operator/tritonop/__pycache__/cli.cpython-311.pyc",
+        "operator/tritonop.egg-info/PKG-INFO",
+        ".venv/bin/python",
+        "operator/Dockerfile",
+    ):
         assert _ignored(path, patterns), f"{path} would be sent to the build"

@@ -59,7 +59,9 @@ def test_example_is_valid_documented_and_renders(path: Path) -> None:
 
 
 def test_examples_cover_the_documented_features() -> None:
-    services = {path.stem: parse_object(yaml.safe_load(path.read_text())) for path in example_paths()}
+    services = {
+        path.stem: parse_object(yaml.safe_load(path.read_text())) for path in example_paths()
+    }
     assert services["gpu-h100"].spec.gpu.products == ["NVIDIA-H100-80GB-HBM3"]
     assert services["gpu-h100"].spec.model_repository.secret_ref is not None
     assert services["gpu-h100"].spec.model_repository.uri.startswith("s3://")
@@ -73,9 +75,16 @@ def test_examples_cover_the_documented_features() -> None:
     autoscaled = services["autoscaled"].spec
     assert autoscaled.autoscaling is not None
     assert autoscaled.autoscaling.mode == "Operator"
-    assert (autoscaled.autoscaling.targets.queue_depth, autoscaled.autoscaling.targets.queue_time_ms) == (4, 50)
+    assert (
+        autoscaled.autoscaling.targets.queue_depth,
+        autoscaled.autoscaling.targets.queue_time_ms,
+    ) == (4, 50)
     assert (autoscaled.autoscaling.min_replicas, autoscaled.autoscaling.max_replicas) == (1, 8)
-    assert (autoscaled.gpu.count, autoscaled.gpu.fallback, autoscaled.models) == (1, "CPU", ["simple"])
+    assert (autoscaled.gpu.count, autoscaled.gpu.fallback, autoscaled.models) == (
+        1,
+        "CPU",
+        ["simple"],
+    )
     assert services["hpa"].spec.autoscaling_mode == "HPA"
     assert services["keda"].spec.autoscaling_mode == "KEDA"
 

@@ -56,7 +56,7 @@ def test_run_script_is_strict_honest_and_cleans_up() -> None:
     steps = re.findall(r'^step "(\d)/8', text, re.MULTILINE)
     assert steps == [str(number) for number in range(1, 9)]
     for needed in (
-        "docker build -f \"$ROOT/operator/Dockerfile\"",
+        'docker build -f "$ROOT/operator/Dockerfile"',
         "kind load docker-image",
         "--set gpuFallback=CPU",
         "make_model.py",
@@ -115,16 +115,31 @@ def test_inferenceservice_renders_to_cpu_fallback_on_the_pvc(
         )
     )
     status = tritonop_main(
-        ["render", "-f", str(KIND / "inferenceservice.yaml"), "--nodes", str(nodes), "--fallback", "CPU"]
+        [
+            "render",
+            "-f",
+            str(KIND / "inferenceservice.yaml"),
+            "--nodes",
+            str(nodes),
+            "--fallback",
+            "CPU",
+        ]
     )
     assert status == 0
     objects = [obj for obj in yaml.safe_load_all(capsys.readouterr().out) if obj]
     deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["template"]["metadata"]["annotations"]["tritonop.io/placement"] == "CPUFallback"
+    assert (
+        deployment["spec"]["template"]["metadata"]["annotations"]["tritonop.io/placement"]
+        == "CPUFallback"
+    )
     (container,) = [c for c in pod["containers"] if c["name"] == "triton"]
     assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
     assert claims == ["model-store"]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
     assert mount["subPath"] == "repo" and mount["readOnly"] is True
@@ -143,9 +158,17 @@ def emulator() -> Iterator[tuple[str, str]]:
     http_port, metrics_port = _free_port(), _free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "e2e.tritonsim", "--host", "127.0.0.1",
-            "--http-port", str(http_port), "--metrics-port", str(metrics_port),
-            "--service-time-ms", "2",
+            sys.executable,
+            "-m",
+            "e2e.tritonsim",
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
+            "--metrics-port",
+            str(metrics_port),
+            "--service-time-ms",
+            "2",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -154,7 +177,10 @@ def emulator() -> Iterator[tuple[str, str]]:
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", http_port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", http_port), 0.2),
+            ):
                 break
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             time.sleep(0.1)
@@ -169,13 +195,17 @@ def test_check_triton_passes_against_the_emulator(emulator: tuple[str, str]) -> 
     http, metrics = emulator
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = check_triton.main(["--http", http, "--metrics", metrics, "--requests", "20", "--ready-timeout", "20"])
+        status = check_triton.main(
+            ["--http", http, "--metrics", metrics, "--requests", "20", "--ready-timeout", "20"]
+        )
     assert status == 0
     assert "20 inferences correct" in out.getvalue()
     assert "nv_inference_request_success +20" in out.getvalue()
 
 
-def test_check_triton_rejects_wrong_answers(monkeypatch: pytest.MonkeyPatch, emulator: tuple[str, str]) -> None:
+def test_check_triton_rejects_wrong_answers(
+    monkeypatch: pytest.MonkeyPatch, emulator: tuple[str, str]
+) -> None:
     """The check is not a formality: a server that answers wrong makes it fail."""
     check_triton = load("check_triton")
     original = check_triton.triton_http.InferResult.as_numpy
@@ -186,4 +216,6 @@ def test_check_triton_rejects_wrong_answers(monkeypatch: pytest.MonkeyPatch, emu
     monkeypatch.setattr(check_triton.triton_http.InferResult, "as_numpy", off_by_one)
     http, metrics = emulator
     with pytest.raises(SystemExit, match="OUTPUT1 is not INPUT0 - INPUT1"):
-        check_triton.main(["--http", http, "--metrics", metrics, "--requests", "1", "--ready-timeout", "20"])
+        check_triton.main(
+            ["--http", http, "--metrics", metrics, "--requests", "1", "--ready-timeout", "20"]
+        )

@@ -89,7 +89,11 @@ def test_kubectl_kustomize_builds_the_install() -> None:
     if kubectl is None:
         pytest.skip("kubectl is not on PATH; the other tests still check the kustomization")
     result = subprocess.run(
-        [kubectl, "kustomize", str(MANIFESTS)], capture_output=True, text=True, timeout=60, check=False
+        [kubectl, "kustomize", str(MANIFESTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     built = [obj for obj in yaml.safe_load_all(result.stdout) if obj]

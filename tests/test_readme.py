@@ -34,4 +34,6 @@ def test_makefile_has_both_targets() -> None:
 
 def test_every_operator_setting_is_documented() -> None:
     for name in Settings.model_fields:
-        assert f"`TRITONOP_{name.upper()}`" in README, f"TRITONOP_{name.upper()} missing from README"
+        assert f"`TRITONOP_{name.upper()}`" in README, (
+            f"TRITONOP_{name.upper()} missing from README"
+        )

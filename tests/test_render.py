@@ -117,7 +117,9 @@ def test_rendered_fields_are_kubernetes_fields(name: str, mode: str) -> None:
 
     client = ApiClient()
     for obj in yaml.safe_load_all(render_example(name, mode)):
-        typed = client.deserialize(json.dumps(obj), KUBERNETES_TYPES[obj["kind"]], "application/json")
+        typed = client.deserialize(
+            json.dumps(obj), KUBERNETES_TYPES[obj["kind"]], "application/json"
+        )
         assert client.sanitize_for_serialization(typed) == obj
 
 
@@ -151,7 +153,9 @@ def deployment(
     settings_: Settings = SETTINGS,
     secret_hash: str | None = None,
 ) -> dict[str, Any]:
-    return render_workload(service, placement, settings_, replicas=replicas, secret_hash=secret_hash)[0]
+    return render_workload(
+        service, placement, settings_, replicas=replicas, secret_hash=secret_hash
+    )[0]
 
 
 def pod(deploy: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +213,10 @@ def test_gpu_limit_merged_with_user_resources_and_user_gpu_entry_dropped() -> No
         "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
     }
     cpu_resources = container(deployment(service, CPU_FALLBACK))["resources"]
-    assert cpu_resources == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}
+    assert cpu_resources == {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"memory": "16Gi"},
+    }
 
 
 USER_AFFINITY: dict[str, Any] = {
@@ -221,7 +228,10 @@ USER_AFFINITY: dict[str, Any] = {
             ]
         },
         "preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 10, "preference": {"matchExpressions": [{"key": "fast", "operator": "Exists"}]}}
+            {
+                "weight": 10,
+                "preference": {"matchExpressions": [{"key": "fast", "operator": "Exists"}]},
+            }
         ],
     },
     "podAntiAffinity": {
@@ -252,15 +262,21 @@ def test_user_scheduling_constraints_kept_and_merged() -> None:
     node_affinity = gpu_pod["affinity"]["nodeAffinity"]
     terms = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [
-        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, PRODUCT_EXPRESSION]},
+        {
+            "matchExpressions": [
+                {"key": "zone", "operator": "In", "values": ["a"]},
+                PRODUCT_EXPRESSION,
+            ]
+        },
         {
             "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}],
             "matchExpressions": [PRODUCT_EXPRESSION],
         },
     ]
     user_node_affinity = USER_AFFINITY["nodeAffinity"]
-    assert node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] == (
-        user_node_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert (
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+        == (user_node_affinity["preferredDuringSchedulingIgnoredDuringExecution"])
     )
     assert gpu_pod["affinity"]["podAntiAffinity"] == USER_AFFINITY["podAntiAffinity"]
     # the spec itself is not modified by the merge
@@ -279,15 +295,23 @@ def test_gpu_toleration_not_duplicated_when_user_has_it() -> None:
 
 def test_pvc_repository_mounted_read_only_with_sub_path() -> None:
     rendered = deployment(make_service(modelRepository={"uri": "pvc://model-store/triton/v2"}))
-    assert {"name": "model-repository", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in (
-        pod(rendered)["volumes"]
-    )
+    assert {
+        "name": "model-repository",
+        "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True},
+    } in (pod(rendered)["volumes"])
     mounts = container(rendered)["volumeMounts"]
-    assert {"name": "model-repository", "mountPath": "/models", "readOnly": True, "subPath": "triton/v2"} in mounts
+    assert {
+        "name": "model-repository",
+        "mountPath": "/models",
+        "readOnly": True,
+        "subPath": "triton/v2",
+    } in mounts
     assert "--model-repository=/models" in container(rendered)["args"]
 
     whole_claim = deployment(make_service(modelRepository={"uri": "pvc://model-store"}))
-    mount = next(m for m in container(whole_claim)["volumeMounts"] if m["name"] == "model-repository")
+    mount = next(
+        m for m in container(whole_claim)["volumeMounts"] if m["name"] == "model-repository"
+    )
     assert mount == {"name": "model-repository", "mountPath": "/models", "readOnly": True}
 
     object_store = deployment(make_service(modelRepository={"uri": "gs://bucket/repo"}))
@@ -328,7 +352,9 @@ def test_ports_shm_and_probes() -> None:
         ("grpc", 8001, "TCP"),
         ("metrics", 8002, "TCP"),
     ]
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod(rendered)["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod(rendered)[
+        "volumes"
+    ]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
@@ -418,7 +444,11 @@ def test_labels_selectors_service_and_pdb() -> None:
         disruption={"maxUnavailable": "25%"},
     )
     deploy, svc, pdb = render_workload(service, GPU, SETTINGS, replicas=None)
-    assert [o["kind"] for o in (deploy, svc, pdb)] == ["Deployment", "Service", "PodDisruptionBudget"]
+    assert [o["kind"] for o in (deploy, svc, pdb)] == [
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]
     for obj in (deploy, svc, pdb):
         assert obj["metadata"]["name"] == "svc"
         assert obj["metadata"]["labels"] == standard_labels("svc")
@@ -435,14 +465,21 @@ def test_labels_selectors_service_and_pdb() -> None:
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["maxUnavailable"] == "25%"
     assert pdb["spec"]["selector"] == {"matchLabels": selector_labels("svc")}
-    assert render_workload(make_service(), GPU, SETTINGS, replicas=1)[2]["spec"]["maxUnavailable"] == 1
+    assert (
+        render_workload(make_service(), GPU, SETTINGS, replicas=1)[2]["spec"]["maxUnavailable"] == 1
+    )
 
 
 def test_label_helpers_and_urls() -> None:
-    assert selector_labels("x") == {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": "x"}
+    assert selector_labels("x") == {
+        "app.kubernetes.io/name": "triton",
+        "app.kubernetes.io/instance": "x",
+    }
     assert standard_labels("x")["tritonop.io/inferenceservice"] == "x"
     assert standard_labels("x")["app.kubernetes.io/managed-by"] == "tritonop"
-    assert label_selector_string("x") == "app.kubernetes.io/instance=x,app.kubernetes.io/name=triton"
+    assert (
+        label_selector_string("x") == "app.kubernetes.io/instance=x,app.kubernetes.io/name=triton"
+    )
     assert service_urls(make_service(), "cluster.local") == (
         "http://svc.ns.svc.cluster.local:8000",
         "svc.ns.svc.cluster.local:8001",
@@ -471,7 +508,11 @@ def test_yaml_injection_in_user_values_stays_a_string() -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text()
+        | st.floats(allow_nan=False, allow_infinity=False),
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
         max_leaves=12,
     )
@@ -501,9 +542,9 @@ def test_render_is_deterministic() -> None:
         tolerations=[USER_TOLERATION],
         resources={"requests": {"cpu": "2", "memory": "8Gi"}},
     )
-    assert manifests_to_yaml(render_children(reordered, GPU, SETTINGS, replicas=2, secret_hash="h")) == (
-        manifests_to_yaml(first)
-    )
+    assert manifests_to_yaml(
+        render_children(reordered, GPU, SETTINGS, replicas=2, secret_hash="h")
+    ) == (manifests_to_yaml(first))
 
 
 def test_render_children_appends_the_autoscaler_objects() -> None:

@@ -51,7 +51,9 @@ def success_count(metrics_address: str, model: str) -> float:
     )
 
 
-def infer_and_check(client: triton_http.InferenceServerClient, model: str, rng: np.random.Generator) -> None:
+def infer_and_check(
+    client: triton_http.InferenceServerClient, model: str, rng: np.random.Generator
+) -> None:
     first = rng.integers(-1000, 1000, size=(1, ELEMENTS), dtype=np.int32)
     second = rng.integers(-1000, 1000, size=(1, ELEMENTS), dtype=np.int32)
     inputs = [
@@ -60,7 +62,9 @@ def infer_and_check(client: triton_http.InferenceServerClient, model: str, rng: 
     ]
     inputs[0].set_data_from_numpy(first, binary_data=True)
     inputs[1].set_data_from_numpy(second, binary_data=True)
-    outputs = [triton_http.InferRequestedOutput(name, binary_data=True) for name in ("OUTPUT0", "OUTPUT1")]
+    outputs = [
+        triton_http.InferRequestedOutput(name, binary_data=True) for name in ("OUTPUT0", "OUTPUT1")
+    ]
     result = client.infer(model, inputs, outputs=outputs)
     if not np.array_equal(result.as_numpy("OUTPUT0"), first + second):
         raise SystemExit("OUTPUT0 is not INPUT0 + INPUT1")
@@ -69,15 +73,21 @@ def infer_and_check(client: triton_http.InferenceServerClient, model: str, rng: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--http", required=True, help="host:port of Triton's HTTP port (8000)")
-    parser.add_argument("--metrics", required=True, help="host:port of Triton's metrics port (8002)")
+    parser.add_argument(
+        "--metrics", required=True, help="host:port of Triton's metrics port (8002)"
+    )
     parser.add_argument("--model", default="simple")
     parser.add_argument("--requests", type=int, default=50, help="inferences to send (bounded)")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
 
-    client = triton_http.InferenceServerClient(url=args.http, connection_timeout=10, network_timeout=30)
+    client = triton_http.InferenceServerClient(
+        url=args.http, connection_timeout=10, network_timeout=30
+    )
     wait_ready(client, args.model, args.ready_timeout)
     before = success_count(args.metrics, args.model)
     rng = np.random.default_rng(7)

@@ -34,8 +34,14 @@ OPSET = 13
 def build_model() -> onnx.ModelProto:
     """The add/sub graph; the leading dimension is the (dynamic) batch."""
     shape: list[int | str] = ["batch", ELEMENTS]
-    inputs = [helper.make_tensor_value_info(name, TensorProto.INT32, shape) for name in ("INPUT0", "INPUT1")]
-    outputs = [helper.make_tensor_value_info(name, TensorProto.INT32, shape) for name in ("OUTPUT0", "OUTPUT1")]
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT32, shape)
+        for name in ("INPUT0", "INPUT1")
+    ]
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT32, shape)
+        for name in ("OUTPUT0", "OUTPUT1")
+    ]
     graph = helper.make_graph(
         [
             helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"], name="add"),
@@ -62,7 +68,8 @@ def model_config(name: str) -> str:
     sections = []
     for section, names in tensors.items():
         entries = ",\n".join(
-            f'  {{ name: "{tensor}" data_type: TYPE_INT32 dims: [ {ELEMENTS} ] }}' for tensor in names
+            f'  {{ name: "{tensor}" data_type: TYPE_INT32 dims: [ {ELEMENTS} ] }}'
+            for tensor in names
         )
         sections.append(f"{section} [\n{entries}\n]")
     return (
@@ -84,7 +91,9 @@ def write_repository(out_dir: Path, name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out_dir", type=Path, help="model repository directory to write into")
     parser.add_argument("--name", default="simple", help="model name (default: simple)")
     args = parser.parse_args(argv)

@@ -144,9 +144,7 @@ def pod_security_context(settings: Settings) -> dict[str, Any]:
     uid = settings.triton_run_as_user
     context: dict[str, Any] = {}
     if uid > 0:
-        context.update(
-            {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
-        )
+        context.update({"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid})
     context["seccompProfile"] = {"type": "RuntimeDefault"}
     return context
 
