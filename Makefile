@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs (see README.md):
 #   make demo   - local control plane + operator + an autoscaled InferenceService under load
-#   make test   - every test: unit tier, then the e2e suite on a real control plane
+#   make test   - lint, then every test: unit tier, then the e2e suite on a real control plane
 # Both create .venv and build the Kubernetes binaries once (cached in ~/.cache/tritonop).
 
 PYTHON ?= python3
