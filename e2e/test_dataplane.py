@@ -39,13 +39,13 @@ from e2e.dataplane import (
     ClusterView,
     Timeline,
     autoscaled_service,
-    condition,
     data_plane_turn,
     p95_ms,
     requests_between,
-    wait_for,
 )
 from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
+from e2e.polling import WaitTimeout, wait_until
+from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
 
@@ -54,6 +54,9 @@ pytestmark = pytest.mark.kwok_only
 INTERVAL = 2.0
 SCALE_UP_MARGIN = 1.0
 SLO_MS = 500.0
+#: Poll interval of this file's waits: the times they return (all pods ready, metrics back)
+#: are measurements, so they are taken often; the probes are cheap API reads.
+POLL_S = 0.1
 H100_NODES = {"gpu-h100-a", "gpu-h100-b"}
 #: Emulated model: 50 ms per request on one instance, so one pod serves about 20 requests/s.
 SERVICE_TIME_MS = 50.0
@@ -84,8 +87,8 @@ def turn(podrunner: PodRunner) -> Iterator[None]:
     this session's emulators are gone, so another session's pods may take the same IPs."""
     with data_plane_turn("pytest e2e/test_dataplane.py"):
         yield
-        with contextlib.suppress(AssertionError):
-            wait_for(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
 
 
 @pytest.fixture
@@ -150,19 +153,9 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     )
     with Timeline(podrunner, view, namespace, name) as timeline:
         load.start()
-        wait_for(lambda: load.started, 60, "a first ready pod receiving load")
-
         # Steady: one replica carries `low` (half its capacity); the operator reads valid
         # metrics and keeps one replica.
-        def active_with_rate() -> bool:
-            obj = view.service(namespace, name) or {}
-            metrics = (obj.get("status") or {}).get("metrics") or {}
-            return bool(
-                condition(obj, "ScalingActive").get("status") == "True"
-                and (metrics.get("requestRate") or 0) > low / 2
-            )
-
-        wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
+        wait_steady(view, namespace, name, load)
 
         def one_replica() -> None:
             deployment = view.deployment(namespace, name) or {}
@@ -173,13 +166,17 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Step: six times the load, three times what one replica carries.
         step_at = rate.set(high)
-        scaled_up_at = wait_for(
+        scaled_up_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
             20,
             "the operator's scale-up",
+            interval=POLL_S,
         )
-        crossed_at = wait_for(
-            lambda: timeline.queue_crossed(target, step_at), 5, "the queue crossing its target"
+        crossed_at = wait_until(
+            lambda: timeline.queue_crossed(target, step_at),
+            5,
+            "the queue crossing its target",
+            interval=POLL_S,
         )
         delay = scaled_up_at - crossed_at
         assert delay <= 2 * INTERVAL + SCALE_UP_MARGIN, (
@@ -199,17 +196,18 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
-        scaled_down_at = wait_for(
+        scaled_down_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), drop_at),
             window + 45,
             "the first scale-down",
+            interval=POLL_S,
         )
 
         def settled() -> bool:
             changes = timeline.replicas()
             return bool(changes and changes[-1][1] <= 2 and time.monotonic() - changes[-1][0] > 6)
 
-        wait_for(settled, 40, "replicas settled after the drop")
+        wait_until(settled, 40, "replicas settled after the drop", interval=POLL_S)
         settled_at = timeline.replicas()[-1][0]
         after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
         hold(settled_at + 8)
@@ -259,7 +257,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
 def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
     """Wait until load flows and the operator reports valid metrics with a request rate."""
-    wait_for(lambda: load.started, 60, "a first ready pod receiving load")
+    wait_until(lambda: load.started, 60, "a first ready pod receiving load", interval=POLL_S)
 
     def active_with_rate() -> bool:
         obj = view.service(namespace, name) or {}
@@ -269,7 +267,9 @@ def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLo
             and (metrics.get("requestRate") or 0) > load.rate.rate / 2
         )
 
-    wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
+    wait_until(
+        active_with_rate, 30, "ScalingActive=True with the request rate measured", interval=POLL_S
+    )
 
 
 def test_queue_time_target_alone_drives_a_scale_up(
@@ -299,15 +299,17 @@ def test_queue_time_target_alone_drives_a_scale_up(
         assert timeline.replicas()[-1][1] == 1, "scaled at a load one replica carries"
         # 1.6 times what one replica serves: the queue, and so each request's wait, grows.
         step_at = rate.set(high)
-        scaled_at = wait_for(
+        scaled_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
             20,
             "a scale-up",
+            interval=POLL_S,
         )
-        obj = wait_for(
+        obj = wait_until(
             lambda: (s := view.service(namespace, name)) and s["status"].get("lastScale") and s,
             10,
             "status.lastScale",
+            interval=POLL_S,
         )
     result = load.wait()
 
@@ -367,7 +369,12 @@ def test_broken_metrics_hold_replicas_until_they_recover(
                 and scaling_active(view, namespace, name).get("status") == "True"
             )
 
-        wait_for(three_ready_and_stable, 60, ">= 3 ready replicas, stable, ScalingActive=True")
+        wait_until(
+            three_ready_and_stable,
+            60,
+            ">= 3 ready replicas, stable, ScalingActive=True",
+            interval=POLL_S,
+        )
         held = timeline.replicas()[-1][1]
         pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
         failing, garbled = pods[0], pods[1]
@@ -386,7 +393,9 @@ def test_broken_metrics_hold_replicas_until_they_recover(
                 return active
             return None
 
-        inactive = wait_for(inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False")
+        inactive = wait_until(
+            inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False", interval=POLL_S
+        )
         inactive_after = time.monotonic() - broken_at
         # Long enough that healthy metrics would have scaled down: past the policy's hold for
         # a new service (60 s, whose held recommendations then stay in the scale-down window
@@ -408,21 +417,24 @@ def test_broken_metrics_hold_replicas_until_they_recover(
             PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=garbled
         )
         restored_at = time.monotonic()
-        wait_for(
+        wait_until(
             lambda: scaling_active(view, namespace, name).get("status") == "True",
             3 * INTERVAL + 2,
             "ScalingActive=True after the metrics recovered",
+            interval=POLL_S,
         )
         active_again_after = time.monotonic() - restored_at
-        scaled_down_at = wait_for(
+        scaled_down_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), restored_at),
             window + 20,
             "the scale-down after recovery",
+            interval=POLL_S,
         )
-        wait_for(
+        wait_until(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
             5,
             "the sampler to see the scale-down",
+            interval=POLL_S,
         )
     result = load.wait()
 
@@ -482,10 +494,11 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         load.start()
         wait_steady(view, namespace, name, load)
         step_at = rate.set(35.0)
-        scaled_at = wait_for(
+        scaled_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
             20,
             "the first scale-up",
+            interval=POLL_S,
         )
         deployment = view.deployment(namespace, name) or {}
         asked = deployment["spec"]["replicas"]
@@ -503,8 +516,10 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
                     return sample.t
             return None
 
-        resumed_at = wait_for(fresh_metrics, 15, "status with fresh metrics after the restart")
-        all_ready_at = wait_for(
+        resumed_at = wait_until(
+            fresh_metrics, 15, "status with fresh metrics after the restart", interval=POLL_S
+        )
+        all_ready_at = wait_until(
             lambda: (
                 (d := view.deployment(namespace, name))
                 and (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]
@@ -512,12 +527,14 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             ),
             30,
             "the pods asked for before the restart to be ready",
+            interval=POLL_S,
         )
         second_step_at = rate.set(80.0)
-        later_up_at = wait_for(
+        later_up_at = wait_until(
             lambda: first_after(operator_scale_writes(view, namespace, name), second_step_at),
             20,
             "a scale-up after the restart",
+            interval=POLL_S,
         )
         hold(later_up_at + 3 * INTERVAL)
     result = load.wait()
@@ -562,7 +579,9 @@ def test_demo_runs_scales_up_and_leaves_nothing_running(
 ) -> None:
     """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
     # The demo's pods get the same loopback IPs as this session's: let ours go first.
-    wait_for(lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", 0.5)
+    wait_until(
+        lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", interval=0.5
+    )
     state_dir = tmp_path / "demo-cluster"
     started = time.monotonic()
     finished = subprocess.run(

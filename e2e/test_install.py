@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.harness import OPERATOR_NAMESPACE, ROOT, Tools, wait_until
+from e2e.harness import OPERATOR_NAMESPACE, ROOT, Tools
+from e2e.polling import wait_until
 
 pytestmark = pytest.mark.kwok_only
 
