@@ -28,11 +28,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.cluster import LocalCluster
 from e2e.dataplane import (
     AdjustableRate,
     BackgroundLoad,
@@ -91,9 +93,30 @@ def turn(podrunner: PodRunner) -> Iterator[None]:
             wait_until(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
 
 
+@dataclass
+class DataPlane:
+    """What a scenario runs on: the operator (as its ServiceAccount), the pod runner serving
+    its pods, and a fresh `dataplane-*` namespace, with this module's turn of the data plane."""
+
+    cluster: LocalCluster
+    operator: OperatorProcess
+    installed: Tools
+    podrunner: PodRunner
+    namespace: str
+    view: ClusterView
+
+
 @pytest.fixture
-def view(cluster: Any) -> ClusterView:
-    return ClusterView(cluster.kubeconfig, cluster.audit_log)
+def plane(
+    cluster: LocalCluster,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    turn: None,
+    dataplane_namespace: str,
+) -> DataPlane:
+    view = ClusterView(cluster.kubeconfig, cluster.audit_log)
+    return DataPlane(cluster, operator, installed, podrunner, dataplane_namespace, view)
 
 
 def serve(runner: PodRunner, namespace: str, name: str, load_delay_s: float = 1.0) -> None:
@@ -122,6 +145,17 @@ def operator_scale_writes(view: ClusterView, namespace: str, name: str) -> list[
     return view.scale_writes(OPERATOR_USER, namespace, name)
 
 
+def next_scale_write(plane: DataPlane, name: str, after: float, timeout: float, what: str) -> float:
+    """Wait for the operator's first scale write to the service's Deployment after `after`;
+    returns its time (from the audit log, so the poll interval does not blur it)."""
+    return wait_until(
+        lambda: first_after(operator_scale_writes(plane.view, plane.namespace, name), after),
+        timeout,
+        what,
+        interval=POLL_S,
+    )
+
+
 def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -130,32 +164,77 @@ def scaling_active(view: ClusterView, namespace: str, name: str) -> dict[str, An
     return condition(view.service(namespace, name), "ScalingActive")
 
 
-def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
-    namespace, name = dataplane_namespace, "step"
-    window, target, low, high = 20, 4.0, 10.0, 60.0
-    serve(podrunner, namespace, name)
-    installed.apply(
-        [autoscaled_service(name, targets={"queueDepth": target}, scale_down_window_s=window)],
-        namespace,
+def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
+    """Wait until load flows and the operator reports valid metrics with a request rate."""
+    wait_until(lambda: load.started, 60, "a first ready pod receiving load", interval=POLL_S)
+
+    def active_with_rate() -> bool:
+        obj = view.service(namespace, name) or {}
+        metrics = (obj.get("status") or {}).get("metrics") or {}
+        return bool(
+            condition(obj, "ScalingActive").get("status") == "True"
+            and (metrics.get("requestRate") or 0) > load.rate.rate / 2
+        )
+
+    wait_until(
+        active_with_rate, 30, "ScalingActive=True with the request rate measured", interval=POLL_S
     )
-    rate = AdjustableRate(low, peak=high)
+
+
+@dataclass
+class Scenario:
+    """A service of one scenario under load: see `steady_load`."""
+
+    load: BackgroundLoad
+    timeline: Timeline
+    applied_at: float
+    """When the InferenceService was applied (monotonic)."""
+
+
+@contextlib.contextmanager
+def steady_load(
+    plane: DataPlane,
+    service: dict[str, Any],
+    rate: AdjustableRate,
+    *,
+    duration_s: float,
+    max_requests: int,
+    load_delay_s: float = 1.0,
+) -> Iterator[Scenario]:
+    """What every scenario starts with: the emulated model set for the service's pods, the
+    service applied, the sampler running, and the load (bounded by `duration_s` and
+    `max_requests`) flowing with the operator reporting valid metrics (`wait_steady`).
+    The sampler stops when the block ends; the caller waits for the load's result."""
+    namespace, name = plane.namespace, service["metadata"]["name"]
+    serve(plane.podrunner, namespace, name, load_delay_s)
+    plane.installed.apply([service], namespace)
+    applied_at = time.monotonic()
     load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=170, max_requests=9000
+        plane.cluster.kubeconfig,
+        namespace,
+        name,
+        rate,
+        duration_s=duration_s,
+        max_requests=max_requests,
     )
-    with Timeline(podrunner, view, namespace, name) as timeline:
+    with Timeline(plane.podrunner, plane.view, namespace, name) as timeline:
         load.start()
-        # Steady: one replica carries `low` (half its capacity); the operator reads valid
-        # metrics and keeps one replica.
-        wait_steady(view, namespace, name, load)
+        wait_steady(plane.view, namespace, name, load)
+        yield Scenario(load, timeline, applied_at)
+
+
+def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
+    plane: DataPlane, figures: Record
+) -> None:
+    namespace, name = plane.namespace, "step"
+    view = plane.view
+    window, target, low, high = 20, 4.0, 10.0, 60.0
+    service = autoscaled_service(name, targets={"queueDepth": target}, scale_down_window_s=window)
+    rate = AdjustableRate(low, peak=high)
+    # Steady: one replica carries `low` (half its capacity); the operator reads valid metrics
+    # and keeps one replica.
+    with steady_load(plane, service, rate, duration_s=170, max_requests=9000) as scenario:
+        load, timeline = scenario.load, scenario.timeline
 
         def one_replica() -> None:
             deployment = view.deployment(namespace, name) or {}
@@ -166,12 +245,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Step: six times the load, three times what one replica carries.
         step_at = rate.set(high)
-        scaled_up_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "the operator's scale-up",
-            interval=POLL_S,
-        )
+        scaled_up_at = next_scale_write(plane, name, step_at, 20, "the operator's scale-up")
         crossed_at = wait_until(
             lambda: timeline.queue_crossed(target, step_at),
             5,
@@ -196,12 +270,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
-        scaled_down_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), drop_at),
-            window + 45,
-            "the first scale-down",
-            interval=POLL_S,
-        )
+        scaled_down_at = next_scale_write(plane, name, drop_at, window + 45, "the first scale-down")
 
         def settled() -> bool:
             changes = timeline.replicas()
@@ -255,56 +324,19 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     assert failed <= sent * 0.01, f"{failed} of {sent} requests failed: {result.summary}"
 
 
-def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
-    """Wait until load flows and the operator reports valid metrics with a request rate."""
-    wait_until(lambda: load.started, 60, "a first ready pod receiving load", interval=POLL_S)
-
-    def active_with_rate() -> bool:
-        obj = view.service(namespace, name) or {}
-        metrics = (obj.get("status") or {}).get("metrics") or {}
-        return bool(
-            condition(obj, "ScalingActive").get("status") == "True"
-            and (metrics.get("requestRate") or 0) > load.rate.rate / 2
-        )
-
-    wait_until(
-        active_with_rate, 30, "ScalingActive=True with the request rate measured", interval=POLL_S
-    )
-
-
-def test_queue_time_target_alone_drives_a_scale_up(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
-    namespace, name = dataplane_namespace, "qtime"
+def test_queue_time_target_alone_drives_a_scale_up(plane: DataPlane, figures: Record) -> None:
+    namespace, name = plane.namespace, "qtime"
+    view = plane.view
     target_ms, low, high = 100.0, 8.0, 32.0
-    serve(podrunner, namespace, name)
-    installed.apply(
-        [autoscaled_service(name, max_replicas=4, targets={"queueTimeMs": target_ms})], namespace
-    )
+    service = autoscaled_service(name, max_replicas=4, targets={"queueTimeMs": target_ms})
     rate = AdjustableRate(low, peak=high)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=90, max_requests=3000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    with steady_load(plane, service, rate, duration_s=90, max_requests=3000) as scenario:
+        load, timeline = scenario.load, scenario.timeline
         hold(time.monotonic() + 4)
         assert timeline.replicas()[-1][1] == 1, "scaled at a load one replica carries"
         # 1.6 times what one replica serves: the queue, and so each request's wait, grows.
         step_at = rate.set(high)
-        scaled_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "a scale-up",
-            interval=POLL_S,
-        )
+        scaled_at = next_scale_write(plane, name, step_at, 20, "a scale-up")
         obj = wait_until(
             lambda: (s := view.service(namespace, name)) and s["status"].get("lastScale") and s,
             10,
@@ -331,31 +363,17 @@ def test_queue_time_target_alone_drives_a_scale_up(
     assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
 
 
-def test_broken_metrics_hold_replicas_until_they_recover(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
+def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figures: Record) -> None:
     """Fail-static: with one pod's metrics answering HTTP 500 and another's garbage, the operator
     reports ScalingActive=False naming both and never scales down, although the load dropped;
     once the metrics return, ScalingActive turns True and the scale-down follows."""
-    namespace, name = dataplane_namespace, "failstatic"
+    namespace, name = plane.namespace, "failstatic"
+    view, podrunner = plane.view, plane.podrunner
     window = 6
-    serve(podrunner, namespace, name)
-    installed.apply([autoscaled_service(name, scale_down_window_s=window)], namespace)
-    created_at = time.monotonic()
+    service = autoscaled_service(name, scale_down_window_s=window)
     rate = AdjustableRate(45.0, peak=45.0)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=6000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    with steady_load(plane, service, rate, duration_s=150, max_requests=6000) as scenario:
+        load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
 
         def three_ready_and_stable() -> bool:
             deployment = view.deployment(namespace, name) or {}
@@ -424,11 +442,8 @@ def test_broken_metrics_hold_replicas_until_they_recover(
             interval=POLL_S,
         )
         active_again_after = time.monotonic() - restored_at
-        scaled_down_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), restored_at),
-            window + 20,
-            "the scale-down after recovery",
-            interval=POLL_S,
+        scaled_down_at = next_scale_write(
+            plane, name, restored_at, window + 20, "the scale-down after recovery"
         )
         wait_until(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
@@ -461,14 +476,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(
 
 
 def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
+    plane: DataPlane, figures: Record
 ) -> None:
     """The operator restarts (SIGTERM, start again) right after a scale-up, while its new pods are
     still loading their model.
@@ -481,32 +489,29 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     queue per ready replica is above target (starting pods count as capacity). The loop goes
     on: status updates with fresh metrics resume, and a later load step scales up again.
     """
-    namespace, name = dataplane_namespace, "restart"
+    namespace, name = plane.namespace, "restart"
+    view = plane.view
     target = 4.0
-    # A slow model load keeps the new pods starting across the restart.
-    serve(podrunner, namespace, name, load_delay_s=5.0)
-    installed.apply([autoscaled_service(name, max_replicas=10)], namespace)
     rate = AdjustableRate(10.0, peak=80.0)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=9000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    # A slow model load keeps the new pods starting across the restart.
+    with steady_load(
+        plane,
+        autoscaled_service(name, max_replicas=10),
+        rate,
+        duration_s=150,
+        max_requests=9000,
+        load_delay_s=5.0,
+    ) as scenario:
+        load, timeline = scenario.load, scenario.timeline
         step_at = rate.set(35.0)
-        scaled_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "the first scale-up",
-            interval=POLL_S,
-        )
+        scaled_at = next_scale_write(plane, name, step_at, 20, "the first scale-up")
         deployment = view.deployment(namespace, name) or {}
         asked = deployment["spec"]["replicas"]
         ready_then = (deployment.get("status") or {}).get("readyReplicas") or 0
         assert ready_then < asked, "the new pods were ready before the restart began"
         metrics_before = (view.service(namespace, name) or {})["status"].get("metrics")
         restart_at = time.monotonic()
-        operator.restart()
+        plane.operator.restart()
         restarted_at = time.monotonic()
 
         def fresh_metrics() -> float | None:
@@ -530,11 +535,8 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             interval=POLL_S,
         )
         second_step_at = rate.set(80.0)
-        later_up_at = wait_until(
-            lambda: first_after(operator_scale_writes(view, namespace, name), second_step_at),
-            20,
-            "a scale-up after the restart",
-            interval=POLL_S,
+        later_up_at = next_scale_write(
+            plane, name, second_step_at, 20, "a scale-up after the restart"
         )
         hold(later_up_at + 3 * INTERVAL)
     result = load.wait()
