@@ -539,6 +539,17 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             plane, name, second_step_at, 20, "a scale-up after the restart"
         )
         hold(later_up_at + 3 * INTERVAL)
+
+        def sampled_every_write() -> bool:
+            writes = [t for t in operator_scale_writes(view, namespace, name) if t > step_at]
+            seen = [t for t, _ in timeline.replicas() if t > step_at - 0.5]
+            return len(seen) >= len(writes)
+
+        # The sampler reads the Deployment twice a second: a write in the hold's last moment
+        # must be sampled before the sampler stops, or (a) would compare unequal periods.
+        # If it never is, the assertion below reports the writes and changes.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(sampled_every_write, 5, "the sampler to see every scale write")
     result = load.wait()
 
     # (a) and (b)
