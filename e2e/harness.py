@@ -107,6 +107,7 @@ class Tools:
         namespace: str | None = None,
         check: bool = True,
         force: bool = False,
+        timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         """Server-side apply as the user `e2e-user`; `force` takes over fields another manager
         (e.g. an earlier GitOps sync of the same objects) owns."""
@@ -116,7 +117,7 @@ class Tools:
             args.append("--force-conflicts")
         if namespace:
             args += ["-n", namespace]
-        return self.kubectl(*args, input=text, check=check)
+        return self.kubectl(*args, input=text, check=check, timeout=timeout)
 
 
 def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
