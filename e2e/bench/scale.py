@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,7 +261,7 @@ class Profiler:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                "py-spy",
+                shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy",
                 "record",
                 "--pid",
                 str(pid),
