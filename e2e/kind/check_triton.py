@@ -23,7 +23,7 @@ import urllib.request
 import numpy as np
 import tritonclient.http as triton_http
 
-from tritonop.autoscale.metrics import parse_triton_metrics
+from tritonop.autoscale.observe import parse_triton_metrics
 
 ELEMENTS = 16
 
