@@ -1,8 +1,8 @@
 """Pure desired-state planning: from an InferenceService and a snapshot of the cluster to the
 children to apply, the replicas to set, the status to show and the events to post.
 
-Handlers gather the inputs (via k8s.py and kopf's indexes) and carry the plan out; every
-decision lives here so it is tested without a cluster.
+reconciler.py gathers the inputs (through the runtime's API client and the cluster view) and
+carries the plan out; every decision lives here so it is tested without a cluster.
 """
 
 from __future__ import annotations
