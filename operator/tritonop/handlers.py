@@ -152,7 +152,9 @@ def service_index(
 def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
     """Reconcile on create, spec change and operator start; an invalid spec is not retried."""
     try:
-        reconciler.reconcile(memo.runtime, memo.status, ClusterView.of(kwargs), dict(body), reason)
+        reconciler.reconcile(
+            memo.runtime, memo.status, ClusterView.of(kwargs), dict(body), str(reason)
+        )
     except SpecError as error:
         raise kopf.PermanentError("; ".join(error.problems)) from None
 
