@@ -21,8 +21,9 @@ from tritonop.config import Settings
 from tritonop.k8s import is_subset
 from tritonop.placement import NodeInfo, node_info
 from tritonop.runtime import Runtime
+from tritonop.status import ServiceKey
 from tritonop.statusbook import StatusBook
-from tritonop.view import ClusterView, ServiceKey
+from tritonop.view import ClusterView
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 

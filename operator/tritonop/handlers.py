@@ -33,12 +33,12 @@ from tritonop.k8s import KEDA_CRD
 from tritonop.placement import NodeInfo
 from tritonop.reconciler import NodeCapacity
 from tritonop.runtime import Runtime
+from tritonop.status import ServiceKey
 from tritonop.statusbook import StatusBook
 from tritonop.view import (
     INSTANCE_LABEL,
     ClusterView,
     Obj,
-    ServiceKey,
     named_entry,
     node_entry,
     pod_entry,

@@ -42,9 +42,9 @@ from tritonop.placement import NodeInfo, gpu_capacity_fingerprint
 from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, plan, workload_refresh
 from tritonop.runtime import Runtime
-from tritonop.status import invalid_spec_flags
+from tritonop.status import ServiceKey, invalid_spec_flags
 from tritonop.statusbook import StatusBook, StatusChange
-from tritonop.view import ClusterView, ServiceKey
+from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 from tritonop import conditions as c
 from tritonop.autoscale.types import ConditionFlag
+
+ServiceKey: TypeAlias = tuple[str, str]
+"""(namespace, name) of an InferenceService; its status, Deployment and pods are keyed by it."""
 
 
 class PlacementFields(TypedDict):

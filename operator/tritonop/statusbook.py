@@ -20,8 +20,7 @@ from typing import Any, Protocol
 
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.runtime import Clock
-from tritonop.status import StatusFields, merge_status
-from tritonop.view import ServiceKey
+from tritonop.status import ServiceKey, StatusFields, merge_status
 
 
 class StatusWriter(Protocol):

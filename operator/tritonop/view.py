@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from tritonop.placement import NodeInfo, node_info
-from tritonop.status import WorkloadState, workload_state
-
-ServiceKey: TypeAlias = tuple[str, str]
-"""(namespace, name) of an InferenceService; its Deployment and pods are keyed alike."""
+from tritonop.status import ServiceKey, WorkloadState, workload_state
 
 Obj: TypeAlias = dict[str, Any]
 """A Kubernetes object as the API returns it."""

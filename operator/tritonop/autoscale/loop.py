@@ -33,9 +33,9 @@ from tritonop.observability import (
     SIGNAL,
 )
 from tritonop.runtime import Runtime
-from tritonop.status import MetricsFields, StatusFields
+from tritonop.status import MetricsFields, ServiceKey, StatusFields
 from tritonop.statusbook import StatusBook, StatusChange
-from tritonop.view import ClusterView, ServiceKey
+from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
 
