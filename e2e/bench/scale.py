@@ -270,6 +270,7 @@ class Profiler:
                 "--format",
                 "raw",
                 "--nonblocking",
+                "--gil",  # CPU: only the thread holding the GIL, not threads blocked in I/O
                 "--output",
                 str(self.directory / f"{name}.txt"),
             ],
@@ -515,6 +516,8 @@ def report(results: Mapping[str, Any]) -> str:
     lines = [
         f"scale benchmark: {results['services']} InferenceServices in {results['namespaces']} "
         f"namespaces, batches of {results['batch']}, {results['cpus']} CPUs",
+        "machine load average (1 min) at the start and after each mode: "
+        + ", ".join(f"{x:.1f}" for x in results["load_average"]),
     ]
     for mode, run in results["modes"].items():
         floor, op = run["floor"], run["operator"]
@@ -606,12 +609,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": [os.getloadavg()[0]],
         "modes": {},
     }
     with signals_raise():
         for mode in args.modes:
             floor = run_floor(args, mode, out)
             op = run_operator(args, mode, out)
+            results["load_average"].append(os.getloadavg()[0])
             results["modes"][mode] = {
                 "floor": floor,
                 "operator": op,
