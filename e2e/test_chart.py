@@ -262,6 +262,8 @@ def test_every_operator_env_var_is_a_setting_the_operator_reads(
             "autoscaleIntervalSeconds": 2.5,
             "scrapeTimeoutSeconds": 1,
             "scrapeConcurrency": 4,
+            "kubeApiQps": 25.5,
+            "kubeApiBurst": 40,
             "tritonRunAsUser": 0,
             "clusterDomain": "example.internal",
             "defaultTritonImage": "registry.example/triton:1",
@@ -280,6 +282,7 @@ def test_every_operator_env_var_is_a_setting_the_operator_reads(
     assert settings.prometheus_url == "http://prometheus.monitoring:9090"
     assert settings.autoscale_interval_seconds == 2.5
     assert settings.scrape_timeout_seconds == 1 and settings.scrape_concurrency == 4
+    assert settings.kube_api_qps == 25.5 and settings.kube_api_burst == 40
     assert settings.triton_run_as_user == 0
     assert settings.cluster_domain == "example.internal"
     assert settings.default_image == "registry.example/triton:1"

@@ -7,10 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fakes import FakeClock, FakeCluster, FakeSource, StopAfter, ready_pod, starting_pod
 from tritonop import conditions as c
 from tritonop.autoscale.loop import operator_mode, rate_window, run_autoscaler, split_pods
+from tritonop.autoscale.observe import MetricsTarget
+from tritonop.autoscale.types import Observation
 from tritonop.conditions import find_condition
 from tritonop.reconciler import reconcile, refresh_workload
 
@@ -134,3 +137,79 @@ def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:
         False,
         False,
     ]
+
+
+class MovingSource(FakeSource):
+    """Load whose numbers move every interval (queue 1.0, 1.5, 1.0, ...: below the target, so
+    no scaling), and that notes when each interval observed and how many status writes the
+    cluster had received by then."""
+
+    def __init__(self, clock: FakeClock, cluster: FakeCluster, missing_from: int = 10**6) -> None:
+        super().__init__(clock)
+        self.cluster = cluster
+        self.missing_from = missing_from
+        self.seen: list[tuple[float, int]] = []
+
+    async def observe(self, target: MetricsTarget) -> Observation:
+        count = len(self.targets)
+        self.seen.append((self.clock.monotonic(), len(status_writes(self.cluster))))
+        moving = count < self.missing_from
+        self.signals = {
+            "queue_depth": 1.0 + 0.5 * (count % 2) if moving else None,
+            "queue_time_ms": 10.0 + count if moving else None,
+            "request_rate": 20.0 + count if moving else None,
+        }
+        return await super().observe(target)
+
+
+def status_writes(cluster: FakeCluster) -> list[tuple[str, ...]]:
+    return [w for w in cluster.writes if w[0] == "status"]
+
+
+def write_times(source: MovingSource, cluster: FakeCluster) -> list[float]:
+    """When (the clock at the interval's start) each status write was made."""
+    counts = [*(n for _, n in source.seen[1:]), len(status_writes(cluster))]
+    return [t for (t, before), after in zip(source.seen, counts, strict=True) if after > before]
+
+
+async def test_moving_numbers_reach_status_at_most_every_30_seconds(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = MovingSource(clock, cluster)
+    start = clock.monotonic()
+    await autoscale(cluster, clock, source, rounds=24)  # 24 intervals of 5 s: two minutes
+    times = [t - start for t in write_times(source, cluster)]
+    # the first interval has news (desiredReplicas, the scaling conditions); then the numbers
+    # alone are written once per 30 s although they changed every interval
+    assert times == [0.0, 30.0, 60.0, 90.0]
+    assert not any(w[0] == "scale" for w in cluster.writes)
+    last = cluster.service(KEY)["status"]["metrics"]
+    assert last == {"queueDepth": 1.0, "queueTimeMs": 28.0, "requestRate": 38.0}  # interval 19
+    # /metrics is current every interval: the last interval's numbers, not the last written
+    assert (
+        REGISTRY.get_sample_value(
+            "tritonop_autoscaler_signal",
+            {"namespace": "ml", "name": "svc", "signal": "request_rate"},
+        )
+        == 20.0 + 23
+    )
+
+
+async def test_a_condition_change_is_written_at_once(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = MovingSource(clock, cluster, missing_from=3)  # metrics vanish at the 4th interval
+    start = clock.monotonic()
+    await autoscale(cluster, clock, source, rounds=6)
+    assert [t - start for t in write_times(source, cluster)] == [0.0, 15.0]
+    active = find_condition(cluster.service(KEY)["status"], c.SCALING_ACTIVE)
+    assert (active["status"], active["reason"]) == ("False", c.MISSING_METRICS)
+
+
+async def test_a_restarted_loop_leaves_written_numbers_for_30_seconds(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    await autoscale(cluster, clock, MovingSource(clock, cluster), rounds=1)
+    before = len(status_writes(cluster))
+    restarted = MovingSource(clock, cluster)  # other numbers than the status holds
+    start = clock.monotonic()
+    await autoscale(cluster, clock, restarted, rounds=12)
+    assert [t - start for t in write_times(restarted, cluster)] == [30.0]
+    assert len(status_writes(cluster)) == before + 1

@@ -79,12 +79,35 @@ def test_the_first_update_starts_from_the_seen_status_and_none_changes_nothing()
     assert writer.sent[-1] == {"url": "http://old", "conditions": []}
 
 
-def test_a_service_deleted_meanwhile_is_not_written_and_forget_starts_over() -> None:
+def test_a_service_deleted_meanwhile_leaves_nothing_behind() -> None:
     writer = Writer(gone=True)
     book = StatusBook(writer, FakeClock())
     assert not book.update(KEY, None, lambda _: StatusChange({"replicas": 1}, [], 1))
-    assert book.get(KEY, None)["replicas"] == 1
+    assert len(book) == 0 and book._locks == {}
+    assert book.get(KEY, {"replicas": 7}) == {"replicas": 7}
+    assert book._locks == {}
+
+
+def test_forget_starts_over_even_while_an_update_runs() -> None:
+    """The autoscaling loop's last interval may still be writing when the delete handler
+    forgets the service: what it merges is not kept."""
+    writer = Writer()
+    book = StatusBook(writer, FakeClock())
+    assert book.update(KEY, None, lambda _: StatusChange({"replicas": 1}, [], 1))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(current: Mapping[str, Any]) -> StatusChange:
+        inside.set()
+        release.wait(5)
+        return StatusChange({"replicas": 2}, [], 1)
+
+    running = threading.Thread(target=book.update, args=(KEY, None, slow))
+    running.start()
+    inside.wait(5)
     book.forget(KEY)
+    release.set()
+    running.join(5)
+    assert len(book) == 0 and book._locks == {}
     assert book.get(KEY, {"replicas": 7}) == {"replicas": 7}
 
 

@@ -87,7 +87,7 @@ class LocalCluster:
         nodes: Sequence[NodeSpec] | None = None,
         kwok_stages: str | os.PathLike[str] | None = None,
         die_with_parent: bool = False,
-        extra_apiserver_args: Sequence[str] = (),
+        extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """
         :param state_dir: where everything of this cluster lives (keep it outside the repo;
@@ -104,7 +104,9 @@ class LocalCluster:
             Leave False for the ``up`` CLI, whose cluster must outlive it. Applied only to
             processes started from the main thread: the kernel ties the signal to the
             forking *thread*, so a worker thread that exits would kill them.
-        :param extra_apiserver_args: appended to kube-apiserver's flags (e.g. feature gates).
+        :param extra_args: flags appended to a component's command line, by component name
+            (e.g. feature gates for ``kube-apiserver``, client QPS for
+            ``kube-controller-manager``); a later flag wins over our default of the same name.
         """
         if state_dir is None:
             env = os.environ.get("TRITONOP_E2E_STATE_DIR")
@@ -113,7 +115,7 @@ class LocalCluster:
         self.nodes = list(nodes) if nodes is not None else default_nodes()
         self.kwok_stages = Path(kwok_stages) if kwok_stages else DEFAULT_KWOK_STAGES
         self.die_with_parent = die_with_parent
-        self.extra_apiserver_args = list(extra_apiserver_args)
+        self.extra_args = {name: list(flags) for name, flags in (extra_args or {}).items()}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
 
@@ -532,7 +534,7 @@ class LocalCluster:
     # ---- processes ---------------------------------------------------------------------------
 
     def _start(self, name: str) -> None:
-        component = commands(self.ports, self._layout, self.extra_apiserver_args)[name]
+        component = commands(self.ports, self._layout, self.extra_args)[name]
         argv = [binaries.find(component.argv[0]), *component.argv[1:]]
         env = {**os.environ, **component.env}
         env.pop("KUBECONFIG", None)

@@ -8,7 +8,7 @@ each one is there, are in e2e/README.md ("What runs").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .nodes import KWOK_NODE_ANNOTATION, pod_cidr
@@ -69,9 +69,10 @@ class Component:
 
 
 def commands(
-    ports: Mapping[str, int], files: Layout, extra_apiserver_args: Sequence[str] = ()
+    ports: Mapping[str, int], files: Layout, extra_args: Mapping[str, Sequence[str]] | None = None
 ) -> dict[str, Component]:
-    """The command line of every component in :data:`COMPONENTS`, by name."""
+    """The command line of every component in :data:`COMPONENTS`, by name, each with its
+    ``extra_args`` appended."""
     p = ports
     pki = files.pki_dir
     bind = ["--bind-address=127.0.0.1"]
@@ -139,7 +140,6 @@ def commands(
                 "--audit-log-maxsize=0",
                 "--profiling=false",
                 "--v=1",
-                *extra_apiserver_args,
             ],
         ),
         Component(
@@ -190,4 +190,5 @@ def commands(
             env={"HOME": str(files.state_dir)},  # KWOK also reads ~/.kwok/kwok.yaml: isolate it
         ),
     ]
-    return {c.name: c for c in components}
+    extra = extra_args or {}
+    return {c.name: replace(c, argv=[*c.argv, *extra.get(c.name, ())]) for c in components}

@@ -296,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tritonop.config import Settings
     from tritonop.handlers import Memo  # importing registers the handlers with kopf
-    from tritonop.k8s import Kube
+    from tritonop.k8s import Kube, TokenBucket
     from tritonop.runtime import Runtime, SystemClock
 
     overrides: dict[str, Any] = {}
@@ -316,7 +316,8 @@ def _run(args: argparse.Namespace) -> int:
             logging.getLogger(chatty).setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
     namespaces = settings.namespace_list
-    runtime = Runtime(settings=settings, kube=Kube(), clock=SystemClock())
+    limit = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
+    runtime = Runtime(settings=settings, kube=Kube(limit=limit), clock=SystemClock())
     kopf.run(
         memo=Memo.build(runtime),
         clusterwide=not namespaces,

@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     scrape_concurrency: int = Field(
         default=16, ge=1, le=256, description="Metrics requests in flight at once, across all pods."
     )
+    kube_api_qps: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second the operator sends the API server on average "
+        "(client-side limit, as client-go's --kube-api-qps); 0 removes the limit.",
+    )
+    kube_api_burst: int = Field(
+        default=200,
+        ge=1,
+        description="Requests the operator may send at once above kube_api_qps after a quiet "
+        "spell (as client-go's --kube-api-burst).",
+    )
     triton_run_as_user: int = Field(
         default=1000,
         ge=0,

@@ -9,7 +9,7 @@ Triggers:
 - InferenceService create / update of spec / operator start: reconcile.
 - Node, model repository Secret or KEDA CRD changed: reconcile the services that depend on it.
 - Deployment or pod owned by tritonop changed: mirror it into status (or recreate it).
-- InferenceService deleted: forget it.
+- InferenceService gone: forget it.
 - Operator-mode autoscaling: one daemon per service.
 
 All state is a cache (the status book, the node capacity last seen, the metrics source's last
@@ -30,6 +30,7 @@ from tritonop.api.validation import SpecError
 from tritonop.autoscale.loop import operator_mode, run_autoscaler
 from tritonop.autoscale.metrics import MetricsSource, source_for
 from tritonop.k8s import KEDA_CRD
+from tritonop.observability import SERVICES_TRACKED
 from tritonop.placement import NodeInfo
 from tritonop.reconciler import NodeCapacity
 from tritonop.runtime import Runtime
@@ -39,15 +40,18 @@ from tritonop.view import (
     INSTANCE_LABEL,
     ClusterView,
     Obj,
-    named_entry,
+    deployment_entry,
     node_entry,
     pod_entry,
+    service_entry,
 )
 
 log = logging.getLogger(__name__)
 
 ISVC = (GROUP, VERSION, PLURAL)
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+LIST_CHUNK_SIZE = 500
+"""Objects per page of kopf's initial listings (client-go's default page size)."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,11 @@ class Memo:
     def build(cls, runtime: Runtime) -> Memo:
         """The caches of one operator process around its runtime; the metrics source is
         chosen here, once, from the settings."""
+        book = StatusBook(runtime.kube, runtime.clock)
+        SERVICES_TRACKED.set_function(lambda: len(book))
         return cls(
             runtime=runtime,
-            status=StatusBook(runtime.kube, runtime.clock),
+            status=book,
             capacity=NodeCapacity(),
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
         )
@@ -88,6 +94,9 @@ def configure(settings: kopf.OperatorSettings, memo: Memo, **_: Any) -> None:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.loggers = False
+    # Initial listings in pages, as client-go's pager does, instead of every pod of the cluster
+    # in one response held in memory at once.
+    settings.watching.chunk_size = LIST_CHUNK_SIZE
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.batching.error_delays = (1, 2, 5, 10)
@@ -111,16 +120,19 @@ async def release(memo: Memo, **_: Any) -> None:
 
 # ------------------------------------------------------------------------------ indexes
 # The function names are ClusterView's field names: kopf passes each index under its name.
+# They are coroutines because they are quick and pure: kopf runs a plain function in its
+# thread pool, where it would queue behind the reconciles' blocking API calls, and every watch
+# event of every pod passes through here. Each keeps only what the operator reads (view.py).
 
 
 @kopf.index("", "v1", "nodes")
-def node_index(body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
+async def node_index(body: kopf.Body, **_: Any) -> dict[str, NodeInfo]:
     """Every node's GPU-relevant facts, for placement."""
     return node_entry(body)
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED)
-def pod_index(
+async def pod_index(
     body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[ServiceKey, Obj]:
     """Triton pods by (namespace, InferenceService name)."""
@@ -128,19 +140,19 @@ def pod_index(
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(
+async def deployment_index(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[ServiceKey, Obj]:
     """Owned Deployments by (namespace, name); named like their InferenceService."""
-    return named_entry(body, str(namespace), name)
+    return deployment_entry(body, str(namespace), name)
 
 
 @kopf.index(*ISVC)
-def service_index(
+async def service_index(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[ServiceKey, Obj]:
     """InferenceServices, so node and child events can reach them."""
-    return named_entry(body, str(namespace), name)
+    return service_entry(body, str(namespace), name)
 
 
 # ------------------------------------------------------------------------------ reconcile
@@ -159,10 +171,13 @@ def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
         raise kopf.PermanentError("; ".join(error.problems)) from None
 
 
-@kopf.on.delete(*ISVC, optional=True)
-def forget(namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
-    """Drop caches and metric series; the garbage collector deletes the children."""
-    reconciler.forget(memo.status, (str(namespace), name))
+@kopf.on.event(*ISVC)
+def forget(type: str | None, namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
+    """Once a service is gone, drop its status, lock and metric series (the garbage collector
+    deletes the children). A watch event, not kopf's on.delete: that runs only while a
+    finalizer holds the object, and a fixed-replica service has none, so it would never run."""
+    if type == "DELETED":
+        reconciler.forget(memo.status, (str(namespace), name))
 
 
 @kopf.on.event("", "v1", "nodes")

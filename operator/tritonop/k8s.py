@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import socket
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from tritonop import API_VERSION, FIELD_MANAGER, KIND
-from tritonop.observability import API_WRITES
+from tritonop.observability import API_THROTTLED, API_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +102,76 @@ RESOURCES: dict[str, ResourceType] = {
 }
 
 
-class Kube:
-    """A thin, counted, idempotent layer over the Kubernetes REST API for the operator's kinds."""
+CONNECTION_POOL_SIZE = 32
+"""HTTP connections kept to the API server: more than the threads that call at once (kopf's
+handler pool and asyncio's, each min(32, CPUs + 4)), so a busy moment never discards one and
+pays a new TLS handshake for the next request."""
 
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
-        if api_client is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api_client = client.ApiClient()
-        self._api = api_client
+
+class TokenBucket:
+    """The client-side rate limit of client-go (flowcontrol's token bucket): `qps` requests per
+    second on average, up to `burst` at once after a quiet spell.
+
+    `acquire` reserves the next slot and sleeps until it comes, so callers in several threads
+    queue in order. `qps` 0 turns the limit off. The clock and sleep are injectable so a test
+    can see the schedule without waiting for it.
+    """
+
+    def __init__(
+        self,
+        qps: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.qps = qps
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(self.burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for one request's slot; returns the seconds waited."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            API_THROTTLED.inc(wait)
+            self._sleep(wait)
+        return wait
+
+
+def api_client() -> client.ApiClient:
+    """A client configured from the pod's ServiceAccount, else the kubeconfig."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """A thin, counted, idempotent layer over the Kubernetes REST API for the operator's kinds.
+
+    Every request first takes a slot of the client-side rate limit (`limit`), so the
+    operator never sends the API server more than its configured QPS, however many services
+    change at once (settings kube_api_qps and kube_api_burst).
+    """
+
+    def __init__(
+        self, api: client.ApiClient | None = None, limit: TokenBucket | None = None
+    ) -> None:
+        self._api = api if api is not None else api_client()
+        self._limit = limit if limit is not None else TokenBucket(0, 1)
 
     def _request(
         self,
@@ -122,6 +183,7 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any] | None:
         """One REST call; None for 404, the decoded body otherwise; ApiException on errors."""
+        self._limit.acquire()
         request = self._api.param_serialize(
             method,
             path,

@@ -32,6 +32,15 @@ API_WRITES = Counter(
     "(apply, scale, status, delete, create).",
     ["kind", "verb"],
 )
+API_THROTTLED = Counter(
+    "tritonop_api_client_throttled_seconds_total",
+    "Time requests waited for the client-side rate limit (TRITONOP_KUBE_API_QPS/BURST); "
+    "growing steadily means the operator wants more than its limit.",
+)
+SERVICES_TRACKED = Gauge(
+    "tritonop_services_tracked",
+    "InferenceServices whose status the operator remembers (0 once every service is deleted).",
+)
 DESIRED_REPLICAS = Gauge(
     "tritonop_autoscaler_desired_replicas",
     "Replicas the autoscaler wants for an InferenceService.",

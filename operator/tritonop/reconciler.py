@@ -48,6 +48,10 @@ from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
 
+DEPLOYMENT_DEFAULT_REPLICAS = 1
+"""What the API server gives a Deployment created without spec.replicas (the operator's apply
+never carries them): a new service that wants 1 replica needs no scale write."""
+
 
 class NodeCapacity:
     """What placement last read of the nodes, so node events that change none of it are skipped.
@@ -150,9 +154,8 @@ def _carry_out_plan(
         kube.apply(child, deployment if child["kind"] == "Deployment" else None)
     for kind in result.stale_children:
         kube.delete_owned(kind, service.namespace, service.name, service.uid)
-    if result.replicas is not None and (
-        not facts.workload.exists or facts.workload.desired != result.replicas
-    ):
+    running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS
+    if result.replicas is not None and result.replicas != running:
         kube.scale_deployment(service.namespace, service.name, result.replicas)
 
     def status(current: Mapping[str, Any]) -> StatusChange:

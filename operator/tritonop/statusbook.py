@@ -72,7 +72,8 @@ class StatusBook:
         that arrives while another writer holds the lock is seen by the next one, never lost.
         `seen` is the status on the object the caller holds, used until the book knows better.
         """
-        with self._lock(key):
+        lock = self._lock(key)
+        with lock:
             current = self._status.get(key)
             if current is None:
                 current = dict(seen or {})
@@ -86,14 +87,32 @@ class StatusBook:
                 generation=change.generation,
                 now=self._clock.wall(),
             )
-            written = merged != current and self._writer.apply_status(key[0], key[1], merged)
-            self._status[key] = merged
+            changed = merged != current
+            written = changed and self._writer.apply_status(key[0], key[1], merged)
+            with self._guard:
+                if (changed and not written) or self._locks.get(key) is not lock:
+                    # The service is gone (the write found nothing) or was forgotten while
+                    # this update ran: remember nothing of it.
+                    self._status.pop(key, None)
+                    self._locks.pop(key, None)
+                else:
+                    self._status[key] = merged
             return written
 
     def get(self, key: ServiceKey, seen: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The status as last written (or `seen`, before the first write)."""
-        with self._lock(key):
+        """The status as last written (or `seen`, before the first write), after an update
+        in progress; reading creates nothing, so a read of a deleted service leaves no trace."""
+        with self._guard:
+            lock = self._locks.get(key)
+        if lock is None:
+            return dict(seen or {})
+        with lock:
             return dict(self._status.get(key) or seen or {})
+
+    def __len__(self) -> int:
+        """How many services the book remembers (the operator's /metrics shows it)."""
+        with self._guard:
+            return len(self._status)
 
     def forget(self, key: ServiceKey) -> None:
         """Drop a deleted service's status and lock."""

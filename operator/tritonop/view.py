@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from tritonop import conditions as c
 from tritonop.placement import NodeInfo, node_info
 from tritonop.status import ServiceKey, WorkloadState, workload_state
 
@@ -30,6 +31,16 @@ ObjectIndex: TypeAlias = Mapping[ServiceKey, Collection[Obj]]
 ALL_NODES: Final = "all"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
 """The pods' label naming their InferenceService (render/labels.py sets it)."""
+POD_CONDITIONS: Final = frozenset({c.POD_READY, c.POD_SCHEDULED})
+POD_CONDITION_FIELDS: Final = ("type", "status", "reason", "message")
+DEPLOYMENT_STATUS_FIELDS: Final = (
+    "observedGeneration",
+    "replicas",
+    "readyReplicas",
+    "availableReplicas",
+    "updatedReplicas",
+)
+"""What workload_state reads of a Deployment's status."""
 
 
 def node_entry(node: Mapping[str, Any]) -> dict[str, NodeInfo]:
@@ -40,13 +51,64 @@ def node_entry(node: Mapping[str, Any]) -> dict[str, NodeInfo]:
 def pod_entry(
     pod: Mapping[str, Any], namespace: str, labels: Mapping[str, str]
 ) -> dict[ServiceKey, Obj]:
-    """A Triton pod's entry in the pod index: under the InferenceService its label names."""
-    return {(namespace, labels.get(INSTANCE_LABEL, "")): dict(pod)}
+    """A Triton pod's entry in the pod index: under the InferenceService its label names.
+
+    Only what the operator reads of a pod is kept (its name, whether it is terminating, its
+    phase, IP and Ready/PodScheduled conditions): a whole pod is a few KiB of JSON and tens of
+    KiB as Python objects, times every replica of every service.
+    """
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    kept_meta = {"name": meta.get("name")}
+    if meta.get("deletionTimestamp"):
+        kept_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    kept_status: Obj = {
+        "phase": status.get("phase"),
+        "conditions": [
+            {key: condition[key] for key in POD_CONDITION_FIELDS if key in condition}
+            for condition in status.get("conditions") or []
+            if condition.get("type") in POD_CONDITIONS
+        ],
+    }
+    if status.get("podIP"):
+        kept_status["podIP"] = status["podIP"]
+    return {
+        (namespace, labels.get(INSTANCE_LABEL, "")): {"metadata": kept_meta, "status": kept_status}
+    }
 
 
-def named_entry(obj: Mapping[str, Any], namespace: str, name: str) -> dict[ServiceKey, Obj]:
-    """An InferenceService's or Deployment's entry (a Deployment is named like its service)."""
-    return {(namespace, name): dict(obj)}
+def deployment_entry(
+    deployment: Mapping[str, Any], namespace: str, name: str
+) -> dict[ServiceKey, Obj]:
+    """An owned Deployment's entry (named like its service): what the reconcile compares the
+    rendered Deployment with (metadata, spec) and the replica counts of its status.
+
+    managedFields and the status conditions, which nothing reads, are left out.
+    """
+    meta = {k: v for k, v in (deployment.get("metadata") or {}).items() if k != "managedFields"}
+    status = deployment.get("status") or {}
+    return {
+        (namespace, name): {
+            "apiVersion": deployment.get("apiVersion"),
+            "kind": deployment.get("kind"),
+            "metadata": meta,
+            "spec": deployment.get("spec") or {},
+            "status": {k: status[k] for k in DEPLOYMENT_STATUS_FIELDS if k in status},
+        }
+    }
+
+
+def service_entry(service: Mapping[str, Any], namespace: str, name: str) -> dict[ServiceKey, Obj]:
+    """An InferenceService's entry: the object without managedFields and annotations.
+
+    Nothing reads those, and kopf's bookkeeping annotation alone is a second copy of the spec.
+    """
+    meta = {
+        k: v
+        for k, v in (service.get("metadata") or {}).items()
+        if k not in ("managedFields", "annotations")
+    }
+    return {(namespace, name): {**service, "metadata": meta}}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tritonop import conditions as c
@@ -39,6 +40,11 @@ from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
 
+STATUS_METRICS_PERIOD_SECONDS = 30.0
+"""At most one status write per service per this period for moving numbers alone (metrics,
+condition messages that quote them); a new condition status or reason or a replica change is
+written at once. HPA writes its status on a 15 s cadence; a busy service's numbers change
+every interval, and 1,000 of them at a 5 s interval would be 200 status writes per second."""
 MIN_RATE_WINDOW_SECONDS = 30.0
 """Prometheus' rate() needs at least two samples in its window; 30 s spans two at a 15 s scrape."""
 
@@ -90,6 +96,27 @@ def rate_window(interval: float) -> float:
     return max(interval * 6, MIN_RATE_WINDOW_SECONDS)
 
 
+@dataclass
+class LoopState:
+    """What one service's loop carries from one interval to the next."""
+
+    status_written: float
+    """When this loop last wrote the service's status (monotonic); the loop's start before its
+    first write, so a restarted operator does not rewrite every service's metrics at once."""
+    policy: PolicyState | None = None
+    parsed: tuple[tuple[str, int], ParsedService] | None = None
+    """The spec parsed at ((uid, generation)): a status write changes the object every few
+    intervals, its spec only with the generation, and parsing is most of an idle interval."""
+
+    def service(self, body: Mapping[str, Any]) -> ParsedService:
+        """The parsed service, parsed again only when its generation changed."""
+        meta = body.get("metadata") or {}
+        version = (str(meta.get("uid")), int(meta.get("generation") or 0))
+        if self.parsed is None or self.parsed[0] != version:
+            self.parsed = (version, parse_object(dict(body)))
+        return self.parsed[1]
+
+
 async def run_autoscaler(
     runtime: Runtime,
     book: StatusBook,
@@ -100,11 +127,11 @@ async def run_autoscaler(
 ) -> None:
     """Autoscale one service every interval until `stopped`; the source forgets it afterwards."""
     interval = runtime.settings.autoscale_interval_seconds
-    state: PolicyState | None = None
+    state = LoopState(status_written=runtime.clock.monotonic())
     try:
         while not stopped:
             started = runtime.clock.monotonic()
-            state = await autoscale_once(runtime, book, key, view, source, state)
+            await autoscale_once(runtime, book, key, view, source, state)
             await stopped.wait(max(0.0, interval - (runtime.clock.monotonic() - started)))
     finally:
         source.forget(key)
@@ -116,9 +143,9 @@ async def autoscale_once(
     key: ServiceKey,
     view: ClusterView,
     source: MetricsSource,
-    state: PolicyState | None,
-) -> PolicyState | None:
-    """One interval; returns the policy state for the next.
+    state: LoopState,
+) -> None:
+    """One interval; updates `state` for the next.
 
     Nothing happens while the service has no valid autoscaling spec or no Deployment yet (the
     reconcile creates it): there is nothing to observe or to scale.
@@ -126,14 +153,14 @@ async def autoscale_once(
     body = view.service(key)
     deployment = view.deployment(key)
     if body is None or deployment is None:
-        return state
+        return
     try:
-        service = parse_object(body)
+        service = state.service(body)
     except SpecError:
-        return state
+        return
     autoscaling = service.spec.autoscaling
     if autoscaling is None:
-        return state
+        return
     interval = runtime.settings.autoscale_interval_seconds
     current = int((deployment.get("spec") or {}).get("replicas", 1))
     ready, starting = split_pods(view.pods(key))
@@ -147,12 +174,36 @@ async def autoscale_once(
     )
     observation = await source.observe(target)
     now = runtime.clock.monotonic()
-    if state is None:
-        state = PolicyState.fresh(now, current)
-    decision, state = decide(autoscaling, current, observation, state, now, interval)
+    if state.policy is None:
+        state.policy = PolicyState.fresh(now, current)
+    decision, state.policy = decide(autoscaling, current, observation, state.policy, now, interval)
+    record_signals(observation, decision, {"namespace": service.namespace, "name": service.name})
+    quiet = now - state.status_written < STATUS_METRICS_PERIOD_SECONDS
+    if (
+        quiet
+        and decision.desired_replicas == current
+        and not news(book.get(key, body.get("status")), decision)
+    ):
+        return  # nothing but numbers moved: they are on /metrics now, in status within 30 s
     # The API client blocks: off the event loop, which every service's loop shares.
-    await asyncio.to_thread(carry_out, runtime, book, body, service, current, decision, observation)
-    return state
+    written = await asyncio.to_thread(
+        carry_out, runtime, book, body, service, current, decision, observation, quiet
+    )
+    if written:
+        state.status_written = now
+
+
+def news(live: Mapping[str, Any], decision: Decision) -> bool:
+    """Whether the decision changes what the status `live` says beyond the numbers: the desired
+    replicas, or a condition's status or reason (a message quoting new numbers is no news)."""
+    if live.get("desiredReplicas") != decision.desired_replicas:
+        return True
+    return any(
+        (found.get("status"), found.get("reason"))
+        != ("True" if flag.status else "False", flag.reason)
+        for flag in decision.conditions
+        for found in [c.find_condition(live, flag.type)]
+    )
 
 
 def carry_out(
@@ -163,15 +214,21 @@ def carry_out(
     current: int,
     decision: Decision,
     observation: Observation,
-) -> None:
-    """Scale when the decision differs, then record the decision in status and /metrics."""
+    quiet: bool = False,
+) -> bool:
+    """Scale when the decision differs, then record the decision in status and /metrics;
+    True when the status was written.
+
+    `quiet`: the service's status was written less than STATUS_METRICS_PERIOD_SECONDS ago, so
+    it is written again only for news (see `news`), checked under the status book's lock.
+    """
     labels = {"namespace": service.namespace, "name": service.name}
     fields: StatusFields = {
         "desiredReplicas": decision.desired_replicas,
         "metrics": metrics_fields(observation),
     }
-    record_signals(observation, labels)
-    if decision.desired_replicas != current:
+    scaled = decision.desired_replicas != current
+    if scaled:
         runtime.kube.scale_deployment(service.namespace, service.name, decision.desired_replicas)
         up = decision.desired_replicas > current
         SCALE_EVENTS.labels(direction="up" if up else "down", **labels).inc()
@@ -194,8 +251,11 @@ def carry_out(
             "up" if up else "down",
             decision.reason,
         )
+    key = (service.namespace, service.name)
 
-    def status(live: Mapping[str, Any]) -> StatusChange:
+    def status(live: Mapping[str, Any]) -> StatusChange | None:
+        if quiet and not scaled and not news(live, decision):
+            return None
         ready = int(live.get("readyReplicas") or 0)
         summary: StatusFields = {
             **fields,
@@ -203,9 +263,7 @@ def carry_out(
         }
         return StatusChange(summary, decision.conditions, int(live.get("observedGeneration") or 0))
 
-    book.update((service.namespace, service.name), body.get("status"), status)
-    DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
-    CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)
+    return book.update(key, body.get("status"), status)
 
 
 def metrics_fields(observation: Observation) -> MetricsFields | None:
@@ -220,8 +278,11 @@ def metrics_fields(observation: Observation) -> MetricsFields | None:
     return fields or None
 
 
-def record_signals(observation: Observation, labels: Mapping[str, str]) -> None:
-    """The observed signals and the count of metric problems, on the operator's /metrics."""
+def record_signals(observation: Observation, decision: Decision, labels: Mapping[str, str]) -> None:
+    """The observed signals, the count of metric problems and the replicas decided, on the
+    operator's /metrics, every interval (status carries them at most every 30 s)."""
+    DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
+    CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)
     for signal, value in (
         ("queue_depth", observation.queue_depth),
         ("queue_time_ms", observation.queue_time_ms),

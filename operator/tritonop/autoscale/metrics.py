@@ -72,6 +72,8 @@ def source_for(settings: Settings, clock: Monotonic) -> MetricsSource:
     return ScrapeSource(
         timeout=settings.scrape_timeout_seconds,
         concurrency=settings.scrape_concurrency,
+        # Outlive the pause between two intervals, so each interval reuses the connections.
+        keepalive=2 * settings.autoscale_interval_seconds + settings.scrape_timeout_seconds,
         clock=clock,
     )
 
@@ -116,11 +118,13 @@ async def scrape_pods(
     concurrency: int,
     port: int = TRITON_METRICS_PORT,
     session: aiohttp.ClientSession | None = None,
+    gate: asyncio.Semaphore | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, PodScrape]:
     """Read and parse every pod's metrics concurrently; returns one PodScrape per pod name.
 
-    At most `concurrency` requests are in flight. `timeout` bounds the whole call, not each
+    At most `concurrency` requests are in flight; a caller that scrapes for many services at
+    once passes its own `gate` instead, shared by all of them (ScrapeSource does). `timeout` bounds the whole call, not each
     request: every request shares one deadline, so a slow or dead pod (or a queue of them
     behind the semaphore) costs at most `timeout` seconds of the autoscaling interval, and
     pods not answered by then are reported as timed out. A Triton page takes milliseconds,
@@ -132,13 +136,13 @@ async def scrape_pods(
         return {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    gate = asyncio.Semaphore(concurrency)
+    in_flight = gate if gate is not None else asyncio.Semaphore(concurrency)
 
     async def scrape(pod: PodEndpoint, client: aiohttp.ClientSession) -> PodScrape:
         url = metrics_url(pod.ip, port)
         try:
             async with asyncio.timeout_at(deadline):
-                async with gate:
+                async with in_flight:
                     text = await _fetch(client, url)
         except TimeoutError:
             return PodScrape(pod.name, pod.ip, clock(), error=f"timed out after {timeout:g}s")
@@ -174,9 +178,12 @@ async def _with_session(
 class ScrapeSource:
     """Observations from scraping every ready pod, with each service's previous scrapes kept.
 
-    The session is shared by every service's scrapes; `concurrency` bounds the requests of one
-    service's interval (as before the session was shared), and connections are not kept alive
-    (a pod may be gone by the next interval).
+    One session, one connection pool and one bound serve every service: at most `concurrency`
+    requests are in flight across the whole operator, and a pod's connection is kept alive
+    for `keepalive` seconds (longer than an autoscaling interval), so the next interval reuses
+    it instead of opening a new TCP connection to every pod every interval. A connection to a
+    pod that went away fails its next request once, which reads as that pod's missing metrics
+    for one interval (and a deleted pod is not scraped again: the loop scrapes ready pods).
     """
 
     def __init__(
@@ -184,29 +191,38 @@ class ScrapeSource:
         *,
         timeout: float,
         concurrency: int,
+        keepalive: float = 30.0,
         clock: Monotonic = time.monotonic,
         port: int = TRITON_METRICS_PORT,
     ) -> None:
         self.timeout = timeout
         self.concurrency = concurrency
+        self.keepalive = keepalive
         self.port = port
         self._clock = clock
         self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._gate: asyncio.Semaphore | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         if self._session is None:  # created on first use: a session belongs to the running loop
-            connector = aiohttp.TCPConnector(limit=0, force_close=True)
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency, keepalive_timeout=self.keepalive
+            )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        return self._session
+            self._gate = asyncio.Semaphore(self.concurrency)
+        assert self._gate is not None
+        return self._session, self._gate
 
     async def observe(self, target: MetricsTarget) -> Observation:
+        session, gate = self._client()
         scrapes = await scrape_pods(
             target.pods,
             timeout=self.timeout,
             concurrency=self.concurrency,
             port=self.port,
-            session=self._client() if target.pods else None,
+            session=session,
+            gate=gate,
             clock=self._clock,
         )
         previous = self._previous.get(target.key, {})
@@ -228,6 +244,7 @@ class ScrapeSource:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            self._gate = None
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ def template_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Package data never changes while the process runs: no stat() of the template file on
+        # every render of every service.
+        auto_reload=False,
     )
     environment.filters["toyaml"] = to_yaml_flow
     return environment
