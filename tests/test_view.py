@@ -1,0 +1,103 @@
+"""The index entries keep only what the operator reads: the readers see the same thing from an
+entry as from the whole object, and an entry is a fraction of the object's size. The objects are
+as the API server returned them (tests/fixtures/live-*.json, from a local cluster)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tritonop.api.validation import parse_object
+from tritonop.autoscale.loop import split_pods
+from tritonop.k8s import is_subset
+from tritonop.status import workload_state
+from tritonop.view import deployment_entry, pod_entry, service_entry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+KEY = ("scale-01", "svc-0001")
+
+
+def live(kind: str) -> dict[str, Any]:
+    return dict(json.loads((FIXTURES / f"live-{kind}.json").read_text()))
+
+
+def size(obj: Any) -> int:
+    """Bytes held by the Python objects of a nested structure (what an index entry costs)."""
+    if isinstance(obj, dict):
+        return sys.getsizeof(obj) + sum(size(k) + size(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return sys.getsizeof(obj) + sum(size(v) for v in obj)
+    return sys.getsizeof(obj)
+
+
+def test_a_pod_entry_reads_like_the_pod_at_a_tenth_of_its_size() -> None:
+    pod = live("pod")
+    [(key, entry)] = pod_entry(pod, "scale-01", pod["metadata"]["labels"]).items()
+    assert key == KEY
+    assert split_pods([entry]) == split_pods([pod]) and split_pods([pod])[0]  # ready, with IP
+    assert workload_state(None, [entry]) == workload_state(None, [pod])
+    assert size(entry) * 10 < size(pod)
+
+
+def test_a_pending_or_terminating_pod_entry_keeps_why() -> None:
+    pod = live("pod")
+    pod["metadata"]["deletionTimestamp"] = "2026-12-03T11:00:00Z"
+    [terminating] = pod_entry(pod, "scale-01", {}).values()
+    assert split_pods([terminating]) == ((), 0)
+    pending = copy.deepcopy(live("pod"))
+    pending["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/5 nodes are available: 5 Insufficient nvidia.com/gpu.",
+                "lastTransitionTime": "2026-12-03T11:00:00Z",
+            }
+        ],
+    }
+    [entry] = pod_entry(pending, "scale-01", {}).values()
+    assert workload_state(None, [entry]).unschedulable_message == (
+        "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."
+    )
+    assert split_pods([entry]) == ((), 1)
+
+
+def test_a_deployment_entry_compares_and_counts_like_the_deployment() -> None:
+    deployment = live("deployment")
+    [(key, entry)] = deployment_entry(deployment, *KEY).items()
+    assert key == KEY
+    assert workload_state(entry, []) == workload_state(deployment, [])
+    rendered = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": KEY[1], "labels": deployment["metadata"]["labels"]},
+        "spec": {"template": deployment["spec"]["template"]},
+    }
+    assert is_subset(rendered, entry)  # the reconcile still sees an up-to-date Deployment
+    changed = copy.deepcopy(rendered)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "triton:other"
+    assert not is_subset(changed, entry)  # ...and a drifted one
+    assert "managedFields" not in entry["metadata"]
+    assert size(entry) * 2 < size(deployment)
+
+
+def test_a_service_entry_is_the_service_without_managed_fields_and_annotations() -> None:
+    service = live("inferenceservice")
+    service["metadata"]["annotations"] = {
+        "tritonop.io/last-handled-configuration": json.dumps({"spec": service["spec"]})
+    }
+    service["status"] = {"observedGeneration": 1, "replicas": 1}
+    [(key, entry)] = service_entry(service, *KEY).items()
+    assert key == KEY
+    assert parse_object(entry) == parse_object(service)
+    assert entry["status"] == service["status"] and entry["spec"] == service["spec"]
+    kept = {
+        k: v for k, v in service["metadata"].items() if k not in ("managedFields", "annotations")
+    }
+    assert entry["metadata"] == kept
+    assert size(entry) * 3 < size(service) * 2
