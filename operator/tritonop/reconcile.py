@@ -83,20 +83,50 @@ def initial_replicas(service: ParsedService, workload: WorkloadState) -> int | N
     return None
 
 
+@dataclass(frozen=True)
+class StatusPlan:
+    """The status part of a plan: what it needs no rendering for."""
+
+    placement: Placement
+    fields: StatusFields
+    flags: tuple[ConditionFlag, ...]
+    events: list[EventSpec]
+    autoscaler_refused: bool
+    """The autoscaler object the mode needs cannot be accepted (the condition explains)."""
+
+
 def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Plan:
     """The reconcile of one valid InferenceService."""
-    spec = service.spec
-    placement = decide(spec, facts.nodes, settings.gpu_fallback)
-    replicas = initial_replicas(service, facts.workload)
+    status = plan_status(service, facts, settings)
     children = render_children(
         service,
-        placement,
+        status.placement,
         settings,
         replicas=None,
         secret_hash=facts.secret_digest,
     )
+    if status.autoscaler_refused:
+        # An autoscaler object the cluster cannot accept is not applied; the condition explains.
+        children = [child for child in children if child["kind"] not in AUTOSCALER_KINDS.values()]
+    mode = service.spec.autoscaling_mode
+    return Plan(
+        placement=status.placement,
+        children=children,
+        stale_children=[kind for name, kind in AUTOSCALER_KINDS.items() if name != mode],
+        replicas=initial_replicas(service, facts.workload),
+        status_fields=status.fields,
+        flags=status.flags,
+        events=status.events,
+    )
+
+
+def plan_status(service: ParsedService, facts: ClusterFacts, settings: Settings) -> StatusPlan:
+    """Placement, status fields, conditions and Events of a reconcile, without rendering the
+    children: the reconcile recomputes its status from the cluster as it is when it writes."""
+    spec = service.spec
+    placement = decide(spec, facts.nodes, settings.gpu_fallback)
+    replicas = initial_replicas(service, facts.workload)
     mode = spec.autoscaling_mode
-    stale = [kind for name, kind in AUTOSCALER_KINDS.items() if name != mode]
     url, grpc_url = service_urls(service, settings.cluster_domain)
 
     flags = list(
@@ -120,8 +150,6 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     if problem is not None:
         reason, message = problem
         flags.append(ConditionFlag(c.SCALING_ACTIVE, False, reason, message))
-        # An autoscaler object the cluster cannot accept is not applied; the condition explains.
-        children = [child for child in children if child["kind"] not in AUTOSCALER_KINDS.values()]
         if c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != reason:
             events.append(EventSpec(True, reason, message))
     elif mode in ("None", "HPA", "KEDA"):
@@ -146,15 +174,7 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     }
     if mode != "Operator":
         fields["metrics"] = None
-    return Plan(
-        placement=placement,
-        children=children,
-        stale_children=stale,
-        replicas=replicas,
-        status_fields=fields,
-        flags=tuple(flags),
-        events=events,
-    )
+    return StatusPlan(placement, fields, tuple(flags), events, problem is not None)
 
 
 def _delegated_scaling_flag(mode: str) -> ConditionFlag:

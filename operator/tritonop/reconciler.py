@@ -40,7 +40,7 @@ from tritonop.observability import (
 )
 from tritonop.placement import NodeInfo, gpu_capacity_fingerprint
 from tritonop.placement import decide as decide_placement
-from tritonop.reconcile import ClusterFacts, plan, workload_refresh
+from tritonop.reconcile import ClusterFacts, plan, plan_status, workload_refresh
 from tritonop.runtime import Runtime
 from tritonop.status import ServiceKey, invalid_spec_flags
 from tritonop.statusbook import StatusBook, StatusChange
@@ -160,13 +160,13 @@ def _carry_out_plan(
 
     def status(current: Mapping[str, Any]) -> StatusChange:
         # The Deployment may have moved on while the children were applied: plan the status
-        # from the cluster as it is now (planning is pure and cheap).
-        now = plan(
+        # from the cluster as it is now (the status part of the plan renders nothing).
+        now = plan_status(
             service,
             replace(facts, live_status=current, workload=view.workload(key)),
             runtime.settings,
         )
-        return StatusChange(now.status_fields, now.flags, service.generation)
+        return StatusChange(now.fields, now.flags, service.generation)
 
     book.update(key, body.get("status"), status)
     for event in result.events:
