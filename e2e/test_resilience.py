@@ -50,13 +50,32 @@ def reconciles(operator: OperatorProcess, trigger: str) -> float:
     return 0.0
 
 
+#: Operator-mode services in the idle/restart check: their autoscaling loops run (every scrape
+#: fails: nothing serves their pods' :8002, so the policy holds) and must write nothing either.
+AUTOSCALED = 20
+AUTOSCALING = {"mode": "Operator", "minReplicas": 1, "maxReplicas": 3, "targets": {"queueDepth": 4}}
+#: How long after a restart writes are counted: past the loops' 30 s status period
+#: (STATUS_METRICS_PERIOD_SECONDS), when a loop that only saw new numbers would write them.
+AFTER_RESTART_S = 40
+
+
 def test_idle_operator_and_restart_write_nothing(
     cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
 ) -> None:
     tools = installed
-    tools.apply([service("quiet-a", gpu={"count": 0}, replicas=2), service("quiet-b")], namespace)
-    for name in ("quiet-a", "quiet-b"):
+    scaled = [f"scaled-{i:02d}" for i in range(AUTOSCALED)]
+    tools.apply(
+        [
+            service("quiet-a", gpu={"count": 0}, replicas=2),
+            service("quiet-b"),
+            *(service(name, gpu={"count": 0}, autoscaling=AUTOSCALING) for name in scaled),
+        ],
+        namespace,
+    )
+    for name in ("quiet-a", "quiet-b", *scaled):
         wait_condition(tools, namespace, name, "Ready", "True", timeout=90)
+    for name in scaled:  # the loops have run: their verdict on the missing metrics is written
+        wait_condition(tools, namespace, name, "ScalingActive", "False", "MissingMetrics", 30)
     wait_until(lambda: quiet_cluster(tools), 180, "earlier tests' namespaces to be deleted")
     # Let trailing status updates of the rollout land before counting.
     settled = len(operator_writes(cluster, 0))
@@ -79,7 +98,11 @@ def test_idle_operator_and_restart_write_nothing(
         [o for o in tools.items("inferenceservices") if not o["metadata"].get("deletionTimestamp")]
     )
     operator.restart()
+    restarted = time.monotonic()
     wait_until(lambda: reconciles(operator, "resume") >= total, 60, "every service to be resumed")
+    while time.monotonic() - restarted < AFTER_RESTART_S:
+        assert operator.healthy()
+        time.sleep(2)
     after = operator_writes(cluster, before)
     to_children = [w for w in after if w["objectRef"].get("resource") != "inferenceservices"]
     assert to_children == [], f"restart wrote to children: {describe(to_children, detail=True)}"

@@ -55,8 +55,8 @@ class AuditTail:
     user: str
     verbs: frozenset[str]
     offset: int = 0
-    writes: list[tuple[float, str]] = field(default_factory=list)
-    """(monotonic time of the read that found it, kind) of every write seen so far."""
+    writes: list[tuple[float, str, str]] = field(default_factory=list)
+    """(monotonic time of the read that found it, kind, namespace/name) of every write seen."""
 
     def poll(self) -> int:
         """Read what was appended since the last call; returns the number of writes so far.
@@ -76,12 +76,18 @@ class AuditTail:
                     continue
                 event = json.loads(line)
                 if event.get("verb") in self.verbs:
-                    self.writes.append((now, write_kind(event)))
+                    ref = event.get("objectRef") or {}
+                    target = f"{ref.get('namespace')}/{ref.get('name')}"
+                    self.writes.append((now, write_kind(event), target))
         return len(self.writes)
 
     def since(self, mark: int) -> Counter[str]:
         """Writes by kind after the first `mark` (a value `poll` returned)."""
-        return Counter(kind for _, kind in self.writes[mark:])
+        return Counter(kind for _, kind, _ in self.writes[mark:])
+
+    def targets(self, mark: int, kind: str) -> Counter[str]:
+        """Writes of one kind after the first `mark`, by namespace/name of the object."""
+        return Counter(target for _, found, target in self.writes[mark:] if found == kind)
 
 
 # ------------------------------------------------------------------------------ a process

@@ -26,6 +26,7 @@ figures are then inflated by the sampling. See e2e/bench/SCALE.md for results an
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -36,13 +37,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from e2e.bench.probes import (
@@ -67,14 +69,25 @@ from e2e.harness import (
     bin_dir,
     install_crds_and_rbac,
 )
+from e2e.load import Endpoint, LoadConfig, LoadGenerator, LoadResult
+from e2e.load.profiles import constant
 from e2e.polling import wait_until
 from e2e.services import service
 
+if TYPE_CHECKING:  # the data plane's imports are heavy; only its phase needs them
+    from e2e.tritonsim.podrunner import PodRunner
+
 MODES = ("fixed", "operator")
+STATUS_PERIOD_S = 30.0
+"""The status cadence under test: at most one status write per service per 30 s."""
+DATAPLANE_RATE_PER_SERVICE = 2.0
+"""Requests/s per service in the data-plane phase: light (an emulated pod serves 20/s), so no
+service scales, yet every interval's numbers differ."""
 MANAGED = "app.kubernetes.io/managed-by=tritonop"
 ISVC_PATH = "/apis/tritonop.io/v1alpha1/inferenceservices"
 DEPLOYMENT_PATH = "/apis/apps/v1/deployments"
 PODS_PER_NODE = 110
+TRACEMALLOC_DIR = Path(__file__).resolve().parent / "tracemalloc"
 #: The controller-manager's and scheduler's client-side limits (defaults 20 and 50 requests/s)
 #: raised, so the control plane below the operator keeps up: with the defaults, 1,000 services
 #: applied without any operator need 249 s until every pod is Ready (the ReplicaSet and pod
@@ -350,8 +363,14 @@ def run_operator(args: argparse.Namespace, mode: str, out: Path) -> dict[str, An
         kubeconfig = cluster.service_account_kubeconfig(
             OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, out / f"{mode}-operator.kubeconfig"
         )
+        env = dict(DEFAULT_INTERVALS)
+        if args.trace_memory:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(TRACEMALLOC_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
+            env["TRITONOP_BENCH_TRACEMALLOC"] = str(out / f"{mode}-tracemalloc.txt")
         operator = OperatorProcess(
-            kubeconfig=kubeconfig, log_path=out / f"{mode}-operator.log", env=DEFAULT_INTERVALS
+            kubeconfig=kubeconfig, log_path=out / f"{mode}-operator.log", env=env
         )
         operator.start()
         try:
@@ -412,6 +431,9 @@ def measure_operator(
     steady_components = cpu_delta(group_cpu(pids), components0)
     profiler.stop()
     steady_rss = meter.rss_mib()
+    if args.trace_memory:
+        operator.process.send_signal(signal.SIGUSR2)  # e2e/bench/tracemalloc: where memory is
+        time.sleep(5)
     reconciles = reconciles_by_trigger(operator)
     meter.stop()
 
@@ -465,6 +487,104 @@ def measure_operator(
         "restart_cpu_s": round(restart_cpu, 2),
         "restart_rss_peak_mib": round(restarted.peak_mib, 1),
         "watch_errors": [e for w in watched.watches for e in w.errors][:5],
+    }
+
+
+# ------------------------------------------------------------------------------ the data plane
+
+
+@dataclass(frozen=True)
+class RunnerEndpoints:
+    """The load's targets: every pod the pod runner serves and has marked Ready (no API reads)."""
+
+    runner: PodRunner
+
+    async def endpoints(self) -> list[Endpoint]:
+        statuses = await asyncio.to_thread(self.runner.pods)
+        return [Endpoint(s.name, s.ip) for s in statuses if s.ready and s.state == "serving"]
+
+
+def run_dataplane(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Operator-mode services on Triton emulators under a light, moving load: their numbers
+    change every interval, and status must still be written at most once per 30 s each."""
+    from e2e.dataplane import DATAPLANE_PREFIX, data_plane_turn, start_pod_runner
+
+    n = args.dataplane
+    namespace = f"{DATAPLANE_PREFIX}scale"
+    services = manifests(n, [namespace], "operator")
+    with (
+        data_plane_turn("e2e/bench/scale.py", notify=log),
+        bench_cluster(n, out, "dataplane") as (cluster, tools),
+    ):
+        create_namespaces(tools, [namespace])
+        kubeconfig = cluster.service_account_kubeconfig(
+            OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, out / "dataplane-operator.kubeconfig"
+        )
+        operator = OperatorProcess(
+            kubeconfig=kubeconfig, log_path=out / "dataplane-operator.log", env=DEFAULT_INTERVALS
+        )
+        runner = start_pod_runner(cluster.kubeconfig)
+        operator.start()
+        try:
+            return measure_dataplane(args, cluster, tools, operator, runner, services)
+        finally:
+            operator.stop()
+            runner.stop()
+
+
+def measure_dataplane(
+    args: argparse.Namespace,
+    cluster: LocalCluster,
+    tools: Tools,
+    operator: OperatorProcess,
+    runner: PodRunner,
+    services: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    assert operator.process is not None
+    n = len(services)
+    watched = Watched.start(cluster)
+    audit = AuditTail(cluster.audit_log, OPERATOR_USER, frozenset(WRITE_VERBS))
+    log(f"dataplane: {n} Operator-mode services on emulators")
+    apply_batches(tools, services, args.batch)
+    watched.progress.wait_all("services_ready", n, 300 + 2.0 * n, operator.check_running)
+    rate = DATAPLANE_RATE_PER_SERVICE * n
+    window = 4 * STATUS_PERIOD_S
+    config = LoadConfig(
+        profile=constant(rate),
+        duration_s=window + 2 * STATUS_PERIOD_S,
+        max_requests=int(rate * (window + 2 * STATUS_PERIOD_S) * 1.5),
+        refresh_s=2.0,
+        seed=1,
+    )
+    load = LoadGenerator(config, RunnerEndpoints(runner), out=None)
+    result: dict[str, LoadResult] = {}
+    thread = threading.Thread(target=lambda: result.update(run=asyncio.run(load.run())))
+    thread.start()
+    meter = ProcessMeter(operator.process.pid)
+    hold(STATUS_PERIOD_S, operator)  # every loop has seen the load and written it once
+    mark, cpu0 = audit.poll(), meter.cpu()
+    hold(window, operator)
+    audit.poll()
+    cpu = meter.cpu() - cpu0
+    meter.stop()
+    per_service = audit.targets(mark, "patch inferenceservices/status")
+    thread.join(config.duration_s + 60)
+    run = result.get("run")
+    watched.stop()
+    periods = window / STATUS_PERIOD_S
+    return {
+        "services": n,
+        "rate_per_s": rate,
+        "window_s": window,
+        "status_writes": sum(per_service.values()),
+        "status_writes_per_service_per_30s": round(sum(per_service.values()) / n / periods, 2),
+        "max_status_writes_of_a_service_per_30s": round(
+            max(per_service.values(), default=0) / periods, 2
+        ),
+        "writes": dict(audit.since(mark)),
+        "operator_cpu_s": round(cpu, 2),
+        "requests": len(run.records) if run else 0,
+        "failed_requests": sum(1 for r in run.records if not r.ok) if run else 0,
     }
 
 
@@ -583,6 +703,24 @@ def report(results: Mapping[str, Any]) -> str:
         for check in run["checks"]:
             verdict = "PASS" if check["passed"] else "FAIL"
             lines.append(f"{verdict} {mode}: {check['name']}: {check['value']}")
+    plane = results.get("dataplane")
+    if plane:
+        lines.append(
+            f"\ndata plane: {plane['services']} Operator-mode services on emulators, "
+            f"{plane['rate_per_s']:.0f} requests/s in all, {plane['window_s']:.0f} s counted"
+        )
+        rows = [
+            ("status writes", f"{plane['status_writes']}"),
+            ("per service per 30 s", f"{plane['status_writes_per_service_per_30s']:.2f}"),
+            ("operator writes", f"{plane['writes']}"),
+            ("operator CPU", f"{plane['operator_cpu_s']:.1f} s"),
+            ("requests sent / failed", f"{plane['requests']} / {plane['failed_requests']}"),
+        ]
+        width = max(len(r[0]) for r in rows)
+        lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+        for check in plane["checks"]:
+            verdict = "PASS" if check["passed"] else "FAIL"
+            lines.append(f"{verdict} dataplane: {check['name']}: {check['value']}")
     return "\n".join(lines)
 
 
@@ -600,8 +738,21 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--window", type=float, default=60.0, help="steady-state and after-restart window (60 s)"
     )
+    parser.add_argument(
+        "--dataplane",
+        type=int,
+        default=50,
+        help="Operator-mode services on Triton emulators under load, for the status cadence "
+        "(50; 0 skips the phase)",
+    )
     parser.add_argument("--out", help="directory for logs and results (default: a temp dir)")
     parser.add_argument("--profile", action="store_true", help="record the operator with py-spy")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="trace the operator's allocations (slow) and write the largest sites in steady "
+        "state to OUT/MODE-tracemalloc.txt",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -637,8 +788,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "checks": [c.__dict__ for c in checks(args.services, mode, floor, op)],
             }
             (out / "results.json").write_text(json.dumps(results, indent=2))
+        if args.dataplane:
+            figures = run_dataplane(args, out)
+            per_30s = float(figures["status_writes_per_service_per_30s"])
+            results["dataplane"] = {
+                **figures,
+                "checks": [
+                    Check(
+                        "status writes <= 1 per service per 30 s under load",
+                        f"{per_30s:.2f} (most of one service: "
+                        f"{figures['max_status_writes_of_a_service_per_30s']:.2f})",
+                        per_30s <= 1,
+                    ).__dict__
+                ],
+            }
+            (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2) if args.json else report(results))
-    passed = all(c["passed"] for run in results["modes"].values() for c in run["checks"])
+    verdicts = [*(c for run in results["modes"].values() for c in run["checks"])]
+    verdicts += results.get("dataplane", {}).get("checks", [])
+    passed = all(c["passed"] for c in verdicts)
     return 0 if passed else 1
 
 

@@ -178,10 +178,11 @@ def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
 
 
 @kopf.on.event(*ISVC)
-def forget(type: str | None, namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
+async def forget(type: str | None, namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
     """Once a service is gone, drop its status, lock and metric series (the garbage collector
     deletes the children). A watch event, not kopf's on.delete: that runs only while a
-    finalizer holds the object, and a fixed-replica service has none, so it would never run."""
+    finalizer holds the object, and a fixed-replica service has none, so it would never run.
+    A coroutine: it sees every event of every service, and forgetting is quick, so no thread."""
     if type == "DELETED":
         reconciler.forget(memo.status, (str(namespace), name))
 

@@ -181,8 +181,10 @@ class Kube:
         *,
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
+        decode: bool = True,
     ) -> dict[str, Any] | None:
-        """One REST call; None for 404, the decoded body otherwise; ApiException on errors."""
+        """One REST call; None for 404, the decoded body otherwise ({} when `decode` is off:
+        a write's answer is the whole object, which no caller reads); ApiException on errors."""
         self._limit.acquire()
         request = self._api.param_serialize(
             method,
@@ -198,15 +200,17 @@ class Kube:
             return None
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response, body=data.decode(errors="replace"))
-        return dict(json.loads(data)) if data else {}
+        return dict(json.loads(data)) if data and decode else {}
 
     def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply; {} when done, None when the object is not there (404)."""
         return self._request(
             "PATCH",
             path,
             body,
             content_type="application/apply-patch+yaml",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            decode=False,
         )
 
     # ---------------------------------------------------------------- reads
@@ -247,7 +251,7 @@ class Kube:
         owners = (live.get("metadata") or {}).get("ownerReferences") or []
         if not any(owner.get("uid") == owner_uid for owner in owners):
             return False
-        self._request("DELETE", RESOURCES[kind].path(namespace, name))
+        self._request("DELETE", RESOURCES[kind].path(namespace, name), decode=False)
         API_WRITES.labels(kind=kind, verb="delete").inc()
         return True
 
@@ -316,7 +320,7 @@ class Kube:
             "count": 1,
         }
         try:
-            self._request("POST", f"/api/v1/namespaces/{namespace}/events", event)
+            self._request("POST", f"/api/v1/namespaces/{namespace}/events", event, decode=False)
         except ApiException as error:
             if error.status in (403, 404):  # the namespace is gone or going: nobody will read it
                 log.info(
