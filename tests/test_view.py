@@ -72,7 +72,7 @@ def test_a_deployment_entry_compares_and_counts_like_the_deployment() -> None:
     [(key, entry)] = deployment_entry(deployment, *KEY).items()
     assert key == KEY
     assert workload_state(entry, []) == workload_state(deployment, [])
-    rendered = {
+    rendered: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": KEY[1], "labels": deployment["metadata"]["labels"]},

@@ -18,9 +18,11 @@ scrapes) and kopf's indexes; all are rebuilt from the cluster after a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import kopf
@@ -29,6 +31,7 @@ from tritonop import FIELD_MANAGER, GROUP, PLURAL, VERSION, reconciler
 from tritonop.api.validation import SpecError
 from tritonop.autoscale.loop import operator_mode, run_autoscaler
 from tritonop.autoscale.metrics import MetricsSource, source_for
+from tritonop.coalesce import Coalescer
 from tritonop.k8s import KEDA_CRD
 from tritonop.observability import SERVICES_TRACKED
 from tritonop.placement import NodeInfo
@@ -66,6 +69,8 @@ class Memo:
     status: StatusBook
     capacity: NodeCapacity
     metrics: MetricsSource
+    refresher: Coalescer
+    """Mirrors Deployment and pod changes into status, one write per burst of changes."""
 
     @classmethod
     def build(cls, runtime: Runtime) -> Memo:
@@ -78,6 +83,7 @@ class Memo:
             status=book,
             capacity=NodeCapacity(),
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
+            refresher=Coalescer(reconciler.WORKLOAD_REFRESH_DELAY_SECONDS),
         )
 
 
@@ -215,24 +221,28 @@ def keda_crd_changed(type: str | None, memo: Memo, **kwargs: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_changed(
+async def deployment_changed(
     type: str | None, namespace: str | None, name: str, memo: Memo, **kwargs: Any
 ) -> None:
-    """Status follows the Deployment; a Deployment deleted by hand is recreated."""
-    reconciler.workload_changed(
-        memo.runtime,
-        memo.status,
-        ClusterView.of(kwargs),
-        (str(namespace), name),
-        deleted=type == "DELETED",
-    )
+    """Status follows the Deployment (within a second: changes are coalesced); a Deployment
+    deleted by hand is recreated at once."""
+    key, view = (str(namespace), name), ClusterView.of(kwargs)
+    if type == "DELETED":
+        await asyncio.to_thread(
+            reconciler.workload_changed, memo.runtime, memo.status, view, key, deleted=True
+        )
+    else:
+        memo.refresher.request(key, partial(reconciler.refresh_workload, memo.status, view, key))
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Memo, **kwargs: Any) -> None:
+async def pod_changed(
+    namespace: str | None, labels: kopf.Labels, memo: Memo, **kwargs: Any
+) -> None:
     """Pending pods the scheduler cannot place show up in the service's conditions."""
     if name := labels.get(INSTANCE_LABEL):
-        reconciler.refresh_workload(memo.status, ClusterView.of(kwargs), (str(namespace), name))
+        key, view = (str(namespace), name), ClusterView.of(kwargs)
+        memo.refresher.request(key, partial(reconciler.refresh_workload, memo.status, view, key))
 
 
 # ------------------------------------------------------------------------------ autoscaling

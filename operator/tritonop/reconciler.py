@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -48,6 +49,13 @@ from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
 
+WORKLOAD_REFRESH_DELAY_SECONDS = 1.0
+"""How long the status waits after a Deployment or pod change before mirroring it: a new
+service's Deployment changes three or four times within a second or two, and each mirrored
+change is a status write (see coalesce.py)."""
+NOTHING: Mapping[str, Any] = MappingProxyType({})
+"""A child known not to exist yet, as `KubeApi.apply` compares it: it holds nothing, so the
+child is applied without a read."""
 DEPLOYMENT_DEFAULT_REPLICAS = 1
 """What the API server gives a Deployment created without spec.replicas (the operator's apply
 never carries them): a new service that wants 1 replica needs no scale write."""
@@ -97,7 +105,7 @@ def reconcile(
         RECONCILES.labels(trigger=trigger, result="invalid").inc()
         raise
     try:
-        _carry_out_plan(runtime, book, view, service, body)
+        _carry_out_plan(runtime, book, view, service, body, fresh=trigger == "create")
         RECONCILES.labels(trigger=trigger, result="ok").inc()
     except ApiException as error:
         if namespace_terminating(error):
@@ -135,6 +143,8 @@ def _carry_out_plan(
     view: ClusterView,
     service: ParsedService,
     body: Mapping[str, Any],
+    *,
+    fresh: bool,
 ) -> None:
     kube = runtime.kube
     key = (service.namespace, service.name)
@@ -150,8 +160,12 @@ def _carry_out_plan(
         workload=view.workload(key),
     )
     result = plan(service, facts, runtime.settings)
+    # A service seen for the first time has no children yet: apply them without reading each
+    # first (a GET per child per new service); otherwise compare with the live objects, so a
+    # reconcile that changes nothing sends nothing.
+    unread = NOTHING if fresh else None
     for child in result.children:
-        kube.apply(child, deployment if child["kind"] == "Deployment" else None)
+        kube.apply(child, deployment if child["kind"] == "Deployment" and deployment else unread)
     for kind in result.stale_children:
         kube.delete_owned(kind, service.namespace, service.name, service.uid)
     running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS

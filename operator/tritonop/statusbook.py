@@ -80,13 +80,7 @@ class StatusBook:
             change = compute(current)
             if change is None:
                 return False
-            merged = merge_status(
-                current,
-                change.fields,
-                change.flags,
-                generation=change.generation,
-                now=self._clock.wall(),
-            )
+            merged = self._merged(current, change)
             changed = merged != current
             written = changed and self._writer.apply_status(key[0], key[1], merged)
             with self._guard:
@@ -108,6 +102,29 @@ class StatusBook:
             return dict(seen or {})
         with lock:
             return dict(self._status.get(key) or seen or {})
+
+    def differs(self, key: ServiceKey, seen: Mapping[str, Any] | None, compute: Compute) -> bool:
+        """Whether `compute` would change the status as last written, without waiting for a
+        writer in progress: the autoscaling loop asks on the event loop, every interval, and
+        skips the thread hop of a write when the answer is no. The write itself decides again
+        under the service's lock."""
+        with self._guard:
+            current = self._status.get(key)
+        if current is None:
+            current = dict(seen or {})
+        change = compute(current)
+        if change is None:
+            return False
+        return self._merged(current, change) != current
+
+    def _merged(self, current: Mapping[str, Any], change: StatusChange) -> dict[str, Any]:
+        return merge_status(
+            current,
+            change.fields,
+            change.flags,
+            generation=change.generation,
+            now=self._clock.wall(),
+        )
 
     def __len__(self) -> int:
         """How many services the book remembers (the operator's /metrics shows it)."""

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Gauge
+
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
 from tritonop.autoscale.metrics import MetricsSource
@@ -32,10 +34,11 @@ from tritonop.observability import (
     METRICS_PROBLEMS,
     SCALE_EVENTS,
     SIGNAL,
+    SIGNALS,
 )
 from tritonop.runtime import Runtime
 from tritonop.status import MetricsFields, ServiceKey, StatusFields
-from tritonop.statusbook import StatusBook, StatusChange
+from tritonop.statusbook import Compute, StatusBook, StatusChange
 from tritonop.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,14 @@ class LoopState:
     """The spec parsed at ((uid, generation)): a status write changes the object every few
     intervals, its spec only with the generation, and parsing is most of an idle interval."""
 
+    series: Signals | None = None
+
+    def signals(self, service: ParsedService) -> Signals:
+        """The service's /metrics series (looked up on the first interval)."""
+        if self.series is None:
+            self.series = Signals.of(service.namespace, service.name)
+        return self.series
+
     def service(self, body: Mapping[str, Any]) -> ParsedService:
         """The parsed service, parsed again only when its generation changed."""
         meta = body.get("metadata") or {}
@@ -177,14 +188,14 @@ async def autoscale_once(
     if state.policy is None:
         state.policy = PolicyState.fresh(now, current)
     decision, state.policy = decide(autoscaling, current, observation, state.policy, now, interval)
-    record_signals(observation, decision, {"namespace": service.namespace, "name": service.name})
+    state.signals(service).record(observation, decision)
     quiet = now - state.status_written < STATUS_METRICS_PERIOD_SECONDS
-    if (
-        quiet
-        and decision.desired_replicas == current
-        and not news(book.get(key, body.get("status")), decision)
+    if decision.desired_replicas == current and not book.differs(
+        key,
+        body.get("status"),
+        status_part(decision_fields(decision, observation), decision, quiet),
     ):
-        return  # nothing but numbers moved: they are on /metrics now, in status within 30 s
+        return  # nothing to write (the numbers alone wait for the period): no thread needed
     # The API client blocks: off the event loop, which every service's loop shares.
     written = await asyncio.to_thread(
         carry_out, runtime, book, body, service, current, decision, observation, quiet
@@ -223,10 +234,7 @@ def carry_out(
     it is written again only for news (see `news`), checked under the status book's lock.
     """
     labels = {"namespace": service.namespace, "name": service.name}
-    fields: StatusFields = {
-        "desiredReplicas": decision.desired_replicas,
-        "metrics": metrics_fields(observation),
-    }
+    fields = decision_fields(decision, observation)
     scaled = decision.desired_replicas != current
     if scaled:
         runtime.kube.scale_deployment(service.namespace, service.name, decision.desired_replicas)
@@ -252,9 +260,23 @@ def carry_out(
             decision.reason,
         )
     key = (service.namespace, service.name)
+    return book.update(key, body.get("status"), status_part(fields, decision, quiet and not scaled))
 
-    def status(live: Mapping[str, Any]) -> StatusChange | None:
-        if quiet and not scaled and not news(live, decision):
+
+def decision_fields(decision: Decision, observation: Observation) -> StatusFields:
+    """The status fields one interval sets (a scale adds lastScale and lastScaleTime)."""
+    return {
+        "desiredReplicas": decision.desired_replicas,
+        "metrics": metrics_fields(observation),
+    }
+
+
+def status_part(fields: StatusFields, decision: Decision, quiet: bool) -> Compute:
+    """The loop's part of the status, computed from the status as it is then; while `quiet`,
+    nothing unless the decision is news."""
+
+    def compute(live: Mapping[str, Any]) -> StatusChange | None:
+        if quiet and not news(live, decision):
             return None
         ready = int(live.get("readyReplicas") or 0)
         summary: StatusFields = {
@@ -263,7 +285,7 @@ def carry_out(
         }
         return StatusChange(summary, decision.conditions, int(live.get("observedGeneration") or 0))
 
-    return book.update(key, body.get("status"), status)
+    return compute
 
 
 def metrics_fields(observation: Observation) -> MetricsFields | None:
@@ -278,17 +300,36 @@ def metrics_fields(observation: Observation) -> MetricsFields | None:
     return fields or None
 
 
-def record_signals(observation: Observation, decision: Decision, labels: Mapping[str, str]) -> None:
-    """The observed signals, the count of metric problems and the replicas decided, on the
-    operator's /metrics, every interval (status carries them at most every 30 s)."""
-    DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
-    CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)
-    for signal, value in (
-        ("queue_depth", observation.queue_depth),
-        ("queue_time_ms", observation.queue_time_ms),
-        ("request_rate", observation.request_rate),
-    ):
-        if value is not None:
-            SIGNAL.labels(signal=signal, **labels).set(value)
-    if observation.problems:
-        METRICS_PROBLEMS.labels(**labels).inc(len(observation.problems))
+@dataclass
+class Signals:
+    """One service's series on the operator's /metrics, looked up once per loop: the loop
+    records them every interval (status carries them at most every 30 s)."""
+
+    desired: Gauge
+    current: Gauge
+    problems: Counter
+    signal: dict[str, Gauge]
+
+    @classmethod
+    def of(cls, namespace: str, name: str) -> Signals:
+        labels = {"namespace": namespace, "name": name}
+        return cls(
+            desired=DESIRED_REPLICAS.labels(**labels),
+            current=CURRENT_REPLICAS.labels(**labels),
+            problems=METRICS_PROBLEMS.labels(**labels),
+            signal={s: SIGNAL.labels(signal=s, **labels) for s in SIGNALS},
+        )
+
+    def record(self, observation: Observation, decision: Decision) -> None:
+        """The observed signals, the count of metric problems and the replicas decided."""
+        self.desired.set(decision.desired_replicas)
+        self.current.set(decision.desired_replicas)
+        for signal, value in (
+            ("queue_depth", observation.queue_depth),
+            ("queue_time_ms", observation.queue_time_ms),
+            ("request_rate", observation.request_rate),
+        ):
+            if value is not None:
+                self.signal[signal].set(value)
+        if observation.problems:
+            self.problems.inc(len(observation.problems))
