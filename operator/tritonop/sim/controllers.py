@@ -11,7 +11,7 @@ the same bounds (minReplicas/maxReplicas) and the same start (see `scenario.STAR
   shipped prometheus-adapter rules (`triton_queue_depth`, `triton_queue_time_ms` over a 60 s
   rate window), with the same targets, a 10% tolerance, its handling of pods that are not
   ready or have no metrics, and the spec's behavior with Kubernetes' defaults (300 s
-  scale-down stabilization). Kubernetes syncs every 15 s by default; here it runs on the
+  scale-down stabilization, the count it starts with recorded as its first recommendation). Kubernetes syncs every 15 s by default; here it runs on the
   common interval (the controller-manager's --horizontal-pod-autoscaler-sync-period).
 * `kpa`: Knative's KPA on concurrency (requests in flight per pod): 60 s stable and 6 s
   panic windows, panic at 200%, scale down at most halving per tick, target utilisation
@@ -211,6 +211,7 @@ class HPAController:
         self.samples: dict[int, deque[_Counters]] = {}
         self.recommendations: list[tuple[float, int]] = []
         self.events: list[tuple[float, int]] = []
+        self.started = False
 
     def _queue_time(self, now: float, pod: PodSample) -> float | None:
         """rate(queue_us[w]) / rate(success[w]) / 1000 per pod, 0 when idle, None when unknown."""
@@ -228,6 +229,11 @@ class HPAController:
 
     def decide(self, now: float, service: ServiceView) -> int:
         current = service.desired
+        if not self.started:
+            # Kubernetes records the current count as a new HPA's first recommendation
+            # (recordInitialRecommendation): the scale-down window holds it at first.
+            self.recommendations.append((now, current))
+            self.started = True
         targets = self.spec.targets
         ready = service.ready
         unready = service.starting

@@ -78,10 +78,11 @@ class Scenario:
         return self.interval + self.service.cold_start_s if self.start == "cold" else 0.0
 
 
-def pattern_arrivals(name: str, seed: int) -> tuple[list[float], float]:
-    """Poisson arrivals of the built-in pattern `name` and its duration, from `seed`."""
+def pattern_arrivals(name: str, seed: int, scale: float = 1.0) -> tuple[list[float], float]:
+    """Poisson arrivals of the built-in pattern `name` at `scale` times its rate, and its
+    duration, from `seed`."""
     rng = random.Random(seed)
-    profile = pattern(name, rng)
+    profile = pattern(name, rng, scale)
     return poisson_arrivals(profile, rng), profile.duration
 
 
