@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from tritonop.api.models import Autoscaling, ScalingPolicy
-from tritonop.autoscale.policy import (
+from tritonop.autoscale.behavior import (
     DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
-    LEARN_SETTLE_SECONDS,
-    RESTART_HOLD_SECONDS,
-    PolicyState,
     Rules,
-    decide,
-    erlang_c,
-    mdc_queue_length,
-    mdc_utilization,
-    mdc_utilization_for_wait,
-    mdc_wait,
     normalize,
     ratio_recommendation,
     resolve_behavior,
     scale_down_limit,
     scale_up_limit,
+)
+from tritonop.autoscale.policy import (
+    LEARN_SETTLE_SECONDS,
+    RESTART_HOLD_SECONDS,
+    PolicyState,
+    decide,
+)
+from tritonop.autoscale.queueing import (
+    erlang_c,
+    mdc_queue_length,
+    mdc_utilization,
+    mdc_utilization_for_wait,
+    mdc_wait,
     size_for,
     target_utilization,
 )
@@ -103,11 +107,16 @@ def test_default_behavior_matches_hpa_except_the_scale_down_window() -> None:
     assert kubernetes_down.stabilization_window_seconds == 300
 
 
-def _rules(window: float, select: str, *policies: tuple[str, int, int]) -> Rules:
+def _rules(
+    window: float, select: Literal["Max", "Min", "Disabled"], *policies: tuple[str, int, int]
+) -> Rules:
     return Rules(
         window,
-        select,  # type: ignore[arg-type]
-        tuple(ScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in policies),  # type: ignore[arg-type]
+        select,
+        tuple(
+            ScalingPolicy.model_validate({"type": t, "value": v, "periodSeconds": p})
+            for t, v, p in policies
+        ),
     )
 
 
@@ -135,7 +144,9 @@ def test_pods_and_percent_policies_with_select_max_and_min() -> None:
 def test_scale_down_at_most_ten_percent_per_minute() -> None:
     rules = _rules(0, "Max", ("Percent", 10, 60))
     up, _ = resolve_behavior(spec().behavior)
-    current, events, seen = 100, [], []
+    current = 100
+    events: list[tuple[float, int]] = []
+    seen: list[int] = []
     for step in range(9):  # every 15 s for two minutes, the metric asks for 10 replicas
         now = step * 15.0
         result = normalize(

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tritonop.api.models import Autoscaling
-from tritonop.autoscale.policy import PolicyState, decide, mdc_queue_length
+from tritonop.autoscale.policy import PolicyState, decide
+from tritonop.autoscale.queueing import mdc_queue_length
 from tritonop.autoscale.types import Observation
 
 INTERVAL = 5.0

@@ -40,14 +40,13 @@ from functools import partial
 
 from tritonop.api.models import Autoscaling
 from tritonop.autoscale import promql
-from tritonop.autoscale.policy import (
+from tritonop.autoscale.behavior import (
     KUBERNETES_SCALE_DOWN_WINDOW_SECONDS,
-    PolicyState,
-    Rules,
-    decide,
+    history_horizon,
     normalize,
     resolve_behavior,
 )
+from tritonop.autoscale.policy import PolicyState, decide
 from tritonop.autoscale.types import Decision, Observation
 from tritonop.sim.engine import PodSample, ServiceConfig, ServiceView, Simulation
 
@@ -277,21 +276,13 @@ class HPAController:
             max_replicas=self.spec.max_replicas,
             now=now,
         )
-        horizon = _horizon(self.up, self.down)
+        horizon = history_horizon(self.up, self.down)
         self.recommendations = [r for r in self.recommendations if r[0] > now - horizon]
         self.recommendations.append((now, recommendation))
         if normalized.replicas != current:
             self.events = [e for e in self.events if e[0] > now - horizon]
             self.events.append((now, normalized.replicas - current))
         return normalized.replicas
-
-
-def _horizon(up: Rules, down: Rules) -> float:
-    return max(
-        up.stabilization_window_seconds,
-        down.stabilization_window_seconds,
-        *(p.period_seconds for p in (*up.policies, *down.policies)),
-    )
 
 
 # --------------------------------------------------------------------------------------------
