@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +26,9 @@ from e2e.harness import (
     chart_rbac,
     wait_until,
 )
+
+if TYPE_CHECKING:
+    from e2e.cluster.cluster import LocalCluster
 
 EXTERNAL = os.environ.get("TRITONOP_E2E_KUBECONFIG")
 
@@ -52,12 +56,12 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster(work_dir: Path) -> Iterator[object | None]:
+def cluster(work_dir: Path) -> Iterator[LocalCluster | None]:
     """The local control plane (None when TRITONOP_E2E_KUBECONFIG names another cluster)."""
     if EXTERNAL:
         yield None
         return
-    from e2e.cluster import LocalCluster
+    from e2e.cluster.cluster import LocalCluster
 
     # A state directory of its own, so a cluster started by hand (e2e/cluster/up) or another
     # suite on the same machine is never touched.
@@ -74,9 +78,13 @@ def cluster(work_dir: Path) -> Iterator[object | None]:
 
 
 @pytest.fixture(scope="session")
-def tools(cluster: object | None) -> Tools:
+def tools(cluster: LocalCluster | None) -> Tools:
     path = f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
-    kubeconfig = Path(EXTERNAL) if EXTERNAL else Path(cluster.kubeconfig)  # type: ignore[attr-defined]
+    if cluster is None:
+        assert EXTERNAL, "the local cluster is off only with TRITONOP_E2E_KUBECONFIG set"
+        kubeconfig = Path(EXTERNAL)
+    else:
+        kubeconfig = Path(cluster.kubeconfig)
     return Tools(kubeconfig=kubeconfig, path=path)
 
 

@@ -10,6 +10,7 @@ this way and not as HPA's ratio on the queue numbers: docs/design/autoscaling.md
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from tritonop.api.models import Autoscaling, Targets
@@ -39,6 +40,9 @@ LEARN_WEIGHT = 0.5
 #: ... and only when the reporting replicas have not changed for this long (right after a
 #: scale-up the old replicas still hold the backlog while the new ones idle).
 LEARN_SETTLE_SECONDS = 30.0
+#: Demand beyond this multiple of the replicas the service may have (maxReplicas, or more
+#: when more are ready) is no traffic's: an implausible observation (see `_implausible`).
+ABSURD_DEMAND_FACTOR = 100.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,20 +152,83 @@ def _format(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def _holding(reason: str, message: str, summary: str, state: PolicyState) -> Assessment:
-    """An assessment with no demand: the policy holds (scaling up on nothing)."""
+def _holding(
+    reason: str, message: str, summary: str, state: PolicyState, forget_cost: bool = False
+) -> Assessment:
+    """An assessment with no demand: the policy holds (scaling up on nothing).
+
+    Nothing of the observation is remembered; `forget_cost` also drops the learned request
+    cost (when it is what made the demand absurd, keeping it would hold forever).
+    """
+    cost = None if forget_cost else state.request_cost
     return Assessment(
         demand=None,
         held=0,
-        cost=state.request_cost,
+        cost=cost,
         trustworthy=False,
         active_reason=reason,
         active_message=message,
         summary=summary,
-        learned_cost=state.request_cost,
-        recent_cost=state.recent_cost,
+        learned_cost=cost,
+        recent_cost=None if forget_cost else state.recent_cost,
         backlog=state.backlog,
     )
+
+
+def _implausible(observation: Observation) -> list[str]:
+    """What in the observation itself no Triton page can produce (with the reader's findings).
+
+    Non-finite or negative numbers, and counts that contradict each other. The demand they
+    imply is checked later (`_absurd_demand`), once it is known.
+    """
+    found = list(observation.implausible)
+    if not math.isfinite(observation.time):
+        found.append(f"observation time {observation.time!r}")
+    if min(observation.ready_replicas, observation.starting_replicas) < 0 or not (
+        0 <= observation.reporting_replicas <= observation.ready_replicas
+    ):
+        found.append(
+            f"replica counts ready {observation.ready_replicas}, starting "
+            f"{observation.starting_replicas}, reporting {observation.reporting_replicas}"
+        )
+    for name, value in (
+        ("queueDepth", observation.queue_depth),
+        ("queueTimeMs", observation.queue_time_ms),
+        ("request rate", observation.request_rate),
+    ):
+        if value is not None and not 0.0 <= value < math.inf:
+            found.append(f"{name} {value!r}")
+    return found
+
+
+def _absurd_demand(
+    spec: Autoscaling, observation: Observation, values: dict[str, float | None]
+) -> list[str]:
+    """Derived numbers that are non-finite, or a demand beyond any sane multiple of the bounds.
+
+    A page pair whose counters grow by a sliver while its queue grows by thousands implies a
+    demand of billions of replicas; no traffic does that, and sizing for it would only ever
+    give maxReplicas to whoever can write such a page.
+    """
+    found = [
+        f"{name} {value!r}"
+        for name, value in values.items()
+        if value is not None and not math.isfinite(value)
+    ]
+    demand = values.get("demand")
+    bound = ABSURD_DEMAND_FACTOR * max(spec.max_replicas, observation.ready_replicas, 1)
+    if not found and demand is not None and demand > bound:
+        found.append(
+            f"a demand of {demand:.3g} busy replicas, more than {ABSURD_DEMAND_FACTOR:g}x "
+            f"maxReplicas ({spec.max_replicas})"
+        )
+    return found
+
+
+def _invalid_message(found: Sequence[str]) -> str:
+    shown = "; ".join(found[:5])
+    more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
+    return f"implausible metrics, holding the current replicas: {shown}{more}"
 
 
 def _unusable(observation: Observation, now: float, interval: float) -> tuple[str, str, str] | None:
@@ -350,12 +417,23 @@ def assess(
     if observation is None:
         message = "no Triton metrics could be read this interval; holding the current replicas"
         return _holding("MissingMetrics", message, "no metrics", state)
+    implausible = _implausible(observation)
+    if implausible:
+        return _holding("InvalidMetrics", _invalid_message(implausible), "invalid metrics", state)
     unusable = _unusable(observation, now, interval)
     if unusable is not None:
         return _holding(*unusable, state)
     signals = _signals(observation, state, interval)
     cost_now, learned = _request_cost(signals, observation, state)
     demand, cost = _demand(signals, state, cost_now, learned)
+    absurd = _absurd_demand(
+        spec,
+        observation,
+        {"arrival rate": signals.arrivals, "request cost": cost, "demand": demand},
+    )
+    if absurd:
+        message = _invalid_message(absurd)
+        return _holding("InvalidMetrics", message, "invalid metrics", state, forget_cost=True)
     trustworthy, reason, message = _verdict(observation, spec.targets, signals)
     return Assessment(
         demand=demand,

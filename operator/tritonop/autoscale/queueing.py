@@ -19,6 +19,11 @@ MIN_TARGET_UTILIZATION = 0.05
 MAX_TARGET_UTILIZATION = 0.95
 #: Target utilisation when only queueTimeMs is set and no request cost is known yet.
 FALLBACK_TARGET_UTILIZATION = 0.8
+#: Erlang's C formula costs time linear in the servers. Beyond this many replicas the service
+#: is modelled as independent pools of this size with equal queues per replica: bounded work
+#: for any replica count, and conservative (a larger pool carries more at the same queue per
+#: replica; at this size the targets' utilisations are already near MAX_TARGET_UTILIZATION).
+MAX_POOL_SERVERS = 200
 
 
 def erlang_c(servers: int, utilization: float) -> float:
@@ -35,12 +40,17 @@ def erlang_c(servers: int, utilization: float) -> float:
 
 
 def mdc_queue_length(servers: int, utilization: float) -> float:
-    """Mean requests waiting (all replicas together) in M/D/c at this utilisation."""
+    """Mean requests waiting (all replicas together) in M/D/c at this utilisation.
+
+    More than MAX_POOL_SERVERS servers count as pools of that size (see MAX_POOL_SERVERS).
+    """
     if utilization <= 0:
         return 0.0
     if utilization >= 1:
         return math.inf
-    return 0.5 * erlang_c(servers, utilization) * utilization / (1.0 - utilization)
+    pool = min(servers, MAX_POOL_SERVERS)
+    per_pool = 0.5 * erlang_c(pool, utilization) * utilization / (1.0 - utilization)
+    return per_pool * servers / pool
 
 
 def mdc_wait(servers: int, utilization: float, service_seconds: float) -> float:
@@ -109,21 +119,53 @@ class Sizing:
     binding: str
 
 
+def _carries(demand: float, replicas: int, targets: Targets, request_cost: float | None) -> bool:
+    """Whether `replicas` carry `demand` within target: target_utilization without inverting.
+
+    Each target's function of the utilisation increases, so the utilisation demand/replicas
+    is within a target exactly when that target's value there is within it.
+    """
+    utilization = demand / replicas
+    if utilization > MAX_TARGET_UTILIZATION:
+        return False
+    if utilization <= MIN_TARGET_UTILIZATION:
+        return True
+    depth = targets.queue_depth
+    if depth is not None and mdc_queue_length(replicas, utilization) > replicas * depth:
+        return False
+    if targets.queue_time_ms is not None:
+        if request_cost:
+            wait = targets.queue_time_ms / 1000.0
+            if mdc_wait(replicas, utilization, request_cost) > wait:
+                return False
+        elif targets.queue_depth is None and utilization > FALLBACK_TARGET_UTILIZATION:
+            return False
+    return True
+
+
 def size_for(
     demand: float, held: int, targets: Targets, request_cost: float | None, limit: int
 ) -> Sizing:
     """The fewest replicas whose utilisation stays within target while carrying `demand`.
 
     `held` replicas are busy with a backlog and carry nothing new; they come on top. The
-    search stops at `limit` (maxReplicas): beyond it, the float estimate is extrapolated.
+    search is a bisection between the counts the utilisation bounds imply, never beyond
+    `limit` (maxReplicas): beyond it, the float estimate is extrapolated. Bounded work for
+    any finite demand >= 0 and any limit (the caller rejects non-finite demand).
     """
-    replicas = max(1, math.floor(demand))
-    while True:
-        utilization, binding = target_utilization(targets, replicas, request_cost)
-        if demand <= utilization * replicas + 1e-12 or replicas >= limit:
-            break
-        replicas += 1
+    low = max(1, min(limit, math.ceil(demand / MAX_TARGET_UTILIZATION - 1e-9)))
+    high = max(low, min(limit, math.ceil(demand / MIN_TARGET_UTILIZATION + 1e-9)))
+    if not _carries(demand, high, targets, request_cost):
+        low = high  # not even `limit` replicas carry it: extrapolate below
+    while low < high:
+        middle = (low + high) // 2
+        if _carries(demand, middle, targets, request_cost):
+            high = middle
+        else:
+            low = middle + 1
+    replicas = low
+    utilization, binding = target_utilization(targets, replicas, request_cost)
     needed = demand / utilization
     if demand > utilization * replicas:
-        replicas = math.ceil(needed - 1e-9)
+        replicas = max(replicas, math.ceil(needed - 1e-9))
     return Sizing(replicas + held, needed + held, utilization, binding)
