@@ -245,6 +245,21 @@ def timed(policy: str, scenario: Scenario, label: str | None = None) -> Outcome:
     return Outcome.of(result, time.perf_counter() - started, label)
 
 
+def mode_specs(
+    profile: Profile, modes: Sequence[str]
+) -> tuple[dict[str, Autoscaling], dict[str, str]]:
+    """The operator's spec per mode, and the modes that cannot run with the reason."""
+    specs: dict[str, Autoscaling] = {}
+    skipped: dict[str, str] = {}
+    for mode in modes:
+        spec = targets_spec(profile) if mode == "targets" else objective_spec(profile)
+        if isinstance(spec, str):
+            skipped[mode] = spec
+        else:
+            specs[mode] = spec
+    return specs, skipped
+
+
 def run_cell(
     load: str, profile_name: str, seed: int, modes: Sequence[str], statics: bool, cold: bool
 ) -> Cell:
@@ -258,13 +273,7 @@ def run_cell(
     arrivals, duration = loaded
     cell.requests, cell.duration = len(arrivals), duration
     targets = targets_spec(profile)
-    specs: dict[str, Autoscaling] = {}
-    for mode in modes:
-        spec = targets if mode == "targets" else objective_spec(profile)
-        if isinstance(spec, str):
-            cell.mode_skipped[mode] = spec
-        else:
-            specs[mode] = spec
+    specs, cell.mode_skipped = mode_specs(profile, modes)
 
     def scenario(spec: Autoscaling, start: StartRule = "warm") -> Scenario:
         return Scenario(spec, profile.service(seed), arrivals, duration, INTERVAL_S, start)
@@ -283,15 +292,12 @@ def run_cell(
             if outcome.attainment >= 1.0 and count * duration >= costliest:
                 break
     if cold:
+        runs = [(policy, targets, policy) for policy in ("oracle", "hpa", "kpa")]
+        runs += [("operator", spec, f"operator ({mode})") for mode, spec in specs.items()]
         cheapest = cell.cheapest_static
-        policies = [("oracle", targets), ("hpa", targets), ("kpa", targets)]
-        policies += [("operator", spec) for spec in specs.values()]
-        for (policy, spec), label in zip(
-            policies, ["oracle", "hpa", "kpa", *(f"operator ({m})" for m in specs)], strict=True
-        ):
-            cell.cold.append(timed(policy, scenario(spec, "cold"), label))
         if cheapest is not None:
-            cell.cold.append(timed(cheapest.policy, scenario(targets, "cold")))
+            runs.append((cheapest.policy, targets, cheapest.policy))
+        cell.cold = [timed(policy, scenario(spec, "cold"), label) for policy, spec, label in runs]
     return cell
 
 
@@ -507,7 +513,6 @@ class Sensitivity:
     load: str
     windows: list[tuple[str, Outcome]]
     """(window, operator outcome) for the operator's default and Kubernetes' 300 s."""
-    oracle_cost: float
     random: dict[str, Outcome]
     """Every autoscaled policy behind random balancing (a plain Service, kube-proxy)."""
 
@@ -530,13 +535,18 @@ def run_sensitivity(load: str, seed: int) -> Sensitivity:
         ("60 s", timed("operator", base)),
         ("300 s", timed("operator", replace(base, autoscaling=slow))),
     ]
-    oracle_cost = timed("oracle", base).replica_seconds
     plain = replace(base, service=replace(base.service, balancer="random"))
     random_rows = {p: timed(p, plain) for p in ("operator", "hpa", "kpa", "oracle")}
-    return Sensitivity(load, windows, oracle_cost, random_rows)
+    return Sensitivity(load, windows, random_rows)
 
 
-def sensitivity_tables(rows: Sequence[Sensitivity]) -> list[str]:
+def sensitivity_tables(rows: Sequence[Sensitivity], cells: Sequence[Cell]) -> list[str]:
+    """The sensitivity tables; x oracle against the main table's oracle of the same load."""
+    oracle_cost = {
+        cell.load: cell.oracle.replica_seconds
+        for cell in cells
+        if cell.profile == "50ms" and not cell.skipped
+    }
     lines = [
         "## Sensitivity (50ms profile, targets mode)",
         "",
@@ -549,7 +559,7 @@ def sensitivity_tables(rows: Sequence[Sensitivity]) -> list[str]:
         for window, o in row.windows:
             lines.append(
                 f"| {row.load} | {window} | {o.attainment:.2%} | {o.replica_seconds:.0f} "
-                f"| {o.replica_seconds / row.oracle_cost:.2f} |"
+                f"| {o.replica_seconds / oracle_cost[row.load]:.2f} |"
             )
     lines += [
         "",
@@ -735,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.robustness:
         print("\n".join(robustness_table(report.robustness, report.checks)))
     if report.sensitivity:
-        print("\n".join(sensitivity_tables(report.sensitivity)))
+        print("\n".join(sensitivity_tables(report.sensitivity, report.cells)))
     print(
         f"{report.verdict}; {report.elapsed:.0f} s with {args.jobs} processes, "
         f"{report.cpu:.0f} s of CPU"
@@ -805,7 +815,7 @@ def markdown(report: Report) -> list[str]:
     if report.robustness:
         lines += robustness_table(report.robustness, report.checks)
     if report.sensitivity:
-        lines += sensitivity_tables(report.sensitivity)
+        lines += sensitivity_tables(report.sensitivity, report.cells)
     return lines
 
 
