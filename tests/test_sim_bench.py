@@ -116,6 +116,17 @@ def test_targets_mode_keeps_the_old_targets_on_the_fast_profile_only() -> None:
     assert "attainment" not in slow and "ratio" not in slow
 
 
+def test_a_policy_that_raises_fails_its_row_with_the_error() -> None:
+    crashed = cell(operator={"targets": outcome("operator", 0.995, 6500)})
+    crashed.mode_errors["objective"] = "ValueError: no targets"
+    checks = bench.check_cell(crashed)
+    failed = [c for c in checks if c.status == bench.FAIL]
+    assert [c.text for c in failed] == [
+        "step/50ms objective: the operator's policy raised ValueError: no targets"
+    ]
+    assert "raised ValueError: no targets" in "\n".join(bench.summary_table([crashed]))
+
+
 def test_a_skipped_cell_has_no_checks_and_says_why() -> None:
     skipped = bench.Cell("azure-conv", "1s", 1, skipped="trace not found")
     assert bench.check_cell(skipped) == []

@@ -221,6 +221,8 @@ class Cell:
     operator: dict[str, Outcome] = field(default_factory=dict)
     """Per mode; a mode that cannot run has its reason in `mode_skipped`."""
     mode_skipped: dict[str, str] = field(default_factory=dict)
+    mode_errors: dict[str, str] = field(default_factory=dict)
+    """Modes whose operator run raised: a failed row, with the error."""
     baselines: dict[str, Outcome] = field(default_factory=dict)
     """hpa, kpa, oracle."""
     statics: list[Outcome] = field(default_factory=list)
@@ -280,8 +282,12 @@ def run_cell(
 
     for policy in ("oracle", "hpa", "kpa"):
         cell.baselines[policy] = timed(policy, scenario(targets))
-    for mode, spec in specs.items():
-        cell.operator[mode] = timed("operator", scenario(spec), f"operator ({mode})")
+    for mode, spec in list(specs.items()):
+        try:
+            cell.operator[mode] = timed("operator", scenario(spec), f"operator ({mode})")
+        except Exception as error:  # a policy that crashes fails its rows, the bench goes on
+            cell.mode_errors[mode] = f"{type(error).__name__}: {error}"
+            del specs[mode]
     if statics:
         # up to full attainment, and at least up to the operator's mean replicas (a static
         # count above that costs more than the operator and cannot dominate it)
@@ -335,6 +341,8 @@ def check_cell(cell: Cell) -> list[Check]:
             f"; cheapest meeting {OBJECTIVE:.0%}: {_figures(cheapest)}" if cheapest else ""
         )
         checks.append(Check(PASS if floor_ok else FAIL, text))
+    for mode, error in cell.mode_errors.items():
+        checks.append(Check(FAIL, f"{where} {mode}: the operator's policy raised {error}"))
     rivals = [*cell.statics, cell.baselines["hpa"], cell.baselines["kpa"]]
     for mode, ours in cell.operator.items():
         label = f"{where} {mode}:"
@@ -445,6 +453,8 @@ def cell_table(cell: Cell, checks: Sequence[Check]) -> list[str]:
         )
     for mode, reason in cell.mode_skipped.items():
         lines.append(f"| operator ({mode}) | skipped: {reason} | | | | | | |")
+    for mode, error in cell.mode_errors.items():
+        lines.append(f"| operator ({mode}) | raised {error} | | | | | | |")
     if cell.statics:
         statics = ", ".join(f"{s.policy} {s.attainment:.2%}" for s in cell.statics)
         lines += ["", f"Static replicas (SLO attainment): {statics}."]
@@ -480,6 +490,11 @@ def summary_table(cells: Sequence[Cell]) -> list[str]:
                     lines.append(
                         f"| {cell.load} | {cell.profile} | {mode} | not run (no objective "
                         "API yet) | | | | | |"
+                    )
+                if mode in cell.mode_errors:
+                    lines.append(
+                        f"| {cell.load} | {cell.profile} | {mode} | raised "
+                        f"{cell.mode_errors[mode]} | | | | | |"
                     )
                 continue
             lines.append(
