@@ -11,9 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
+
+if TYPE_CHECKING:
+    from tritonop.sim.engine import SimulationResult
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -23,7 +26,7 @@ EXIT_INVALID_INPUT = 2
 def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `tritonop simulate`: the spec, the load, the model of Triton, the policy."""
     from tritonop.sim.engine import BALANCERS
-    from tritonop.sim.scenario import POLICIES
+    from tritonop.sim.scenario import POLICIES, START_RULES
     from tritonop.sim.traces import PATTERNS
 
     parser.add_argument(
@@ -39,7 +42,14 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--pattern",
         choices=PATTERNS,
-        help="built-in one-hour load: step, ramp, diurnal, spike or bursty (Poisson arrivals)",
+        help=f"built-in one-hour load: {', '.join(PATTERNS)} (Poisson arrivals)",
+    )
+    parser.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the built-in pattern's rate by F (default 1)",
     )
     parser.add_argument(
         "--duration", type=float, metavar="S", help="simulate only the first S seconds of the load"
@@ -102,7 +112,23 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         metavar="S",
-        help="the operator's decision interval, TRITONOP_AUTOSCALE_INTERVAL_SECONDS (default 5)",
+        help="decision interval of every policy: the operator's TRITONOP_AUTOSCALE_INTERVAL_SECONDS,"
+        " the HPA's sync period, the KPA's tick (default 5)",
+    )
+    parser.add_argument(
+        "--metric-delay-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="age of the pods and metrics every policy sees when it decides (default 0)",
+    )
+    parser.add_argument(
+        "--start",
+        choices=START_RULES,
+        default="warm",
+        help="warm: autoscaled policies start with the replicas the first minute needs, static:N "
+        "with N; cold: every policy starts at minReplicas and requests arriving before one "
+        "interval plus one cold start are not scored (default warm)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of arrivals and service times")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -118,15 +144,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from tritonop.sim.engine import ServiceConfig
     from tritonop.sim.plot import PlotUnavailable, figure
     from tritonop.sim.replica import ReplicaConfig
-    from tritonop.sim.scenario import (
-        DEFAULT_AUTOSCALING,
-        Scenario,
-        cut,
-        pattern_arrivals,
-        run,
-        trace_duration,
-    )
-    from tritonop.sim.traces import TraceError, parse_trace_csv
+    from tritonop.sim.scenario import DEFAULT_AUTOSCALING, Scenario, run
+    from tritonop.sim.traces import TraceError
 
     try:
         documents = [d for d in _read_documents(args.spec) if d.get("kind") == KIND]
@@ -148,47 +167,25 @@ def _simulate(args: argparse.Namespace) -> int:
             service_time_cv=args.service_time_cv,
             max_batch_size=args.max_batch_size,
         )
-        if args.trace:
-            arrivals = parse_trace_csv(Path(args.trace).read_text())
-            duration = trace_duration(arrivals, args.interval)
-            load_name = Path(args.trace).name
-        else:
-            arrivals, duration = pattern_arrivals(args.pattern, args.seed)
-            load_name = f"pattern {args.pattern}"
-        if args.duration is not None:
-            if args.duration <= 0:
-                raise ValueError("--duration must be positive")
-            duration = min(duration, args.duration)
-            arrivals = cut(arrivals, duration)
+        arrivals, duration, load_name = _simulation_load(args)
         config = ServiceConfig(
             replica=replica,
             cold_start_s=args.cold_start_s,
             slo_ms=args.slo_ms,
             balancer=args.balancer,
             seed=args.seed,
+            metric_delay_s=args.metric_delay_s,
         )
-        scenario = Scenario(autoscaling, config, arrivals, duration, args.interval)
+        scenario = Scenario(autoscaling, config, arrivals, duration, args.interval, args.start)
         result = run(args.policy, scenario)
     except (OSError, ValueError, SpecError, TraceError, yaml.YAMLError) as error:
         print(f"tritonop simulate: {error}", file=sys.stderr)
         return EXIT_INVALID_INPUT
 
-    summary = result.summary()
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(result.summary()))
     else:
-        latency = summary["latency_ms"]
-        assert isinstance(latency, dict)
-        print(
-            f"policy {result.controller} on {load_name}: {result.requests} requests over "
-            f"{result.duration:g} s; replicas of {args.instances} x {args.service_time_ms:g} ms, "
-            f"cold start {args.cold_start_s:g} s, {args.balancer} balancing\n"
-            f"  SLO {args.slo_ms:g} ms met by {result.slo_attainment * 100:.2f}% of requests\n"
-            f"  latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms\n"
-            f"  {result.replica_seconds:.0f} replica-seconds (mean "
-            f"{summary['mean_replicas']} replicas, max {result.max_replicas}), "
-            f"{result.scale_events} scale events"
-        )
+        print(_simulation_text(args, result, load_name))
     if args.plot:
         try:
             figure(result, f"{result.controller} on {load_name}").savefig(args.plot, dpi=100)
@@ -199,6 +196,52 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"tritonop simulate: cannot write {args.plot}: {error}", file=sys.stderr)
             return EXIT_FAILURE
     return EXIT_OK
+
+
+def _simulation_load(args: argparse.Namespace) -> tuple[list[float], float, str]:
+    """Arrivals, duration and a name for `--trace` or `--pattern` (cut to `--duration`)."""
+    from tritonop.sim.scenario import cut, pattern_arrivals, trace_duration
+    from tritonop.sim.traces import parse_trace_csv
+
+    if args.trace and args.rate_scale != 1.0:
+        raise ValueError("--rate-scale applies to --pattern only (a trace is replayed as is)")
+    if args.trace:
+        arrivals = parse_trace_csv(Path(args.trace).read_text())
+        duration = trace_duration(arrivals, args.interval)
+        load_name = Path(args.trace).name
+    else:
+        arrivals, duration = pattern_arrivals(args.pattern, args.seed, args.rate_scale)
+        load_name = f"pattern {args.pattern}"
+    if args.duration is not None:
+        if args.duration <= 0:
+            raise ValueError("--duration must be positive")
+        duration = min(duration, args.duration)
+        arrivals = cut(arrivals, duration)
+    return arrivals, duration, load_name
+
+
+def _simulation_text(args: argparse.Namespace, result: SimulationResult, load_name: str) -> str:
+    """The human-readable summary of one simulated run."""
+    summary = result.summary()
+    latency = summary["latency_ms"]
+    assert isinstance(latency, dict)
+    scored = ""
+    if result.scored_from > 0:
+        scored = (
+            f" arriving after {result.scored_from:g} s "
+            f"({result.slo_attainment_all * 100:.2f}% of all)"
+        )
+    return (
+        f"policy {result.controller} on {load_name}: {result.requests} requests over "
+        f"{result.duration:g} s; replicas of {args.instances} x {args.service_time_ms:g} ms, "
+        f"cold start {args.cold_start_s:g} s, {args.balancer} balancing\n"
+        f"  SLO {args.slo_ms:g} ms met by {result.slo_attainment * 100:.2f}% of requests"
+        f"{scored}\n"
+        f"  latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms\n"
+        f"  {result.replica_seconds:.0f} replica-seconds (mean "
+        f"{summary['mean_replicas']} replicas, max {result.max_replicas}), "
+        f"{result.scale_events} scale events"
+    )
 
 
 def _dump_yaml(documents: Sequence[dict[str, Any]], out: TextIO) -> None:
