@@ -23,7 +23,7 @@ EXIT_INVALID_INPUT = 2
 def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `tritonop simulate`: the spec, the load, the model of Triton, the policy."""
     from tritonop.sim.engine import BALANCERS
-    from tritonop.sim.scenario import POLICIES
+    from tritonop.sim.scenario import POLICIES, START_RULES
     from tritonop.sim.traces import PATTERNS
 
     parser.add_argument(
@@ -39,7 +39,14 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--pattern",
         choices=PATTERNS,
-        help="built-in one-hour load: step, ramp, diurnal, spike or bursty (Poisson arrivals)",
+        help=f"built-in one-hour load: {', '.join(PATTERNS)} (Poisson arrivals)",
+    )
+    parser.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the built-in pattern's rate by F (default 1)",
     )
     parser.add_argument(
         "--duration", type=float, metavar="S", help="simulate only the first S seconds of the load"
@@ -102,7 +109,23 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         metavar="S",
-        help="the operator's decision interval, TRITONOP_AUTOSCALE_INTERVAL_SECONDS (default 5)",
+        help="decision interval of every policy: the operator's TRITONOP_AUTOSCALE_INTERVAL_SECONDS,"
+        " the HPA's sync period, the KPA's tick (default 5)",
+    )
+    parser.add_argument(
+        "--metric-delay-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="age of the pods and metrics every policy sees when it decides (default 0)",
+    )
+    parser.add_argument(
+        "--start",
+        choices=START_RULES,
+        default="warm",
+        help="warm: autoscaled policies start with the replicas the first minute needs, static:N "
+        "with N; cold: every policy starts at minReplicas and requests arriving before one "
+        "interval plus one cold start are not scored (default warm)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of arrivals and service times")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -148,12 +171,14 @@ def _simulate(args: argparse.Namespace) -> int:
             service_time_cv=args.service_time_cv,
             max_batch_size=args.max_batch_size,
         )
+        if args.trace and args.rate_scale != 1.0:
+            raise ValueError("--rate-scale applies to --pattern only (a trace is replayed as is)")
         if args.trace:
             arrivals = parse_trace_csv(Path(args.trace).read_text())
             duration = trace_duration(arrivals, args.interval)
             load_name = Path(args.trace).name
         else:
-            arrivals, duration = pattern_arrivals(args.pattern, args.seed)
+            arrivals, duration = pattern_arrivals(args.pattern, args.seed, args.rate_scale)
             load_name = f"pattern {args.pattern}"
         if args.duration is not None:
             if args.duration <= 0:
@@ -166,8 +191,9 @@ def _simulate(args: argparse.Namespace) -> int:
             slo_ms=args.slo_ms,
             balancer=args.balancer,
             seed=args.seed,
+            metric_delay_s=args.metric_delay_s,
         )
-        scenario = Scenario(autoscaling, config, arrivals, duration, args.interval)
+        scenario = Scenario(autoscaling, config, arrivals, duration, args.interval, args.start)
         result = run(args.policy, scenario)
     except (OSError, ValueError, SpecError, TraceError, yaml.YAMLError) as error:
         print(f"tritonop simulate: {error}", file=sys.stderr)
@@ -179,11 +205,18 @@ def _simulate(args: argparse.Namespace) -> int:
     else:
         latency = summary["latency_ms"]
         assert isinstance(latency, dict)
+        scored = ""
+        if result.scored_from > 0:
+            scored = (
+                f" arriving after {result.scored_from:g} s "
+                f"({result.slo_attainment_all * 100:.2f}% of all)"
+            )
         print(
             f"policy {result.controller} on {load_name}: {result.requests} requests over "
             f"{result.duration:g} s; replicas of {args.instances} x {args.service_time_ms:g} ms, "
             f"cold start {args.cold_start_s:g} s, {args.balancer} balancing\n"
-            f"  SLO {args.slo_ms:g} ms met by {result.slo_attainment * 100:.2f}% of requests\n"
+            f"  SLO {args.slo_ms:g} ms met by {result.slo_attainment * 100:.2f}% of requests"
+            f"{scored}\n"
             f"  latency p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms\n"
             f"  {result.replica_seconds:.0f} replica-seconds (mean "
             f"{summary['mean_replicas']} replicas, max {result.max_replicas}), "
