@@ -14,8 +14,8 @@ from tritonop.autoscale.observe import (
     MAX_LINE_BYTES,
     MAX_SERIES,
     MetricsParseError,
-    MetricsTooLarge,
     MetricsTarget,
+    MetricsTooLarge,
     PodEndpoint,
     PodScrape,
     PrometheusError,
@@ -255,7 +255,7 @@ def test_multi_gpu_series_of_triton_21_are_summed_per_model() -> None:
     # Triton 21.x has no pending-count family yet: the problem names the release needed.
     assert "Triton older than 23.03" in (usable_models(sample, [])[1] or "")
     twice = lines[1] + "\n" + lines[1] + "\n"
-    with pytest.raises(MetricsParseError, match='duplicate series .*gpu_uuid="GPU-a"'):
+    with pytest.raises(MetricsParseError, match=r'duplicate series .*gpu_uuid="GPU-a"'):
         parse_triton_metrics(twice)
 
 

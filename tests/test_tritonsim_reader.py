@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from dataclasses import replace
 
 import numpy as np
@@ -17,14 +16,8 @@ import pytest
 import tritonclient.http.aio as aioclient
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
 
-from tritonop.autoscale.metrics import scrape_pods
+from pages import free_port, read_once
 from tritonop.autoscale.observe import PodEndpoint, observe, remember
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_reader_sees_what_the_emulator_did() -> None:
@@ -51,7 +44,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
         inputs.append(tensor)
     loop = asyncio.get_running_loop()
     try:
-        first = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
+        first = await read_once(pods, port=port, timeout=1.0, concurrency=4)
         before = busy.metrics_snapshot().models[0]
 
         burst = [asyncio.create_task(client.infer("simple", inputs)) for _ in range(10)]
@@ -59,7 +52,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
             if busy.metrics_snapshot().models[0].pending_request_count > 0:
                 break
             await asyncio.sleep(0.002)
-        during = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
+        during = await read_once(pods, port=port, timeout=1.0, concurrency=4)
         queued = observe(
             remember({}, first),
             during,
@@ -71,7 +64,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
         assert queued.queue_depth is not None and queued.queue_depth > 0
         await asyncio.gather(*burst)
 
-        second = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
+        second = await read_once(pods, port=port, timeout=1.0, concurrency=4)
         after = busy.metrics_snapshot().models[0]
         seen = observe(
             remember({}, first),

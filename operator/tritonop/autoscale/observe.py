@@ -48,6 +48,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tritonop import conditions
 from tritonop.autoscale import promql
 from tritonop.autoscale.types import Observation
 
@@ -59,6 +60,11 @@ REQUEST_DURATION = "nv_inference_request_duration_us"
 COMPUTE_INFER_DURATION = "nv_inference_compute_infer_duration_us"
 INFERENCE_COUNT = "nv_inference_count"
 EXEC_COUNT = "nv_inference_exec_count"
+
+INVALID_METRICS = conditions.INVALID_METRICS
+"""The word of a pod's problem whose page or interval no Triton produces."""
+METRICS_TOO_LARGE = "MetricsTooLarge"
+"""The word of a pod's problem whose page is larger than the reader reads."""
 
 REQUIRED_FAMILIES = (PENDING, SUCCESS, QUEUE_DURATION)
 """Families every reporting pod must expose: queue depth, and the two counters of queue time."""
@@ -511,7 +517,7 @@ def interval_findings(rates: _PodRates) -> list[str]:
 def _invalid(pod: str, found: Sequence[str]) -> str:
     """The per-pod problem line of an implausible page or interval."""
     more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-    return f"{pod}: InvalidMetrics: {found[0]}{more}"
+    return f"{pod}: {INVALID_METRICS}: {found[0]}{more}"
 
 
 def _queue_time_ms(queued_us: float, successes: float, pending_total: float) -> float | None:

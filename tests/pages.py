@@ -1,0 +1,38 @@
+"""Serving and reading metrics pages on loopback, for the tests of the operator's reader.
+
+`read_once` reads pods through a fresh `MetricsReader` (the operator's, with its parser
+process), exactly as one interval of a ScrapeSource would; `free_port` finds a port for a
+local server.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+from tritonop.autoscale.metrics import MetricsReader, metrics_url
+from tritonop.autoscale.observe import PodEndpoint, PodScrape
+
+DEFAULT_MAX_BYTES = 2 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def read_once(
+    pods: Sequence[PodEndpoint],
+    *,
+    port: int,
+    timeout: float = 1.0,
+    concurrency: int = 4,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> dict[str, PodScrape]:
+    """One interval's scrapes of `pods` on `port`, through a reader closed afterwards."""
+    reader = MetricsReader(timeout=timeout, max_bytes=max_bytes, concurrency=concurrency)
+    try:
+        return await reader.scrape([(pod, metrics_url(pod.ip, port)) for pod in pods])
+    finally:
+        await reader.close()
