@@ -158,8 +158,18 @@ page can cost."""
 WHOLE_COUNTS = (SUCCESS, FAILURE, INFERENCE_COUNT, EXEC_COUNT, PENDING)
 """Families Triton keeps as integers: a fraction in one is not a Triton page (see `findings`)."""
 
-_SAMPLE_START = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
-_NAME_ENDS = re.compile(rb"[{ \t]")
+# Each pattern starts with the newline before its line (the page is searched with one
+# prepended): a literal first character lets `re` skip ahead with memchr, ~20x faster than ^
+# in MULTILINE mode, which tries every byte.
+_AUTOSCALING_LINE = re.compile(
+    rb"\n((?:# TYPE )?)("
+    + b"|".join(re.escape(name.encode()) for name in sorted(_PER_MODEL_FAMILIES))
+    + rb")(?:_total)?[{ \t][^\n]*"
+)
+"""A sample of a family the signals use, or its # TYPE line, in the page's order."""
+_DECLARED = re.compile(rb"\n# (?:HELP|TYPE) (nv_[^ \t\n]+)")
+_NOT_TEXT = re.compile(rb"\n[^#a-zA-Z_:\n]")
+"""The start of a line that is neither a comment, a blank nor a metric name."""
 
 
 @dataclass(frozen=True)
@@ -232,58 +242,53 @@ def _family_name(name: str) -> str:
 def autoscaling_lines(body: bytes) -> tuple[str, frozenset[str]]:
     """The lines of the families the signals use, and the nv_* family names the page declares.
 
-    The cheap pass before prometheus-client's parser, which costs ~15 µs a line in pure
+    The cheap pass before prometheus-client's parser, which costs 15-30 µs a line in pure
     Python: a Triton page is mostly GPU, CPU, memory and summary series the signals never
-    read, so only the per-model families (`_PER_MODEL_FAMILIES`) are handed on. Every other
-    line must still look like Prometheus text (a comment, a blank, or a metric name), so an
-    HTML error page or binary garbage is still a parse error, not an empty page.
+    read, so only the per-model families (`_PER_MODEL_FAMILIES`) and their # TYPE lines are
+    handed on, found by regular expressions (C speed: ~4 ms per MiB). Every other line must
+    still look like Prometheus text (a comment, a blank, or a metric name), so an HTML error
+    page or binary garbage is still a parse error, not an empty page.
 
     Raises MetricsParseError for a body whose last line has no newline (Triton ends every
     line with one: the body was cut short), for text that is not Prometheus exposition, and
     for an autoscaling line longer than MAX_LINE_BYTES; MetricsTooLarge for more than
     MAX_SERIES autoscaling series.
     """
+    page = b"\n" + body
+    garbage = _NOT_TEXT.search(page)
+    if garbage is not None:
+        number = page.count(b"\n", 0, garbage.start() + 1)
+        end = page.find(b"\n", garbage.start() + 1)
+        line = page[garbage.start() + 1 : end if end >= 0 else None]
+        raise MetricsParseError(
+            f"not Prometheus text: line {number} is {shorten(line.decode(errors='replace'))!r}"
+        )
+    if body and not body.endswith(b"\n"):
+        last = body[body.rfind(b"\n") + 1 :][-40:]
+        raise MetricsParseError(
+            f"the body ends inside a line ({shorten(last.decode(errors='replace'))!r}): "
+            "it was cut short"
+        )
+    families = {_family_name(name.decode(errors="replace")) for name in _DECLARED.findall(page)}
     kept: list[bytes] = []
-    families: set[str] = set()
     series = 0
-    lines = body.split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        if not line:
-            continue
-        if line.startswith(b"#"):
-            parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[1] in (b"HELP", b"TYPE") and parts[2].startswith(b"nv_"):
-                name = _family_name(parts[2].decode(errors="replace"))
-                families.add(name)
-                if parts[1] == b"TYPE" and name in _PER_MODEL_FAMILIES:
-                    kept.append(line[:MAX_LINE_BYTES])  # the parser needs no HELP text
-            continue
-        if line[0] not in _SAMPLE_START:
-            raise MetricsParseError(
-                f"not Prometheus text: line {number} is {shorten(line.decode(errors='replace'))!r}"
-            )
-        if not line.startswith(b"nv_inference_"):
-            continue
-        name = _family_name(_NAME_ENDS.split(line, maxsplit=1)[0].decode(errors="replace"))
-        if name not in _PER_MODEL_FAMILIES:
-            continue
+    for match in _AUTOSCALING_LINE.finditer(page):
+        line = match.group(0)[1:]
+        name = match.group(2).decode()
         if len(line) > MAX_LINE_BYTES:
+            number = page.count(b"\n", 0, match.start() + 1)
             raise MetricsParseError(
                 f"line {number} ({name}) is {len(line)} bytes long, more than the "
                 f"{MAX_LINE_BYTES} of any Triton series"
             )
-        series += 1
-        if series > MAX_SERIES:
-            raise MetricsTooLarge(
-                f"more than {MAX_SERIES} series of the autoscaling families (nv_inference_*)"
-            )
-        families.add(name)
+        if not match.group(1):  # a sample, not its # TYPE line
+            families.add(name)
+            series += 1
+            if series > MAX_SERIES:
+                raise MetricsTooLarge(
+                    f"more than {MAX_SERIES} series of the autoscaling families (nv_inference_*)"
+                )
         kept.append(line)
-    if lines[-1]:
-        raise MetricsParseError(
-            f"the body ends inside a line ({shorten(lines[-1][-40:].decode(errors='replace'))!r}"
-            "): it was cut short"
-        )
     return b"\n".join(kept).decode(errors="replace") + "\n", frozenset(families)
 
 
