@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,7 +116,7 @@ def serve(kind: str, size: int, port: int, ready: Any) -> None:
     """The page server (a separate process, so its work does not run on the measured loop)."""
     page = PAGES[kind](size)
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         if request.query.get("hostile") == "endless":
             response = web.StreamResponse()
             await response.prepare(request)
@@ -267,7 +268,7 @@ async def hostile(port: int, timeout: float) -> dict[str, Any]:
     return figures
 
 
-def start_server(kind: str, size: int) -> tuple[multiprocessing.Process, int]:
+def start_server(kind: str, size: int) -> tuple[BaseProcess, int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -297,8 +298,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     results["rows"].append(asdict(row))
             if results["hostile"] is None:
-                results["hostile"] = await hostile(port, args.timeout)
-                for mode, figures in results["hostile"].items():
+                found = await hostile(port, args.timeout)
+                results["hostile"] = found
+                for mode, figures in found.items():
                     print(f"hostile {mode}: {figures}", flush=True)
         finally:
             process.terminate()
