@@ -1,14 +1,16 @@
 """Serving and reading metrics pages on loopback, for the tests of the operator's reader.
 
-`read_once` reads pods through a fresh `MetricsReader` (the operator's, with its parser
-process), exactly as one interval of a ScrapeSource would; `free_port` finds a port for a
-local server.
+`started_reader` is a `MetricsReader` (the operator's, with its parser process) already
+started, so that what a test times is the reads, not the parser process's start; `read_once`
+reads pods through one, exactly as one interval of a ScrapeSource would; `free_port` finds a
+port for a local server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from tritonop.autoscale.metrics import MetricsReader, metrics_url
 from tritonop.autoscale.observe import PodEndpoint, PodScrape
@@ -22,6 +24,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.asynccontextmanager
+async def started_reader(
+    *, timeout: float = 1.0, concurrency: int = 4, max_bytes: int = DEFAULT_MAX_BYTES
+) -> AsyncIterator[MetricsReader]:
+    reader = MetricsReader(timeout=timeout, max_bytes=max_bytes, concurrency=concurrency)
+    try:
+        await reader.start()
+        yield reader
+    finally:
+        await reader.close()
+
+
+async def read(
+    reader: MetricsReader, pods: Sequence[PodEndpoint], port: int
+) -> dict[str, PodScrape]:
+    """One interval's scrapes of `pods` on `port`."""
+    return await reader.scrape([(pod, metrics_url(pod.ip, port)) for pod in pods])
+
+
 async def read_once(
     pods: Sequence[PodEndpoint],
     *,
@@ -31,8 +52,7 @@ async def read_once(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, PodScrape]:
     """One interval's scrapes of `pods` on `port`, through a reader closed afterwards."""
-    reader = MetricsReader(timeout=timeout, max_bytes=max_bytes, concurrency=concurrency)
-    try:
-        return await reader.scrape([(pod, metrics_url(pod.ip, port)) for pod in pods])
-    finally:
-        await reader.close()
+    async with started_reader(
+        timeout=timeout, concurrency=concurrency, max_bytes=max_bytes
+    ) as reader:
+        return await read(reader, pods, port)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from pages import DEFAULT_MAX_BYTES, free_port, read_once
+from pages import DEFAULT_MAX_BYTES, free_port, read, read_once, started_reader
 from tritonop.autoscale.metrics import (
     MetricsReader,
     PrometheusSource,
@@ -96,9 +96,10 @@ async def test_reader_reports_each_failure_and_stays_within_timeout(
         PodEndpoint("refused", "127.0.0.6"),
     ]
     timeout = 0.6
-    started = time.monotonic()
-    results = await read_once(pods, port=port, timeout=timeout, concurrency=8)
-    elapsed = time.monotonic() - started
+    async with started_reader(timeout=timeout, concurrency=8) as reader:
+        started = time.monotonic()
+        results = await read(reader, pods, port)
+        elapsed = time.monotonic() - started
     assert timeout <= elapsed < timeout + 0.4
     assert set(results) == {pod.name for pod in pods}
     assert results["normal"].sample is not None
@@ -116,9 +117,10 @@ async def test_pods_queued_behind_the_semaphore_share_the_deadline(
 ) -> None:
     port, _ = pod_servers
     pods = [PodEndpoint("slow", "127.0.0.2"), PodEndpoint("normal", "127.0.0.1")]
-    started = time.monotonic()
-    results = await read_once(pods, port=port, timeout=0.4, concurrency=1)
-    assert time.monotonic() - started < 0.4 + 0.3
+    async with started_reader(timeout=0.4, concurrency=1) as reader:
+        started = time.monotonic()
+        results = await read(reader, pods, port)
+        assert time.monotonic() - started < 0.4 + 0.3
     assert results["slow"].error == results["normal"].error == "timed out after 0.4s"
 
 

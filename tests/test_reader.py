@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pages import DEFAULT_MAX_BYTES, free_port, read_once
+from pages import DEFAULT_MAX_BYTES, free_port, read, read_once, started_reader
 from tritonop.autoscale.metrics import MetricsReader, ScrapeSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint, PodScrape
 
@@ -191,9 +191,9 @@ async def test_a_slow_drip_ends_at_the_deadline() -> None:
             await asyncio.sleep(0.05)
         return response
 
-    async with serving(drip) as port:
+    async with serving(drip) as port, started_reader(timeout=0.8) as reader:
         started = time.monotonic()
-        scrape = await one(port, timeout=0.8)
+        scrape = (await read(reader, [POD], port))[POD.name]
         elapsed = time.monotonic() - started
     assert scrape.error == "timed out after 0.8s"
     assert 0.8 <= elapsed < 0.8 + 0.5

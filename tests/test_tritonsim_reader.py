@@ -16,7 +16,7 @@ import pytest
 import tritonclient.http.aio as aioclient
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
 
-from pages import free_port, read_once
+from pages import free_port, read, started_reader
 from tritonop.autoscale.observe import PodEndpoint, observe, remember
 
 
@@ -43,8 +43,10 @@ async def test_reader_sees_what_the_emulator_did() -> None:
         tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
         inputs.append(tensor)
     loop = asyncio.get_running_loop()
+    reading = started_reader(timeout=1.0, concurrency=4)
+    reader = await reading.__aenter__()
     try:
-        first = await read_once(pods, port=port, timeout=1.0, concurrency=4)
+        first = await read(reader, pods, port)
         before = busy.metrics_snapshot().models[0]
 
         burst = [asyncio.create_task(client.infer("simple", inputs)) for _ in range(10)]
@@ -52,7 +54,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
             if busy.metrics_snapshot().models[0].pending_request_count > 0:
                 break
             await asyncio.sleep(0.002)
-        during = await read_once(pods, port=port, timeout=1.0, concurrency=4)
+        during = await read(reader, pods, port)
         queued = observe(
             remember({}, first),
             during,
@@ -64,7 +66,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
         assert queued.queue_depth is not None and queued.queue_depth > 0
         await asyncio.gather(*burst)
 
-        second = await read_once(pods, port=port, timeout=1.0, concurrency=4)
+        second = await read(reader, pods, port)
         after = busy.metrics_snapshot().models[0]
         seen = observe(
             remember({}, first),
@@ -75,6 +77,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
             now=loop.time(),
         )
     finally:
+        await reading.__aexit__(None, None, None)
         await client.close()
         await busy.stop()
         await garbled.stop()

@@ -17,6 +17,7 @@ reading as zero) is autoscale/observe.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
@@ -138,8 +139,8 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _warm() -> None:
-    """A task for a new parser process, so it starts while the first pages are fetched."""
+def _started() -> None:
+    """The first task of a new parser process: done once the process runs."""
 
 
 class MetricsReader:
@@ -179,6 +180,7 @@ class MetricsReader:
         self._session: aiohttp.ClientSession | None = None
         self._parser = parser
         self._owns_parser = parser is None
+        self._starting: asyncio.Future[None] | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use: a session belongs to the running loop
@@ -193,8 +195,22 @@ class MetricsReader:
             # forkserver: the parser is not forked from a process running threads (kopf's).
             context = multiprocessing.get_context("forkserver")
             self._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
-            self._parser.submit(_warm)
+            self._starting = asyncio.wrap_future(self._parser.submit(_started))
         return self._parser
+
+    async def start(self) -> None:
+        """Have the parser process running before a deadline starts counting (idempotent;
+        `scrape` calls it).
+
+        A new process takes 0.1-1 s to start (it imports the parser, and the main module, as
+        multiprocessing does); that is paid once per reader, not by the first pods' deadline.
+        A process that fails to start surfaces as BrokenProcessPool at the first parse.
+        """
+        self._executor()
+        if self._starting is not None:
+            with contextlib.suppress(BrokenProcessPool):
+                await self._starting
+            self._starting = None
 
     async def _parse(self, body: bytes) -> TritonSample:
         """The page parsed in the parser process; ScrapeFailure when it is not a usable page."""
@@ -241,7 +257,7 @@ class MetricsReader:
         """
         if not pages:
             return {}
-        self._executor()  # start the parser now, while the first pages are on their way
+        await self.start()
         deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def one(pod: PodEndpoint, url: str) -> PodScrape:
