@@ -17,7 +17,9 @@ import tritonclient.http.aio as aioclient
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
 
 from pages import free_port, read, started_reader
+from tritonop.api.validation import parse_object
 from tritonop.autoscale.observe import PodEndpoint, observe, remember
+from tritonop.autoscale.policy import PolicyState, decide
 
 
 async def test_reader_sees_what_the_emulator_did() -> None:
@@ -95,3 +97,50 @@ async def test_reader_sees_what_the_emulator_did() -> None:
     assert waited_ms > 15  # a burst of 10 on one instance: the average request waited
     elapsed = second["busy"].time - first["busy"].time
     assert seen.request_rate == pytest.approx(served / elapsed, rel=1e-6)
+
+
+async def test_absurd_pages_hold_the_service_with_invalid_metrics() -> None:
+    """The issue's hostile pair, from the emulator's `absurd` fault through the operator's
+    reader, observation and policy: pending 7,000 -> 8,000, successes +5e-9, queue +5 µs."""
+    block = random.randint(1, 254)
+    port = free_port()
+    base = EmulatorConfig(http_port=0, metrics_port=port)
+    emulators = [TritonEmulator(replace(base, host=f"127.204.{block}.{i}")) for i in (1, 2)]
+    pods = [PodEndpoint(f"absurd-{i}", e.config.host) for i, e in enumerate(emulators)]
+    for emulator in emulators:
+        await emulator.start()
+        emulator.set_metrics_fault(MetricsFault.ABSURD)
+    try:
+        async with started_reader() as reader:
+            first = await read(reader, pods, port)
+            second = await read(reader, pods, port)
+    finally:
+        for emulator in emulators:
+            await emulator.stop()
+    assert all(scrape.sample is not None for scrape in first.values())
+    seen = observe(
+        remember({}, first),
+        second,
+        ready_replicas=2,
+        starting_replicas=0,
+        models=[],
+        now=second["absurd-0"].time,
+    )
+    assert seen.reporting_replicas == 0
+    assert len(seen.implausible) == 2 and "not a whole number" in seen.implausible[0]
+    spec = parse_object(
+        {
+            "apiVersion": "tritonop.io/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "absurd", "namespace": "ml"},
+            "spec": {
+                "modelRepository": {"uri": "s3://m/t"},
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 8, "targets": {"queueDepth": 4}},
+            },
+        }
+    ).spec.autoscaling
+    assert spec is not None
+    decision, _ = decide(spec, 2, seen, PolicyState(), seen.time, 5.0)
+    assert decision.desired_replicas == 2  # held, within maxReplicas
+    active = next(flag for flag in decision.conditions if flag.type == "ScalingActive")
+    assert (active.status, active.reason) == (False, "InvalidMetrics")

@@ -20,7 +20,8 @@ Parsers: `process` (the reader's own: one forkserver process) and `thread` (a on
 in this process, for comparison: prometheus-client's parser holds the GIL).
 
 Also, once: one hostile pod sending an endless 200 MB response (elapsed time, RSS growth of
-this process, the problem reported) and one slow-drip pod.
+this process, the problem reported) and one slow-drip pod; and the time `decide()` takes on
+the issue's absurd page pair (see `absurd_decisions`).
 
 Prints figures; asserts nothing (speed targets are read, not asserted). Exits 0.
 """
@@ -268,6 +269,59 @@ async def hostile(port: int, timeout: float) -> dict[str, Any]:
     return figures
 
 
+def absurd_decisions(repeats: int = 200) -> dict[str, Any]:
+    """How long `decide()` takes on the issue's absurd page pair, and on a whole-number variant.
+
+    issue:   successes +5e-9, queue time +5 µs, pending 7,000 -> 8,000 (the reader's findings
+             hold it: a fraction in a count);
+    whole:   successes +1, queue time +5 µs, pending 7,000 -> 8,000 (plausible page by page;
+             the policy's own bound on demand holds it).
+    """
+    from tritonop.api.models import Autoscaling
+    from tritonop.autoscale.observe import PodScrape, observe, parse_triton_metrics
+    from tritonop.autoscale.policy import PolicyState, decide
+
+    spec = Autoscaling.model_validate(
+        {"minReplicas": 1, "maxReplicas": 8, "targets": {"queueDepth": 4, "queueTimeMs": 50}}
+    )
+
+    def page(success: str, queued: int, pending: int) -> bytes:
+        return (
+            f'nv_inference_request_success{{model="m",version="1"}} {success}\n'
+            f'nv_inference_queue_duration_us{{model="m",version="1"}} {queued}\n'
+            f'nv_inference_pending_request_count{{model="m",version="1"}} {pending}\n'
+        ).encode()
+
+    figures: dict[str, Any] = {}
+    for name, later in (("issue", "1000.000000005"), ("whole", "1001")):
+        scrapes = [
+            {
+                pod: PodScrape(pod, f"10.0.0.{i}", t, sample=parse_triton_metrics(body))
+                for i, pod in enumerate(("a", "b"))
+            }
+            for t, body in (
+                (100.0, page("1000", 1_000_000, 7000)),
+                (105.0, page(later, 1_000_005, 8000)),
+            )
+        ]
+        seen = observe(
+            scrapes[0], scrapes[1], ready_replicas=2, starting_replicas=0, models=(), now=105.0
+        )
+        took = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            decision, _ = decide(spec, 2, seen, PolicyState(), 105.0, 5.0)
+            took.append(time.perf_counter() - started)
+        active = next(flag for flag in decision.conditions if flag.type == "ScalingActive")
+        figures[name] = {
+            "decide_ms_max": round(max(took) * 1000, 3),
+            "decide_ms_median": round(statistics.median(took) * 1000, 3),
+            "desired_replicas": decision.desired_replicas,
+            "scaling_active": f"{active.status} {active.reason}",
+        }
+    return figures
+
+
 def start_server(kind: str, size: int) -> tuple[BaseProcess, int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -283,7 +337,9 @@ def start_server(kind: str, size: int) -> tuple[BaseProcess, int]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     size = int(args.page_mib * MIB)
-    results: dict[str, Any] = {"rows": [], "hostile": None}
+    results: dict[str, Any] = {"rows": [], "hostile": None, "absurd": absurd_decisions()}
+    for name, figures in results["absurd"].items():
+        print(f"absurd pair ({name}): {figures}", flush=True)
     for kind in args.pages.split(","):
         process, port = start_server(kind, size)
         try:
