@@ -363,6 +363,22 @@ def test_queue_time_target_alone_drives_a_scale_up(plane: DataPlane, figures: Re
     assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
 
 
+def restore_metrics(plane: DataPlane, name: str, pods: list[str]) -> tuple[float, float]:
+    """Give `pods` their metrics back; when that was, and how long until ScalingActive=True."""
+    for pod in pods:
+        plane.podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.OK), namespace=plane.namespace, pod=pod
+        )
+    restored_at = time.monotonic()
+    wait_until(
+        lambda: scaling_active(plane.view, plane.namespace, name).get("status") == "True",
+        3 * INTERVAL + 2,
+        "ScalingActive=True after the metrics recovered",
+        interval=POLL_S,
+    )
+    return restored_at, time.monotonic() - restored_at
+
+
 def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figures: Record) -> None:
     """Fail-static: with one pod's metrics answering HTTP 500 and another's garbage, the operator
     reports ScalingActive=False naming both and never scales down, although the load dropped;
@@ -428,20 +444,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
             assert scaling_active(view, namespace, name).get("status") == "False"
 
         hold(broken_until, no_scale_down)
-        podrunner.configure(
-            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=failing
-        )
-        podrunner.configure(
-            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=garbled
-        )
-        restored_at = time.monotonic()
-        wait_until(
-            lambda: scaling_active(view, namespace, name).get("status") == "True",
-            3 * INTERVAL + 2,
-            "ScalingActive=True after the metrics recovered",
-            interval=POLL_S,
-        )
-        active_again_after = time.monotonic() - restored_at
+        restored_at, active_again_after = restore_metrics(plane, name, [failing, garbled])
         scaled_down_at = next_scale_write(
             plane, name, restored_at, window + 20, "the scale-down after recovery"
         )
@@ -555,18 +558,7 @@ def test_absurd_metrics_hold_their_service_and_spare_the_operator(
             time.sleep(0.5)
 
         hold(broken_at + 6 * INTERVAL + 2, operator_fine)
-        for pod in pods:
-            podrunner.configure(
-                PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=pod
-            )
-        restored_at = time.monotonic()
-        wait_until(
-            lambda: scaling_active(view, namespace, name).get("status") == "True",
-            3 * INTERVAL + 2,
-            "ScalingActive=True after the metrics recovered",
-            interval=POLL_S,
-        )
-        active_again_after = time.monotonic() - restored_at
+        restored_at, active_again_after = restore_metrics(plane, name, pods)
     scenario.load.wait()
 
     # The first absurd page alone (7,000 pending, whole counters) is a deep queue, and may be

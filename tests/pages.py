@@ -3,7 +3,7 @@
 `started_reader` is a `MetricsReader` (the operator's, with its parser process) already
 started, so that what a test times is the reads, not the parser process's start; `read_once`
 reads pods through one, exactly as one interval of a ScrapeSource would; `free_port` finds a
-port for a local server.
+port for a local server; `ones_inputs` are a request to the emulator's `simple` model.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
+
+import numpy as np
+import tritonclient.http.aio as aioclient
 
 from tritonop.autoscale.metrics import MetricsReader, metrics_url
 from tritonop.autoscale.observe import PodEndpoint, PodScrape
@@ -56,3 +59,13 @@ async def read_once(
         timeout=timeout, concurrency=concurrency, max_bytes=max_bytes
     ) as reader:
         return await read(reader, pods, port)
+
+
+def ones_inputs() -> list[aioclient.InferInput]:
+    """The two INT32 [1, 16] inputs of the emulator's `simple` (add/sub) model, all ones."""
+    inputs = []
+    for name in ("INPUT0", "INPUT1"):
+        tensor = aioclient.InferInput(name, [1, 16], "INT32")
+        tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
+        inputs.append(tensor)
+    return inputs

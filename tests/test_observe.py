@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from tritonop.autoscale.observe import (
     MAX_LINE_BYTES,
+    MAX_MODEL_VERSIONS,
     MAX_SERIES,
     MetricsParseError,
     MetricsTarget,
@@ -234,6 +235,18 @@ def test_more_series_than_the_bound_is_too_large() -> None:
     )
     with pytest.raises(MetricsTooLarge, match=f"more than {MAX_SERIES} series"):
         parse_triton_metrics(lines)
+
+
+def test_more_model_versions_than_the_bound_is_too_large() -> None:
+    def page(versions: int) -> str:
+        return "".join(
+            f'nv_inference_pending_request_count{{model="m",version="{v}"}} 0\n'
+            for v in range(versions)
+        )
+
+    assert len(parse_triton_metrics(page(MAX_MODEL_VERSIONS)).models) == MAX_MODEL_VERSIONS
+    with pytest.raises(MetricsTooLarge, match=f"more than {MAX_MODEL_VERSIONS} model versions"):
+        parse_triton_metrics(page(MAX_MODEL_VERSIONS + 1))
 
 
 def test_multi_gpu_series_of_triton_21_are_summed_per_model() -> None:

@@ -10,18 +10,18 @@ import asyncio
 import contextlib
 import gzip
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from e2e.tritonsim import hostile
 
 from pages import DEFAULT_MAX_BYTES, free_port, read, read_once, started_reader
 from tritonop.autoscale.metrics import MetricsReader, ScrapeSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint, PodScrape
 
 POD = PodEndpoint("pod", "127.0.0.1")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def big_page(models: int) -> bytes:
@@ -50,7 +50,7 @@ def big_page(models: int) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[int]:
+async def serving(handler: hostile.Handler) -> AsyncIterator[int]:
     """An aiohttp server on 127.0.0.1 answering /metrics with `handler`; yields its port."""
     app = web.Application()
     app.router.add_get("/metrics", handler)
@@ -153,25 +153,14 @@ async def peak_rss_growth(work: Awaitable[PodScrape]) -> tuple[PodScrape, int]:
 
 
 async def test_an_endless_200_mb_response_is_cut_at_the_cap_within_the_deadline() -> None:
-    chunk = b"nv_gpu_utilization 0.5\n" * 2850  # 64 KiB of harmless lines
-    sent = 0
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        nonlocal sent
-        response = web.StreamResponse()
-        await response.prepare(request)
-        while sent < 200 * 1024 * 1024:
-            await response.write(chunk)
-            sent += len(chunk)
-        return response
-
-    async with serving(endless) as port:
+    sent = [0]
+    async with serving(hostile.endless(200 * 1024 * 1024, sent)) as port:
         started = time.monotonic()
         scrape, growth = await peak_rss_growth(one(port, timeout=5.0))
         elapsed = time.monotonic() - started
     assert (scrape.error or "").startswith("MetricsTooLarge: the body is larger than 2097152")
     assert elapsed < 5.0
-    assert sent < 20 * 1024 * 1024  # the reader stopped reading; the server gave up
+    assert sent[0] < 20 * 1024 * 1024  # the reader stopped reading; the server gave up
     assert growth < 50 * 1024 * 1024, f"RSS grew {growth / 1e6:.0f} MB"
 
 
@@ -183,15 +172,7 @@ async def test_a_declared_length_over_the_cap_is_refused_before_reading() -> Non
 
 
 async def test_a_slow_drip_ends_at_the_deadline() -> None:
-    async def drip(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        for _ in range(600):
-            await response.write(b"#")
-            await asyncio.sleep(0.05)
-        return response
-
-    async with serving(drip) as port, started_reader(timeout=0.8) as reader:
+    async with serving(hostile.drip()) as port, started_reader(timeout=0.8) as reader:
         started = time.monotonic()
         scrape = (await read(reader, [POD], port))[POD.name]
         elapsed = time.monotonic() - started

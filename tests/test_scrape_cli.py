@@ -13,17 +13,16 @@ import json
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import tritonclient.http.aio as aioclient
 from aiohttp import web
-from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
+from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator, hostile
 
-from pages import free_port
+from pages import free_port, ones_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).parent / "fixtures" / "triton-metrics"
@@ -56,7 +55,7 @@ def advanced(page: bytes, successes: int, queued_us: int, pending: int) -> bytes
 
 Pages = Callable[[int], bytes]
 """A page by how many times it was served before (0: the first read)."""
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = hostile.Handler
 
 
 @contextlib.asynccontextmanager
@@ -210,22 +209,7 @@ async def test_the_absurd_page_pair_is_invalid_metrics_and_the_policy_holds() ->
 
 
 async def test_a_hostile_page_is_reported_within_the_timeout() -> None:
-    async def drip(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        for _ in range(400):
-            await response.write(b"#")
-            await asyncio.sleep(0.05)
-        return response
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            for _ in range(4000):
-                await response.write(b"nv_gpu_utilization 0.5\n" * 2850)
-        return response
-
+    drip, endless = hostile.drip(), hostile.endless()
     async with serving({"/drip": drip, "/endless": endless}) as base:
         code, report, _, elapsed = await scrape(
             "--json", "--interval", "0.2", "--timeout", "0.5", f"{base}/drip", f"{base}/endless"
@@ -257,11 +241,7 @@ async def test_the_emulator_under_load_reads_as_it_served() -> None:
     await garbled.start()
     garbled.set_metrics_fault(MetricsFault.GARBAGE)
     client = aioclient.InferenceServerClient(busy.url)
-    inputs = []
-    for name in ("INPUT0", "INPUT1"):
-        tensor = aioclient.InferInput(name, [1, 16], "INT32")
-        tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
-        inputs.append(tensor)
+    inputs = ones_inputs()
 
     async def load() -> None:  # 40 req/s, open loop, for at most ~6 s
         pending = []

@@ -11,12 +11,11 @@ import asyncio
 import random
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import tritonclient.http.aio as aioclient
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
 
-from pages import free_port, read, started_reader
+from pages import free_port, ones_inputs, read, started_reader
 from tritonop.api.validation import parse_object
 from tritonop.autoscale.observe import PodEndpoint, observe, remember
 from tritonop.autoscale.policy import PolicyState, decide
@@ -39,11 +38,7 @@ async def test_reader_sees_what_the_emulator_did() -> None:
     garbled.set_metrics_fault(MetricsFault.GARBAGE)
     pods = [PodEndpoint(name, ip) for name, ip in ips.items()]
     client = aioclient.InferenceServerClient(busy.url)
-    inputs = []
-    for name in ("INPUT0", "INPUT1"):
-        tensor = aioclient.InferInput(name, [1, 16], "INT32")
-        tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
-        inputs.append(tensor)
+    inputs = ones_inputs()
     loop = asyncio.get_running_loop()
     reading = started_reader(timeout=1.0, concurrency=4)
     reader = await reading.__aenter__()

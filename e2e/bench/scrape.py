@@ -1,8 +1,8 @@
 """Metrics-reader benchmark: event-loop lag while the operator's reader reads many big pages.
 
-    python e2e/bench/scrape.py                       # 100 pods x 1 MiB, both page kinds, both parsers
-    python e2e/bench/scrape.py --pods 40 --rounds 2 --parsers process
-    python e2e/bench/scrape.py --json figures.json
+    python -m e2e.bench.scrape                       # 100 pods x 1 MiB, both kinds and parsers
+    python -m e2e.bench.scrape --pods 40 --rounds 2 --parsers process
+    python -m e2e.bench.scrape --json figures.json
 
 A server process on 127.0.0.1 serves `--pods` pages of `--page-mib` MiB each (every pod its
 own URL); this process reads all of them `--rounds` times through `MetricsReader` (the
@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from e2e.tritonsim import hostile
 
 from tritonop.autoscale.metrics import MetricsReader
-from tritonop.autoscale.observe import MAX_SERIES, PodEndpoint, PodScrape
+from tritonop.autoscale.observe import MAX_MODEL_VERSIONS, MAX_SERIES, PodEndpoint, PodScrape
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -94,15 +95,34 @@ def realistic_page(size: int) -> bytes:
 
 
 def worst_page(size: int) -> bytes:
-    """Only autoscaling series, as many as the reader parses, padded to `size` with comments."""
-    lines = []
-    total = 0
-    for index in range(MAX_SERIES):
-        line = f'nv_inference_pending_request_count{{model="m{index:06d}",version="1"}} {index}\n'
-        if total + len(line) > size:
+    """Nothing but autoscaling series, in whole model blocks, as many as the reader parses
+    (MAX_SERIES, MAX_MODEL_VERSIONS), padded to `size` with comments."""
+    lines: list[str] = []
+    total = series = 0
+    for model in range(MAX_MODEL_VERSIONS):
+        name = f'model="m{model:05d}",version="1"'
+        block = [f"nv_inference_request_success{{{name}}} {model}"]
+        block += [
+            f'nv_inference_request_failure{{model="m{model:05d}",reason="{r}",version="1"}} 0'
+            for r in ("REJECTED", "CANCELED", "BACKEND", "OTHER")
+        ]
+        block += [
+            f"nv_inference_{family}{{{name}}} {model}"
+            for family in (
+                "count",
+                "exec_count",
+                "request_duration_us",
+                "queue_duration_us",
+                "compute_infer_duration_us",
+                "pending_request_count",
+            )
+        ]
+        text = "\n".join(block) + "\n"
+        if total + len(text) > size or series + len(block) > MAX_SERIES:
             break
-        lines.append(line)
-        total += len(line)
+        lines.append(text)
+        total += len(text)
+        series += len(block)
     body = "".join(lines).encode()
     return body + b"#" * max(0, size - len(body) - 1) + b"\n"
 
@@ -117,21 +137,12 @@ def serve(kind: str, size: int, port: int, ready: Any) -> None:
     """The page server (a separate process, so its work does not run on the measured loop)."""
     page = PAGES[kind](size)
 
+    hostile_pages = {"endless": hostile.endless(), "drip": hostile.drip()}
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        if request.query.get("hostile") == "endless":
-            response = web.StreamResponse()
-            await response.prepare(request)
-            chunk = b"nv_gpu_utilization 0.5\n" * 2850
-            for _ in range(200 * MIB // len(chunk)):
-                await response.write(chunk)
-            return response
-        if request.query.get("hostile") == "drip":
-            response = web.StreamResponse()
-            await response.prepare(request)
-            for _ in range(1000):
-                await response.write(b"#")
-                await asyncio.sleep(0.05)
-            return response
+        misbehaving = hostile_pages.get(request.query.get("hostile", ""))
+        if misbehaving is not None:
+            return await misbehaving(request)
         return web.Response(body=page, content_type="text/plain")
 
     async def main() -> None:
@@ -245,7 +256,7 @@ async def rounds(
     return rows
 
 
-async def hostile(port: int, timeout: float) -> dict[str, Any]:
+async def hostile_pods(port: int, timeout: float) -> dict[str, Any]:
     """One endless and one slow-drip pod, each alone, through a default reader."""
     figures: dict[str, Any] = {}
     for mode in ("endless", "drip"):
@@ -354,7 +365,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     results["rows"].append(asdict(row))
             if results["hostile"] is None:
-                found = await hostile(port, args.timeout)
+                found = await hostile_pods(port, args.timeout)
                 results["hostile"] = found
                 for mode, figures in found.items():
                     print(f"hostile {mode}: {figures}", flush=True)

@@ -4,12 +4,15 @@ One `MetricsSource` protocol, two implementations, chosen once from the settings
 `source_for` (the autoscaling loop never asks which it has):
 
 * `ScrapeSource` (the default) reads `http://<podIP>:8002/metrics` of every ready pod
-  concurrently and remembers each service's last scrapes, since counter deltas need two.
+  through the operator's one `MetricsReader` and remembers each service's last scrapes, since
+  counter deltas need two. The reader is where a hostile pod is contained: whole bodies up to
+  a cap, a parser process off the event loop, one deadline per service's reads, one bound on
+  requests in flight for the operator. `tritonop scrape` reads with the same reader.
 * `PrometheusSource`, when the operator is configured with a Prometheus server, asks it the
   same quantities as PromQL over a rate window.
 
 One source serves every InferenceService and keeps one HTTP session for all of them; `close`
-releases it when the operator stops. Everything that is not I/O (parsing, counter deltas,
+releases it (and the parser process) when the operator stops. Everything that is not I/O (parsing, counter deltas,
 turning query answers into an Observation, and the rules that keep a missing signal from
 reading as zero) is autoscale/observe.py.
 """

@@ -155,6 +155,10 @@ MAX_SERIES = 20_000
 """Most series of the autoscaling families parsed from one page: ~1,800 model versions at the
 eleven series Triton prints per version, and ~0.4 s of parser time, the bound on what one pod's
 page can cost."""
+MAX_MODEL_VERSIONS = 2_000
+"""Most model versions read from one page. The parsed page travels back from the parser
+process to the event loop's process, where unpickling it holds the GIL: ~6 µs per model
+version, so 2,000 cost ~12 ms of loop time (a page of 15,000 one-series "models" cost 90 ms)."""
 WHOLE_COUNTS = (SUCCESS, FAILURE, INFERENCE_COUNT, EXEC_COUNT, PENDING)
 """Families Triton keeps as integers: a fraction in one is not a Triton page (see `findings`)."""
 
@@ -301,7 +305,7 @@ def parse_triton_metrics(body: bytes | str) -> TritonSample:
     are accepted here. Series split by `gpu_uuid` (Triton 21.x) are summed per model version.
 
     Raises MetricsParseError for text the parser rejects and for a duplicate series (the same
-    labels twice). Values no Triton prints (NaN, negative, a fraction in a count) are not an
+    labels twice); MetricsTooLarge for more than MAX_MODEL_VERSIONS model versions. Values no Triton prints (NaN, negative, a fraction in a count) are not an
     error here: they are listed in `TritonSample.implausible`, and `observe` turns the page
     into an InvalidMetrics problem.
     """
@@ -335,6 +339,8 @@ def parse_triton_metrics(body: bytes | str) -> TritonSample:
                 continue
             attribute = "pending" if name == PENDING else _COUNTER_FIELDS[name]
             stats[attribute] = stats.get(attribute, 0.0) + value
+    if len(fields) > MAX_MODEL_VERSIONS:
+        raise MetricsTooLarge(f"more than {MAX_MODEL_VERSIONS} model versions")
     models = {
         key: ModelStats(model=key[0], version=key[1], **values) for key, values in fields.items()
     }
