@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tritonop.api.models import Autoscaling, Targets
 from tritonop.autoscale.behavior import (
@@ -22,7 +22,14 @@ from tritonop.autoscale.behavior import (
     normalize,
     resolve_behavior,
 )
-from tritonop.autoscale.queueing import Sizing, mdc_utilization, size_for
+from tritonop.autoscale.headroom import (
+    DEFAULT_COLD_START_SECONDS,
+    BurstMemory,
+    HeldRise,
+    LoadSample,
+    headroom_replicas,
+)
+from tritonop.autoscale.queueing import Sizing, mdc_utilization, objective_wait, size_for
 from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 
 #: Panic ends this many panic windows after the last trigger (6 s x 10 = Knative's 60 s).
@@ -43,6 +50,9 @@ LEARN_SETTLE_SECONDS = 30.0
 #: Demand beyond this multiple of the replicas the service may have (maxReplicas, or more
 #: when more are ready) is no traffic's: an implausible observation (see `_implausible`).
 ABSURD_DEMAND_FACTOR = 100.0
+#: Queue per replica that counts as "at target" for a backlog when no target or request cost
+#: says otherwise (an objective whose request cost is not known yet).
+FALLBACK_QUEUE_TARGET = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +86,10 @@ class PolicyState:
     """Highest replica count reached during the current panic (never undercut while it lasts)."""
     hold_scale_down_until: float = -math.inf
     """No scale-down before this time (set after a restart)."""
+    cold_start: float | None = None
+    """The cold start the service's new pods were last seen to take (seconds), if any."""
+    bursts: BurstMemory = field(default_factory=BurstMemory)
+    """How fast load rose within one cold start (kept with an objective only)."""
 
     @classmethod
     def fresh(cls, now: float, replicas: int) -> PolicyState:
@@ -122,6 +136,16 @@ class Assessment:
     """The request cost to remember."""
     recent_cost: float | None
     backlog: tuple[float, float] | None
+    bursts: BurstMemory
+    """The burst memory to keep."""
+    cold_start: float | None
+    """The cold start to remember."""
+    arrivals: float | None = None
+    """Requests per second arriving (completions plus the backlog's growth)."""
+    queue_total: float | None = None
+    """Pending requests over all reporting replicas, at the tick."""
+    queue_target: float = FALLBACK_QUEUE_TARGET
+    """Pending requests per replica that the targets (or the objective) allow."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +196,8 @@ def _holding(
         learned_cost=cost,
         recent_cost=None if forget_cost else state.recent_cost,
         backlog=state.backlog,
+        bursts=state.bursts,
+        cold_start=state.cold_start,
     )
 
 
@@ -348,17 +374,80 @@ def _demand(
     return (max(estimates) if estimates else None), cost
 
 
-def _held_by_backlog(signals: Signals, targets: Targets) -> int:
-    """Replicas a backlog above target that still grows holds (each replica has its own)."""
-    queue_now, arrivals, rate = signals.queue_now, signals.arrivals, signals.rate
-    growing = (
-        queue_now is not None
-        and queue_now > (targets.queue_depth or 1.0) * signals.reporting
-        and arrivals is not None
-        and rate is not None
-        and arrivals > rate * (1.0 + TOLERANCE)
-    )
-    return signals.reporting if signals.same_replicas and growing else 0
+def _held_by_backlog(
+    signals: Signals, queue_target: float, cost: float | None, cold_start: float
+) -> int:
+    """Replicas a backlog above target keeps busy when replicas asked for now arrive.
+
+    Each replica has its own queue and new requests go to the least busy ones, so replicas
+    with a backlog carry no new arrivals until it is gone (and pods still starting take new
+    arrivals, not the backlog): replicas asked for now must carry the arrivals without them.
+    The backlog the reporting replicas still hold one cold start from now (at today's
+    arrival rate), above the target per replica, is work for as many replicas as it takes
+    to clear within a further cold start; at most the replicas that hold it. Nothing when it
+    clears in time, nothing without a request cost.
+    """
+    queue_now, arrivals = signals.queue_now, signals.arrivals
+    if not signals.same_replicas or queue_now is None or arrivals is None or not cost:
+        return 0
+    left = queue_now + (arrivals - signals.reporting / cost) * cold_start
+    excess = left - queue_target * signals.reporting
+    if excess <= 0:
+        return 0
+    return min(signals.reporting, math.floor(excess * cost / cold_start))
+
+
+def _queue_target(spec: Autoscaling, cost: float | None) -> float:
+    """Pending requests per replica within every target: the queue a backlog is judged by.
+
+    queueDepth as it is; queueTimeMs and the objective through the request cost (a request
+    waits about the cost per request queued ahead of it on its replica; with an objective,
+    half the requests that still fit in its latency, to leave room for the tail).
+    """
+    targets, objective = spec.targets, spec.objective
+    candidates = []
+    if targets.queue_depth is not None:
+        candidates.append(targets.queue_depth)
+    if cost:
+        if targets.queue_time_ms is not None:
+            candidates.append(targets.queue_time_ms / 1000.0 / cost)
+        if objective is not None:
+            candidates.append(objective_wait(objective, cost)[0] / cost / 2.0)
+    return max(0.05, min(candidates)) if candidates else FALLBACK_QUEUE_TARGET
+
+
+def _cold_start(spec: Autoscaling, observation: Observation, state: PolicyState) -> float:
+    """The spec's cold start, else the one the pods showed (now or before), else a default."""
+    if spec.cold_start_seconds is not None:
+        return float(spec.cold_start_seconds)
+    return _seen_cold_start(observation, state) or DEFAULT_COLD_START_SECONDS
+
+
+def _seen_cold_start(observation: Observation, state: PolicyState) -> float | None:
+    """The pods' cold start this observation shows (when it is a duration), else the last."""
+    seen = observation.cold_start_seconds
+    if seen is not None and 0 < seen < math.inf:
+        return seen
+    return state.cold_start
+
+
+def _remember_load(
+    spec: Autoscaling,
+    observation: Observation,
+    state: PolicyState,
+    arrivals: float | None,
+    cost: float | None,
+    cold_start: float,
+) -> BurstMemory:
+    """The burst memory with this interval's arrivals (kept with an objective only)."""
+    if spec.objective is None or arrivals is None or state.backlog is None:
+        return state.bursts
+    seconds = observation.time - state.backlog[0]
+    if not 0 < seconds <= STALE_INTERVALS * cold_start:
+        return state.bursts
+    slack = objective_wait(spec.objective, cost)[0] if cost else 0.0
+    sample = LoadSample(observation.time, seconds, arrivals * seconds)
+    return state.bursts.observe(sample, cold_start, slack)
 
 
 def _verdict(observation: Observation, targets: Targets, signals: Signals) -> tuple[bool, str, str]:
@@ -435,9 +524,11 @@ def assess(
         message = _invalid_message(absurd)
         return _holding("InvalidMetrics", message, "invalid metrics", state, forget_cost=True)
     trustworthy, reason, message = _verdict(observation, spec.targets, signals)
+    cold_start = _cold_start(spec, observation, state)
+    queue_target = _queue_target(spec, cost)
     return Assessment(
         demand=demand,
-        held=_held_by_backlog(signals, spec.targets),
+        held=_held_by_backlog(signals, queue_target, cost, cold_start),
         cost=cost,
         trustworthy=trustworthy,
         active_reason=reason,
@@ -450,12 +541,88 @@ def assess(
             if signals.queue_now is not None
             else state.backlog
         ),
+        bursts=_remember_load(spec, observation, state, signals.arrivals, cost, cold_start),
+        cold_start=_seen_cold_start(observation, state),
+        arrivals=signals.arrivals,
+        queue_total=signals.queue_now,
+        queue_target=queue_target,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # the decision
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The replicas one assessment asks for, before panic, behavior and bounds."""
+
+    replicas: int
+    sizing: Sizing | None
+    headroom: int = 0
+    """Replicas held beyond the sizing for a remembered rise (objective only)."""
+    rise: HeldRise | None = None
+    cold_start: float = DEFAULT_COLD_START_SECONDS
+    drain_floor: int = 0
+    """Replicas kept (when above the sizing) so that the backlog still drains in time."""
+
+
+def recommend(
+    spec: Autoscaling, assessment: Assessment, current: int, now: float, cold_start: float
+) -> Recommendation:
+    """The fewest replicas carrying the demand at target utilisation, plus the objective's
+    headroom, against current replicas (ready + starting: pods on their way count), never
+    below what the backlog needs to drain in time, never lower on doubtful data."""
+    if assessment.demand is None:
+        return Recommendation(current, None, cold_start=cold_start)
+    sizing = size_for(
+        assessment.demand,
+        assessment.held,
+        spec.targets,
+        assessment.cost,
+        spec.max_replicas,
+        spec.objective,
+    )
+    headroom, rise = 0, None
+    if spec.objective is not None and assessment.cost and assessment.arrivals is not None:
+        rise = assessment.bursts.rise(spec.objective.attainment, now)
+        headroom = headroom_replicas(rise, assessment.arrivals, assessment.cost, sizing.replicas)
+    wanted = sizing.replicas + headroom
+    # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
+    # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
+    replicas = current
+    if wanted > current or sizing.needed + headroom < current * (1.0 - TOLERANCE):
+        replicas = wanted
+    floor = _drain_floor(assessment, current)
+    if not assessment.trustworthy:
+        replicas = max(replicas, current)  # never lower on doubtful data
+    return Recommendation(
+        replicas=max(replicas, floor),
+        sizing=sizing,
+        headroom=headroom if rise is not None and headroom else 0,
+        rise=rise,
+        cold_start=cold_start,
+        drain_floor=floor if floor > replicas else 0,
+    )
+
+
+def _drain_floor(assessment: Assessment, current: int) -> int:
+    """Fewest replicas (at most `current`) that keep the backlog within target per replica.
+
+    A draining backlog is demand, not spare capacity: scale-down removes the least busy
+    replicas, so the backlog stays and new requests queue behind it on fewer replicas. While
+    the queue per replica is above its target nothing is given up; below it, no fewer
+    replicas than hold the backlog at target, so that every remaining queue still drains
+    within the time its target allows.
+    """
+    queue = assessment.queue_total
+    if queue is None or queue <= 0 or assessment.demand is None:
+        return 0
+    needed = queue / assessment.queue_target
+    if needed >= current:
+        return current
+    return math.ceil(needed - 1e-9)
 
 
 def decide(
@@ -475,23 +642,14 @@ def decide(
     ready = observation.ready_replicas if observation is not None else 0
     starting = observation.starting_replicas if observation is not None else 0
     reporting = observation.reporting_replicas if observation is not None else 0
-
-    # The recommendation: the fewest replicas carrying the demand at target utilisation,
-    # against current replicas (ready + starting: pods on their way count), HPA's tolerance.
-    sizing = None
-    recommendation = current_replicas
-    if assessment.demand is not None:
-        sizing = size_for(
-            assessment.demand, assessment.held, spec.targets, assessment.cost, spec.max_replicas
-        )
-        # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
-        # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
-        if sizing.replicas > current_replicas or sizing.needed < current_replicas * (
-            1.0 - TOLERANCE
-        ):
-            recommendation = sizing.replicas
-    if not assessment.trustworthy:
-        recommendation = max(recommendation, current_replicas)  # never lower on doubtful data
+    cold_start = (
+        _cold_start(spec, observation, state)
+        if observation is not None
+        else float(spec.cold_start_seconds or state.cold_start or DEFAULT_COLD_START_SECONDS)
+    )
+    recommended = recommend(spec, assessment, current_replicas, now, cold_start)
+    sizing = recommended.sizing
+    recommendation = recommended.replicas
 
     # Panic: one interval showing `threshold` times what the ready replicas carry at target.
     panic_window = float(spec.panic.window_seconds)
@@ -529,7 +687,14 @@ def decide(
     decision = Decision(
         desired_replicas=desired,
         reason=_reason(
-            assessment, sizing, ready, starting, current_replicas, desired, panicking, normalized
+            assessment,
+            recommended,
+            ready,
+            starting,
+            current_replicas,
+            desired,
+            panicking,
+            normalized,
         ),
         conditions=_conditions(assessment, normalized, recommendation, current_replicas, up, down),
         panicking=panicking,
@@ -545,6 +710,8 @@ def decide(
         last_panic_trigger=last_trigger,
         panic_replicas=max(desired, state.panic_replicas) if panicking else 0,
         hold_scale_down_until=state.hold_scale_down_until,
+        cold_start=assessment.cold_start,
+        bursts=assessment.bursts,
     )
     return decision, next_state
 
@@ -579,7 +746,7 @@ def _conditions(
 
 def _reason(
     assessment: Assessment,
-    sizing: Sizing | None,
+    recommended: Recommendation,
     ready: int,
     starting: int,
     current: int,
@@ -590,19 +757,35 @@ def _reason(
     """One line naming the signals, the estimate and the change, e.g. for status.lastScale.
 
     e.g. "queueDepth 13.2 per replica (target 4), ... on 2 ready replicas: load needs 6.3
-    replicas at 86% utilisation (queueDepth): 2 -> 7 (panic)".
+    replicas at 86% utilisation (queueDepth): 2 -> 7 (panic)", or with an objective "...
+    load needs 3.1 replicas at 91% utilisation (objective) +2 headroom for a rise of 18 req/s
+    within the 30 s cold start seen in the last 45 min: 3 -> 6".
     """
     replicas = f"{ready} ready" + (f" + {starting} starting" if starting else "")
+    sizing = recommended.sizing
     if sizing is None:
         return (
             f"{assessment.summary} on {replicas} replicas: holding {current} "
             f"({assessment.active_reason})"
         )
-    held = f", {assessment.held} held by a growing backlog" if assessment.held else ""
+    held = f", {assessment.held} held by a backlog" if assessment.held else ""
     text = (
         f"{assessment.summary} on {replicas} replicas: load needs {sizing.needed:.1f} replicas "
-        f"at {sizing.utilization:.0%} utilisation ({sizing.binding}{held}): {current} -> {desired}"
+        f"at {sizing.utilization:.0%} utilisation ({sizing.binding}{held})"
     )
+    if recommended.headroom and recommended.rise is not None:
+        text += (
+            f" +{recommended.headroom} headroom for a rise of "
+            f"{_format(recommended.rise.rise)} req/s within the "
+            f"{recommended.cold_start:.0f} s cold start seen in the last "
+            f"{_duration(recommended.rise.span)}"
+        )
+    if recommended.drain_floor:
+        text += (
+            f", keeping {recommended.drain_floor} to drain "
+            f"{_format(assessment.queue_total or 0.0)} queued requests"
+        )
+    text += f": {current} -> {desired}"
     notes = []
     if panicking:
         notes.append("panic")
@@ -613,3 +796,7 @@ def _reason(
     if not assessment.trustworthy:
         notes.append(assessment.active_reason)
     return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -46,6 +46,7 @@ from tritonop.autoscale.behavior import (
     normalize,
     resolve_behavior,
 )
+from tritonop.autoscale.coldstart import cold_start_seconds
 from tritonop.autoscale.policy import PolicyState, decide
 from tritonop.autoscale.types import Decision, Observation
 from tritonop.sim.engine import PodSample, ServiceConfig, ServiceView, Simulation
@@ -128,6 +129,7 @@ class OperatorController:
             if rate_pods
             else None,
             request_rate=request_rate if rate_pods else None,
+            cold_start_seconds=cold_start_seconds((p.created, p.ready_at) for p in service.ready),
         )
 
     def decide(self, now: float, service: ServiceView) -> int:
