@@ -33,7 +33,7 @@ from tritonop.autoscale.loop import operator_mode, run_autoscaler
 from tritonop.autoscale.metrics import MetricsSource, source_for
 from tritonop.coalesce import Coalescer
 from tritonop.k8s import KEDA_CRD
-from tritonop.observability import SERVICES_TRACKED
+from tritonop.observability import SERVICES_TRACKED, LoopLagMonitor
 from tritonop.placement import NodeInfo
 from tritonop.reconciler import NodeCapacity
 from tritonop.runtime import Runtime
@@ -71,6 +71,7 @@ class Memo:
     metrics: MetricsSource
     refresher: Coalescer
     """Mirrors Deployment and pod changes into status, one write per burst of changes."""
+    lag: LoopLagMonitor
 
     @classmethod
     def build(cls, runtime: Runtime) -> Memo:
@@ -84,6 +85,7 @@ class Memo:
             capacity=NodeCapacity(),
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
             refresher=Coalescer(reconciler.WORKLOAD_REFRESH_DELAY_SECONDS),
+            lag=LoopLagMonitor(),
         )
 
 
@@ -124,9 +126,16 @@ def configure(settings: kopf.OperatorSettings, memo: Memo, **_: Any) -> None:
         settings.peering.standalone = True
 
 
+@kopf.on.startup()
+async def watch_loop_lag(memo: Memo, **_: Any) -> None:
+    """Start measuring the event loop's lag (the operator's /metrics shows it)."""
+    memo.lag.start()
+
+
 @kopf.on.cleanup()
 async def release(memo: Memo, **_: Any) -> None:
-    """Close the metrics source's HTTP session."""
+    """Close the metrics source's HTTP session (and its parser process); stop measuring lag."""
+    await memo.lag.stop()
     await memo.metrics.close()
 
 

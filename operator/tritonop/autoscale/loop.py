@@ -15,11 +15,14 @@ returns chosen Observations and a stop flag.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 
 from tritonop import conditions as c
@@ -27,7 +30,7 @@ from tritonop.api.validation import ParsedService, SpecError, parse_object
 from tritonop.autoscale.metrics import MetricsSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
 from tritonop.autoscale.policy import PolicyState, decide
-from tritonop.autoscale.types import Decision, Observation
+from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 from tritonop.observability import (
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
@@ -128,6 +131,70 @@ class LoopState:
         return self.parsed[1]
 
 
+MAX_BACKOFF_SECONDS = 60.0
+"""Longest wait after the API server throttled the loop (429), Retry-After included."""
+
+WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    ApiException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+"""What a refused or unanswered write raises: an API status, or the connection failing."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """A write of one interval that the API server refused or never answered."""
+
+    write: str
+    """Which write: "scale" or "status"."""
+    status: int | None
+    """The HTTP status (409, 429, 500, ...); None when there was no answer."""
+    message: str
+    retry_after: float | None = None
+    """The server's Retry-After, in seconds, when it sent one."""
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+    @classmethod
+    def of(cls, write: str, error: BaseException) -> WriteFailure:
+        if isinstance(error, ApiException):
+            headers = error.headers or {}
+            retry_after = None
+            with contextlib.suppress(TypeError, ValueError):  # absent, or an HTTP date
+                retry_after = max(0.0, float(str(headers.get("Retry-After"))))
+            reason = f"HTTP {error.status} {error.reason or ''}".strip()
+            return cls(write, int(error.status or 0) or None, reason, retry_after)
+        return cls(write, None, f"{type(error).__name__}: {error}"[:200])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one interval's writes did: whether the status was written, and a write that
+    failed (retried at the next interval)."""
+
+    status_written: bool = False
+    failure: WriteFailure | None = None
+
+
+def next_delay(interval: float, failure: WriteFailure | None, throttled: int) -> float:
+    """Seconds from this interval's start to the next one's.
+
+    A failed write is retried at the next interval (the decision is made again from fresh
+    metrics, with the policy state kept). After `throttled` 429s in a row the loop backs off:
+    one interval after the first, doubling after each further one, at least the server's
+    Retry-After, at most MAX_BACKOFF_SECONDS (or the interval, if longer).
+    """
+    if failure is None or not failure.throttled:
+        return interval
+    backoff = interval * 2.0 ** max(0, throttled - 1)
+    if failure.retry_after is not None:
+        backoff = max(backoff, failure.retry_after)
+    return min(backoff, max(MAX_BACKOFF_SECONDS, interval))
+
+
 async def run_autoscaler(
     runtime: Runtime,
     book: StatusBook,
@@ -136,14 +203,21 @@ async def run_autoscaler(
     source: MetricsSource,
     stopped: StopFlag,
 ) -> None:
-    """Autoscale one service every interval until `stopped`; the source forgets it afterwards."""
+    """Autoscale one service every interval until `stopped`; the source forgets it afterwards.
+
+    An interval whose writes fail does not end the loop: the policy state lives on (its
+    stabilization windows are not reset) and the writes are made again next interval.
+    """
     interval = runtime.settings.autoscale_interval_seconds
     state = LoopState(status_written=runtime.clock.monotonic())
+    throttled = 0
     try:
         while not stopped:
             started = runtime.clock.monotonic()
-            await autoscale_once(runtime, book, key, view, source, state)
-            await stopped.wait(max(0.0, interval - (runtime.clock.monotonic() - started)))
+            failure = (await autoscale_once(runtime, book, key, view, source, state)).failure
+            throttled = throttled + 1 if failure is not None and failure.throttled else 0
+            delay = next_delay(interval, failure, throttled)
+            await stopped.wait(max(0.0, delay - (runtime.clock.monotonic() - started)))
     finally:
         source.forget(key)
 
@@ -155,8 +229,8 @@ async def autoscale_once(
     view: ClusterView,
     source: MetricsSource,
     state: LoopState,
-) -> None:
-    """One interval; updates `state` for the next.
+) -> Outcome:
+    """One interval; updates `state` for the next and returns what its writes did.
 
     Nothing happens while the service has no valid autoscaling spec or no Deployment yet (the
     reconcile creates it): there is nothing to observe or to scale.
@@ -164,14 +238,14 @@ async def autoscale_once(
     body = view.service(key)
     deployment = view.deployment(key)
     if body is None or deployment is None:
-        return
+        return Outcome()
     try:
         service = state.service(body)
     except SpecError:
-        return
+        return Outcome()
     autoscaling = service.spec.autoscaling
     if autoscaling is None:
-        return
+        return Outcome()
     interval = runtime.settings.autoscale_interval_seconds
     current = int((deployment.get("spec") or {}).get("replicas", 1))
     ready, starting = split_pods(view.pods(key))
@@ -185,34 +259,46 @@ async def autoscale_once(
     )
     observation = await source.observe(target)
     now = runtime.clock.monotonic()
-    if state.policy is None:
-        state.policy = PolicyState.fresh(now, current)
-    decision, state.policy = decide(autoscaling, current, observation, state.policy, now, interval)
-    state.signals(service).record(observation, decision)
+    before = state.policy or PolicyState.fresh(now, current)
+    decision, state.policy = decide(autoscaling, current, observation, before, now, interval)
+    signals = state.signals(service)
+    signals.observed(observation)
     quiet = now - state.status_written < STATUS_METRICS_PERIOD_SECONDS
     if decision.desired_replicas == current and not book.differs(
         key,
         body.get("status"),
-        status_part(decision_fields(decision, observation), decision, quiet),
+        status_part(decision_fields(decision, observation), decision.conditions, decision, quiet),
     ):
-        return  # nothing to write (the numbers alone wait for the period): no thread needed
+        signals.replicas(decision.desired_replicas, current)
+        return Outcome()  # nothing to write (the numbers alone wait for the period): no thread
     # The API client blocks: off the event loop, which every service's loop shares.
-    written = await asyncio.to_thread(
+    outcome = await asyncio.to_thread(
         carry_out, runtime, book, body, service, current, decision, observation, quiet
     )
-    if written:
+    failure = outcome.failure
+    scale_failed = failure is not None and failure.write == "scale"
+    if scale_failed:
+        # The replicas did not change: no scale event for the rate limits to count. The
+        # recommendations (the stabilization windows) stay, so the retry decides the same.
+        state.policy = replace(state.policy, scale_events=before.scale_events)
+    signals.replicas(
+        decision.desired_replicas, current if scale_failed else decision.desired_replicas
+    )
+    if outcome.status_written:
         state.status_written = now
+    return outcome
 
 
-def news(live: Mapping[str, Any], decision: Decision) -> bool:
-    """Whether the decision changes what the status `live` says beyond the numbers: the desired
-    replicas, or a condition's status or reason (a message quoting new numbers is no news)."""
-    if live.get("desiredReplicas") != decision.desired_replicas:
+def news(live: Mapping[str, Any], flags: Sequence[ConditionFlag], desired: int) -> bool:
+    """Whether a status with `flags` and `desired` replicas changes what the status `live`
+    says beyond the numbers: the desired replicas, or a condition's status or reason (a
+    message quoting new numbers is no news)."""
+    if live.get("desiredReplicas") != desired:
         return True
     return any(
         (found.get("status"), found.get("reason"))
         != ("True" if flag.status else "False", flag.reason)
-        for flag in decision.conditions
+        for flag in flags
         for found in [c.find_condition(live, flag.type)]
     )
 
@@ -226,41 +312,50 @@ def carry_out(
     decision: Decision,
     observation: Observation,
     quiet: bool = False,
-) -> bool:
-    """Scale when the decision differs, then record the decision in status and /metrics;
-    True when the status was written.
+) -> Outcome:
+    """Scale when the decision differs, then record the decision in status.
 
     `quiet`: the service's status was written less than STATUS_METRICS_PERIOD_SECONDS ago, so
-    it is written again only for news (see `news`), checked under the status book's lock.
+    it is written again only for news (see `news`), checked under the status book's lock; a
+    scale, made or refused, is always news.
+
+    A refused scale write leaves the replicas as they are and says so in status
+    (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
+    returned, for the loop to retry next interval. Events are best effort: one the API
+    server refuses is logged and dropped.
     """
-    labels = {"namespace": service.namespace, "name": service.name}
-    fields = decision_fields(decision, observation)
-    scaled = decision.desired_replicas != current
-    if scaled:
-        runtime.kube.scale_deployment(service.namespace, service.name, decision.desired_replicas)
-        up = decision.desired_replicas > current
-        SCALE_EVENTS.labels(direction="up" if up else "down", **labels).inc()
-        fields["lastScaleTime"] = runtime.clock.wall()
-        fields["lastScale"] = {
-            "from": current,
-            "to": decision.desired_replicas,
-            "reason": decision.reason,
-        }
-        runtime.kube.event(
-            body,
-            warning=False,
-            reason=c.SCALED_UP if up else c.SCALED_DOWN,
-            message=decision.reason,
-        )
-        log.info(
-            "%s/%s scaled %s: %s",
-            service.namespace,
-            service.name,
-            "up" if up else "down",
-            decision.reason,
-        )
     key = (service.namespace, service.name)
-    return book.update(key, body.get("status"), status_part(fields, decision, quiet and not scaled))
+    fields = decision_fields(decision, observation)
+    flags: Sequence[ConditionFlag] = decision.conditions
+    failure: WriteFailure | None = None
+    scaling = decision.desired_replicas != current
+    if scaling:
+        try:
+            runtime.kube.scale_deployment(
+                service.namespace, service.name, decision.desired_replicas
+            )
+        except WRITE_ERRORS as error:
+            failure = WriteFailure.of("scale", error)
+            flags = c.with_condition(flags, _unable(failure, current, decision))
+            log.warning(
+                "%s/%s: scaling %d -> %d failed (%s); retried next interval",
+                *key,
+                current,
+                decision.desired_replicas,
+                failure.message,
+            )
+        else:
+            fields.update(_scaled(runtime, body, service, current, decision))
+    written = False
+    try:
+        written = book.update(
+            key, body.get("status"), status_part(fields, flags, decision, quiet and not scaling)
+        )
+    except WRITE_ERRORS as error:
+        failed = WriteFailure.of("status", error)
+        log.warning("%s/%s: status write failed (%s); retried next interval", *key, failed.message)
+        failure = failure or failed
+    return Outcome(written, failure)
 
 
 def decision_fields(decision: Decision, observation: Observation) -> StatusFields:
@@ -271,21 +366,66 @@ def decision_fields(decision: Decision, observation: Observation) -> StatusField
     }
 
 
-def status_part(fields: StatusFields, decision: Decision, quiet: bool) -> Compute:
+def status_part(
+    fields: StatusFields, flags: Sequence[ConditionFlag], decision: Decision, quiet: bool
+) -> Compute:
     """The loop's part of the status, computed from the status as it is then; while `quiet`,
-    nothing unless the decision is news."""
+    nothing unless it is news."""
 
     def compute(live: Mapping[str, Any]) -> StatusChange | None:
-        if quiet and not news(live, decision):
+        if quiet and not news(live, flags, decision.desired_replicas):
             return None
         ready = int(live.get("readyReplicas") or 0)
         summary: StatusFields = {
             **fields,
             "replicaSummary": f"{ready}/{decision.desired_replicas}",
         }
-        return StatusChange(summary, decision.conditions, int(live.get("observedGeneration") or 0))
+        return StatusChange(summary, flags, int(live.get("observedGeneration") or 0))
 
     return compute
+
+
+def _unable(failure: WriteFailure, current: int, decision: Decision) -> ConditionFlag:
+    """AbleToScale=False while the scale write fails, saying why and when it is tried again."""
+    retry = "retried at the next interval"
+    if failure.throttled:
+        retry = "retried after backing off" + (
+            f" (Retry-After {failure.retry_after:g}s)" if failure.retry_after is not None else ""
+        )
+    return ConditionFlag(
+        c.ABLE_TO_SCALE,
+        False,
+        c.FAILED_UPDATE_SCALE,
+        f"scaling from {current} to {decision.desired_replicas} replicas failed: "
+        f"{failure.message}; {retry}",
+    )
+
+
+def _scaled(
+    runtime: Runtime,
+    body: Mapping[str, Any],
+    service: ParsedService,
+    current: int,
+    decision: Decision,
+) -> StatusFields:
+    """Count, announce and log a scale that happened; the status fields that record it."""
+    up = decision.desired_replicas > current
+    direction = "up" if up else "down"
+    SCALE_EVENTS.labels(direction=direction, namespace=service.namespace, name=service.name).inc()
+    try:
+        runtime.kube.event(
+            body,
+            warning=False,
+            reason=c.SCALED_UP if up else c.SCALED_DOWN,
+            message=decision.reason,
+        )
+    except WRITE_ERRORS as error:
+        log.warning("%s/%s: event not posted: %s", service.namespace, service.name, error)
+    log.info("%s/%s scaled %s: %s", service.namespace, service.name, direction, decision.reason)
+    return {
+        "lastScaleTime": runtime.clock.wall(),
+        "lastScale": {"from": current, "to": decision.desired_replicas, "reason": decision.reason},
+    }
 
 
 def metrics_fields(observation: Observation) -> MetricsFields | None:
@@ -320,10 +460,8 @@ class Signals:
             signal={s: SIGNAL.labels(signal=s, **labels) for s in SIGNALS},
         )
 
-    def record(self, observation: Observation, decision: Decision) -> None:
-        """The observed signals, the count of metric problems and the replicas decided."""
-        self.desired.set(decision.desired_replicas)
-        self.current.set(decision.desired_replicas)
+    def observed(self, observation: Observation) -> None:
+        """The observed signals and the count of metric problems."""
         for signal, value in (
             ("queue_depth", observation.queue_depth),
             ("queue_time_ms", observation.queue_time_ms),
@@ -333,3 +471,8 @@ class Signals:
                 self.signal[signal].set(value)
         if observation.problems:
             self.problems.inc(len(observation.problems))
+
+    def replicas(self, desired: int, current: int) -> None:
+        """The replicas decided, and those the Deployment has now (fewer when a scale failed)."""
+        self.desired.set(desired)
+        self.current.set(current)
