@@ -95,3 +95,16 @@ async def test_the_memo_measures_event_loop_lag_into_the_operators_metrics() -> 
         line for line in text.splitlines() if line.startswith("tritonop_event_loop_lag_seconds ")
     ]
     assert lag and float(lag[0].split()[1]) >= 0.25
+
+
+async def test_the_stop_drops_waiting_status_refreshes() -> None:
+    """A status refresh still waiting when the operator stops is not written on the way out:
+    the next start reconciles every service from the cluster."""
+    cluster = FakeCluster()
+    memo = handlers.Memo.build(cluster.runtime(FakeClock()))
+    ran: list[str] = []
+    memo.refresher.request(("ml", "svc"), lambda: ran.append("refresh"))
+    await startup(memo=memo)
+    await cleanup(memo=memo)
+    await asyncio.sleep(memo.refresher.delay + 0.1)
+    assert ran == [] and memo.refresher.waiting == 0

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 ISVC = (GROUP, VERSION, PLURAL)
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 CONSISTENCY_TIMEOUT_SECONDS = 30.0
+SHUTDOWN_WRITE_TIMEOUT_SECONDS = 5.0
+"""How long the stop waits for status refreshes already writing (a fraction of the pod's
+termination grace period; each is one API call)."""
 LIST_CHUNK_SIZE = 500
 """Objects per page of kopf's initial listings (client-go's default page size)."""
 
@@ -134,7 +137,10 @@ async def watch_loop_lag(memo: Memo, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def release(memo: Memo, **_: Any) -> None:
-    """Close the metrics source's HTTP session (and its parser process); stop measuring lag."""
+    """Drop the status refreshes still waiting (the next start reconciles every service) and
+    let the running ones finish; close the metrics source's HTTP session (and its parser
+    process); stop measuring lag."""
+    await memo.refresher.close(SHUTDOWN_WRITE_TIMEOUT_SECONDS)
     await memo.lag.stop()
     await memo.metrics.close()
 
