@@ -4,7 +4,9 @@
   kind (`patch inferenceservices/status`, `create events`, ...): the same trail the e2e tests
   assert on, so a write the operator makes is never missed or double-counted.
 * `ProcessMeter` reads a process's CPU seconds from /proc and samples its resident set every
-  half second in a thread (the kernel's VmHWM gives the true peak in between).
+  half second in a thread (the kernel's VmHWM gives the true peak in between), and beside it
+  the proportional set of the process with its descendants (the metrics parser's forkserver
+  and worker): what the operator's container holds against its memory limit.
 * `Watch` follows one resource of the API server with a plain watch stream (stdlib HTTP, the
   cluster's admin certificate) and hands each event to a callback; `Progress` turns the events
   into "first time every Deployment existed / was ready" and "first time every InferenceService
@@ -107,17 +109,54 @@ def status_kib(pid: int, name: str) -> int:
     return 0
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process: the children of each of its threads, recursively."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        with contextlib.suppress(OSError):  # a child that exited meanwhile
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    children = [int(c) for c in (task / "children").read_text().split()]
+                    found += children
+                    parents += children
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    """The process's proportional set (shared pages divided among their sharers), in KiB: summed
+    over a process tree it counts each page once, where summed resident sets would count the
+    pages a forked child shares with its parent twice."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_pss_kib(pid: int) -> int:
+    """Proportional set of a process and its live descendants (raises if `pid` is gone)."""
+    total = pss_kib(pid)
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            total += pss_kib(child)
+    return total
+
+
 class ProcessMeter:
     """CPU seconds on demand and the peak resident set of one process, sampled at 2 Hz.
 
     The peak is the larger of the samples and the kernel's high-water mark (VmHWM), so a spike
-    between two samples still counts. Stops sampling when the process exits or `stop()`.
+    between two samples still counts. `tree_peak_kib` is the sampled peak of the proportional
+    set of the process with its descendants (no kernel high-water mark exists for it). Stops
+    sampling when the process exits or `stop()`.
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_kib = 0
+        self.tree_peak_kib = 0
         self.samples: list[tuple[float, int]] = []
         """(monotonic time, RSS KiB)."""
         self._stop = threading.Event()
@@ -135,6 +174,7 @@ class ProcessMeter:
     def sample(self) -> int:
         rss = status_kib(self.pid, "VmRSS")
         self.peak_kib = max(self.peak_kib, rss, status_kib(self.pid, "VmHWM"))
+        self.tree_peak_kib = max(self.tree_peak_kib, tree_pss_kib(self.pid))
         self.samples.append((time.monotonic(), rss))
         return rss
 
@@ -144,6 +184,10 @@ class ProcessMeter:
     @property
     def peak_mib(self) -> float:
         return self.peak_kib / 1024
+
+    @property
+    def tree_peak_mib(self) -> float:
+        return self.tree_peak_kib / 1024
 
     def rss_mib(self) -> float:
         return status_kib(self.pid, "VmRSS") / 1024

@@ -15,7 +15,7 @@ CRDs and the chart's RBAC installed as a user would, and the operator as its own
   the API server needs to take these objects, without any operator.
 * operator: the services applied in the same batches, then the time until every Deployment
   exists and until every service is observed and Ready, the operator's CPU seconds and peak
-  RSS until then, 60 s of steady state (writes from the audit log, CPU), a restart (time to
+  RSS until then (and the peak PSS of the operator with its metrics parser's processes), 60 s of steady state (writes from the audit log, CPU), a restart (time to
   /healthz, to every service resumed, writes and CPU in the next 60 s).
 
 The targets of issue 14 are printed as PASS/FAIL lines (exit status 1 if one fails). `--profile`
@@ -471,6 +471,7 @@ def measure_operator(
         "rss_idle_mib": round(idle_rss, 1),
         "rss_peak_create_mib": round(create_peak, 1),
         "rss_peak_mib": round(max(meter.peak_mib, restarted.peak_mib), 1),
+        "tree_pss_peak_mib": round(max(meter.tree_peak_mib, restarted.tree_peak_mib), 1),
         "rss_steady_mib": round(steady_rss, 1),
         "settled_after_s": round(settled_s, 1),
         "steady_window_s": args.window,
@@ -622,8 +623,10 @@ def checks(
     )
     budget = rss_budget_mib(services)
     if budget is not None:
-        peak = float(op["rss_peak_mib"])
-        found.append(Check(f"RSS peak <= {budget:.0f} MiB", f"{peak:.0f} MiB", peak <= budget))
+        # The larger of the operator process's RSS and its tree's PSS (with the metrics
+        # parser's processes): either is what the container's memory limit must hold.
+        peak = max(float(op["rss_peak_mib"]), float(op["tree_pss_peak_mib"]))
+        found.append(Check(f"memory peak <= {budget:.0f} MiB", f"{peak:.0f} MiB", peak <= budget))
     found.append(
         Check(
             "steady state: 0 writes in the window",
@@ -679,6 +682,7 @@ def report(results: Mapping[str, Any]) -> str:
                 "operator RSS idle / peak / steady",
                 f"{op['rss_idle_mib']:.0f} / {op['rss_peak_mib']:.0f} / {op['rss_steady_mib']:.0f} MiB",
             ),
+            ("operator and its parser processes, PSS peak", f"{op['tree_pss_peak_mib']:.0f} MiB"),
             (
                 f"steady {op['steady_window_s']:.0f} s: writes",
                 f"{op['steady_writes_total']}  {op['steady_writes']}",
