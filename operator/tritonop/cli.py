@@ -327,14 +327,15 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    from tritonop import handlers
     from tritonop.config import Settings
+    from tritonop.handlers import Memo  # importing registers the handlers with kopf
+    from tritonop.k8s import Kube
+    from tritonop.runtime import Runtime, SystemClock
 
     overrides: dict[str, Any] = {}
     if args.namespace:
         overrides["namespaces"] = ",".join(args.namespace)
     settings = Settings(**overrides)
-    handlers.RUNTIME.settings = settings
     kopf.configure(
         verbose=settings.log_level == "DEBUG",
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
@@ -348,7 +349,9 @@ def _run(args: argparse.Namespace) -> int:
             logging.getLogger(chatty).setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
     namespaces = settings.namespace_list
+    runtime = Runtime(settings=settings, kube=Kube(), clock=SystemClock())
     kopf.run(
+        memo=Memo.build(runtime),
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
