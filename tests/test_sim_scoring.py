@@ -20,7 +20,7 @@ from tritonop.sim.controllers import (
     oracle_plan,
     warm_start_replicas,
 )
-from tritonop.sim.engine import ServiceConfig, ServiceView, Simulation, simulate
+from tritonop.sim.engine import Controller, ServiceConfig, ServiceView, Simulation, simulate
 from tritonop.sim.scenario import Scenario, initial_replicas, make_controller, run
 from tritonop.sim.traces import RateProfile, pattern, poisson_arrivals
 
@@ -140,24 +140,27 @@ def test_a_metric_delay_longer_than_the_interval_keeps_every_snapshot_in_order()
     ]
 
 
+def fresh(policy: str) -> Controller:
+    """A new operator, hpa or kpa controller on SPEC, deciding every 5 s."""
+    if policy == "operator":
+        return OperatorController(SPEC)
+    if policy == "hpa":
+        return HPAController(SPEC, interval=5.0)
+    return KPAController(SPEC, 3.0, interval=5.0)
+
+
 def test_every_baseline_reacts_later_with_a_metric_delay() -> None:
-    arrivals = [t for t in constant(60.0, 240.0) if t >= 60] + [0.5]
-    arrivals.sort()
-    for controller_class in ("operator", "hpa", "kpa"):
+    # one request at 0.5 s, then 60 req/s from 60 s: each policy scales up once it sees it
+    arrivals = [0.5, *(t for t in constant(60.0, 240.0) if t >= 60)]
+    for policy in ("operator", "hpa", "kpa"):
         first_up = {}
         for delay in (0.0, 10.0):
-            config = ServiceConfig(metric_delay_s=delay)
-            controller = {
-                "operator": lambda: OperatorController(SPEC),
-                "hpa": lambda: HPAController(SPEC, interval=5.0),
-                "kpa": lambda: KPAController(SPEC, 3.0, interval=5.0),
-            }[controller_class]()
-            result = simulate(arrivals, controller, config, 240.0)
-            desired = result.timeline.desired
+            result = simulate(arrivals, fresh(policy), ServiceConfig(metric_delay_s=delay), 240.0)
+            timeline = result.timeline
             first_up[delay] = next(
-                t for t, d in zip(result.timeline.times, desired, strict=True) if d > 1
+                t for t, d in zip(timeline.times, timeline.desired, strict=True) if d > 1
             )
-        assert first_up[10.0] >= first_up[0.0] + 10.0, controller_class
+        assert first_up[10.0] >= first_up[0.0] + 10.0, policy
 
 
 def test_a_negative_metric_delay_is_rejected() -> None:

@@ -34,6 +34,10 @@ misses it, with figures). A row is one load at one profile in one mode:
   every load and profile: the oracle is a floor: at least the attainment of every static:N,
     and no more replica-seconds than the cheapest static:N that meets 99%.
 
+Also: the scale-down window and balancer sensitivity of the operator (50ms, targets mode;
+--no-sensitivity skips it) and, with --robustness-seeds, the patterns at other seeds (their
+checks count too, except those that need static:N).
+
 Exits 1 when a target FAILs (OUT OF REACH does not fail). RESULTS.md is written only by a run
 of every load, profile and mode (or with --results).
 """
@@ -217,6 +221,8 @@ class Cell:
     operator: dict[str, Outcome] = field(default_factory=dict)
     """Per mode; a mode that cannot run has its reason in `mode_skipped`."""
     mode_skipped: dict[str, str] = field(default_factory=dict)
+    mode_errors: dict[str, str] = field(default_factory=dict)
+    """Modes whose operator run raised: a failed row, with the error."""
     baselines: dict[str, Outcome] = field(default_factory=dict)
     """hpa, kpa, oracle."""
     statics: list[Outcome] = field(default_factory=list)
@@ -241,6 +247,21 @@ def timed(policy: str, scenario: Scenario, label: str | None = None) -> Outcome:
     return Outcome.of(result, time.perf_counter() - started, label)
 
 
+def mode_specs(
+    profile: Profile, modes: Sequence[str]
+) -> tuple[dict[str, Autoscaling], dict[str, str]]:
+    """The operator's spec per mode, and the modes that cannot run with the reason."""
+    specs: dict[str, Autoscaling] = {}
+    skipped: dict[str, str] = {}
+    for mode in modes:
+        spec = targets_spec(profile) if mode == "targets" else objective_spec(profile)
+        if isinstance(spec, str):
+            skipped[mode] = spec
+        else:
+            specs[mode] = spec
+    return specs, skipped
+
+
 def run_cell(
     load: str, profile_name: str, seed: int, modes: Sequence[str], statics: bool, cold: bool
 ) -> Cell:
@@ -254,21 +275,19 @@ def run_cell(
     arrivals, duration = loaded
     cell.requests, cell.duration = len(arrivals), duration
     targets = targets_spec(profile)
-    specs: dict[str, Autoscaling] = {}
-    for mode in modes:
-        spec = targets if mode == "targets" else objective_spec(profile)
-        if isinstance(spec, str):
-            cell.mode_skipped[mode] = spec
-        else:
-            specs[mode] = spec
+    specs, cell.mode_skipped = mode_specs(profile, modes)
 
     def scenario(spec: Autoscaling, start: StartRule = "warm") -> Scenario:
         return Scenario(spec, profile.service(seed), arrivals, duration, INTERVAL_S, start)
 
     for policy in ("oracle", "hpa", "kpa"):
         cell.baselines[policy] = timed(policy, scenario(targets))
-    for mode, spec in specs.items():
-        cell.operator[mode] = timed("operator", scenario(spec), f"operator ({mode})")
+    for mode, spec in list(specs.items()):
+        try:
+            cell.operator[mode] = timed("operator", scenario(spec), f"operator ({mode})")
+        except Exception as error:  # a policy that crashes fails its rows, the bench goes on
+            cell.mode_errors[mode] = f"{type(error).__name__}: {error}"
+            del specs[mode]
     if statics:
         # up to full attainment, and at least up to the operator's mean replicas (a static
         # count above that costs more than the operator and cannot dominate it)
@@ -279,15 +298,12 @@ def run_cell(
             if outcome.attainment >= 1.0 and count * duration >= costliest:
                 break
     if cold:
+        runs = [(policy, targets, policy) for policy in ("oracle", "hpa", "kpa")]
+        runs += [("operator", spec, f"operator ({mode})") for mode, spec in specs.items()]
         cheapest = cell.cheapest_static
-        policies = [("oracle", targets), ("hpa", targets), ("kpa", targets)]
-        policies += [("operator", spec) for spec in specs.values()]
-        for (policy, spec), label in zip(
-            policies, ["oracle", "hpa", "kpa", *(f"operator ({m})" for m in specs)], strict=True
-        ):
-            cell.cold.append(timed(policy, scenario(spec, "cold"), label))
         if cheapest is not None:
-            cell.cold.append(timed(cheapest.policy, scenario(targets, "cold")))
+            runs.append((cheapest.policy, targets, cheapest.policy))
+        cell.cold = [timed(policy, scenario(spec, "cold"), label) for policy, spec, label in runs]
     return cell
 
 
@@ -325,6 +341,8 @@ def check_cell(cell: Cell) -> list[Check]:
             f"; cheapest meeting {OBJECTIVE:.0%}: {_figures(cheapest)}" if cheapest else ""
         )
         checks.append(Check(PASS if floor_ok else FAIL, text))
+    for mode, error in cell.mode_errors.items():
+        checks.append(Check(FAIL, f"{where} {mode}: the operator's policy raised {error}"))
     rivals = [*cell.statics, cell.baselines["hpa"], cell.baselines["kpa"]]
     for mode, ours in cell.operator.items():
         label = f"{where} {mode}:"
@@ -338,7 +356,7 @@ def check_cell(cell: Cell) -> list[Check]:
             Check(
                 FAIL if dominators else PASS,
                 f"{label} operator ({ours.attainment:.2%}, {ours.replica_seconds:.0f} replica-s) "
-                "not Pareto-dominated by any static:N, hpa or kpa"
+                f"not Pareto-dominated by {'any static:N, ' if cell.statics else ''}hpa or kpa"
                 + (
                     f" - dominated by {', '.join(_figures(r) for r in dominators[:3])}"
                     if dominators
@@ -357,16 +375,16 @@ def check_cell(cell: Cell) -> list[Check]:
             )
         if mode == "objective":
             checks.append(_attainment_check(label, ours, oracle, OBJECTIVE))
-            if cheapest is None:
+            if not cell.statics:
+                pass  # robustness runs: no static:N to compare with
+            elif cheapest is None:
                 checks.append(
                     Check(
                         OUT_OF_REACH,
                         f"{label} no static:N up to maxReplicas meets {OBJECTIVE:.0%} (best "
-                        f"{_figures(max(cell.statics, key=lambda s: s.attainment))}), so "
-                        "there is no cheapest one to undercut",
+                        f"{_figures(max(cell.statics, key=lambda s: s.attainment))}): no "
+                        "cheapest static meeting it to undercut",
                     )
-                    if cell.statics
-                    else Check(OUT_OF_REACH, f"{label} statics not run")
                 )
             else:
                 checks.append(
@@ -435,6 +453,8 @@ def cell_table(cell: Cell, checks: Sequence[Check]) -> list[str]:
         )
     for mode, reason in cell.mode_skipped.items():
         lines.append(f"| operator ({mode}) | skipped: {reason} | | | | | | |")
+    for mode, error in cell.mode_errors.items():
+        lines.append(f"| operator ({mode}) | raised {error} | | | | | | |")
     if cell.statics:
         statics = ", ".join(f"{s.policy} {s.attainment:.2%}" for s in cell.statics)
         lines += ["", f"Static replicas (SLO attainment): {statics}."]
@@ -471,6 +491,11 @@ def summary_table(cells: Sequence[Cell]) -> list[str]:
                         f"| {cell.load} | {cell.profile} | {mode} | not run (no objective "
                         "API yet) | | | | | |"
                     )
+                if mode in cell.mode_errors:
+                    lines.append(
+                        f"| {cell.load} | {cell.profile} | {mode} | raised "
+                        f"{cell.mode_errors[mode]} | | | | | |"
+                    )
                 continue
             lines.append(
                 f"| {cell.load} | {cell.profile} | {mode} | {short(ours)} "
@@ -496,6 +521,101 @@ def cold_table(cells: Sequence[Cell]) -> list[str]:
     return [*lines, ""]
 
 
+@dataclass(frozen=True)
+class Sensitivity:
+    """One pattern at 50ms in targets mode, under another scale-down window or balancer."""
+
+    load: str
+    windows: list[tuple[str, Outcome]]
+    """(window, operator outcome) for the operator's default and Kubernetes' 300 s."""
+    random: dict[str, Outcome]
+    """Every autoscaled policy behind random balancing (a plain Service, kube-proxy)."""
+
+
+def run_sensitivity(load: str, seed: int) -> Sensitivity:
+    profile = PROFILES["50ms"]
+    loaded = load_arrivals(load, profile, seed)
+    assert not isinstance(loaded, str)
+    arrivals, duration = loaded
+    spec = targets_spec(profile)
+    slow = spec.model_copy(
+        update={
+            "behavior": spec.behavior.model_validate(
+                {"scaleDown": {"stabilizationWindowSeconds": 300}}
+            )
+        }
+    )
+    base = Scenario(spec, profile.service(seed), arrivals, duration, INTERVAL_S)
+    windows = [
+        ("60 s", timed("operator", base)),
+        ("300 s", timed("operator", replace(base, autoscaling=slow))),
+    ]
+    plain = replace(base, service=replace(base.service, balancer="random"))
+    random_rows = {p: timed(p, plain) for p in ("operator", "hpa", "kpa", "oracle")}
+    return Sensitivity(load, windows, random_rows)
+
+
+def sensitivity_tables(rows: Sequence[Sensitivity], cells: Sequence[Cell]) -> list[str]:
+    """The sensitivity tables; x oracle against the main table's oracle of the same load."""
+    oracle_cost = {
+        cell.load: cell.oracle.replica_seconds
+        for cell in cells
+        if cell.profile == "50ms" and not cell.skipped
+    }
+    lines = [
+        "## Sensitivity (50ms profile, targets mode)",
+        "",
+        "### Scale-down window: the operator's default 60 s against Kubernetes' 300 s",
+        "",
+        "| pattern | window | SLO attainment | replica-seconds | x oracle |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        for window, o in row.windows:
+            lines.append(
+                f"| {row.load} | {window} | {o.attainment:.2%} | {o.replica_seconds:.0f} "
+                f"| {o.replica_seconds / oracle_cost[row.load]:.2f} |"
+            )
+    lines += [
+        "",
+        "### Random balancing (a plain Service through kube-proxy), every policy",
+        "",
+        "| pattern | policy | SLO attainment | replica-seconds | x oracle (random) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        oracle = row.random["oracle"].replica_seconds
+        for policy, o in row.random.items():
+            lines.append(
+                f"| {row.load} | {policy} | {o.attainment:.2%} | {o.replica_seconds:.0f} "
+                f"| {o.replica_seconds / oracle:.2f} |"
+            )
+    return [*lines, ""]
+
+
+def robustness_table(cells: Sequence[Cell], checks: dict[CheckKey, list[Check]]) -> list[str]:
+    lines = [
+        "## Robustness across arrival seeds",
+        "",
+        "The patterns at other seeds, without static:N (so without the checks that need it).",
+        "",
+        "| seed | load | profile | mode | operator | x oracle | hpa | kpa | checks |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for cell in cells:
+        failed = [c.text for c in checks[(cell.seed, cell.load, cell.profile)] if c.status != PASS]
+        verdict = "all PASS" if not failed else "; ".join(failed)
+        for mode, ours in cell.operator.items():
+            lines.append(
+                f"| {cell.seed} | {cell.load} | {cell.profile} | {mode} "
+                f"| {ours.attainment:.2%} / {ours.replica_seconds:.0f} "
+                f"| {ours.replica_seconds / cell.oracle.replica_seconds:.2f} "
+                f"| {cell.baselines['hpa'].attainment:.2%} | {cell.baselines['kpa'].attainment:.2%} "
+                f"| {verdict} |"
+            )
+    return [*lines, ""]
+
+
 def performance() -> tuple[int, float]:
     """CPU seconds to simulate one hour of 20,000 requests (about 5.6 req/s) under the operator."""
     rng = random.Random(7)
@@ -514,12 +634,50 @@ def _cell_job(arguments: tuple[str, str, int, tuple[str, ...], bool, bool]) -> C
     return cell
 
 
+def _sensitivity_job(arguments: tuple[str, int]) -> tuple[Sensitivity, float]:
+    started = time.process_time()
+    return run_sensitivity(*arguments), time.process_time() - started
+
+
 def _selection(text: str, choices: Sequence[str], what: str) -> list[str]:
     chosen = [item for item in text.split(",") if item]
     unknown = [item for item in chosen if item not in choices]
     if unknown:
         raise SystemExit(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(choices)}")
     return chosen
+
+
+CheckKey = tuple[int, str, str]
+"""(seed, load, profile)."""
+
+
+@dataclass
+class Report:
+    """Everything one run measured, for the console, Markdown and JSON."""
+
+    cells: list[Cell]
+    robustness: list[Cell]
+    sensitivity: list[Sensitivity]
+    checks: dict[CheckKey, list[Check]]
+    elapsed: float
+    cpu: float
+    jobs: int
+    speed: tuple[int, float]
+    """(requests, CPU seconds) of the simulator speed figure."""
+
+    @property
+    def every_check(self) -> list[Check]:
+        return [c for cell_checks in self.checks.values() for c in cell_checks]
+
+    def count(self, status: str) -> int:
+        return sum(1 for c in self.every_check if c.status == status)
+
+    @property
+    def verdict(self) -> str:
+        return (
+            f"{len(self.every_check)} checks: {self.count(PASS)} PASS, {self.count(FAIL)} FAIL, "
+            f"{self.count(OUT_OF_REACH)} OUT OF REACH"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -529,7 +687,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="targets,objective")
     parser.add_argument("--quick", action="store_true", help=f"loads {','.join(QUICK_LOADS)}")
     parser.add_argument("--seed", type=int, default=1, help="arrival seed of the patterns")
+    parser.add_argument(
+        "--robustness-seeds",
+        default="",
+        metavar="S,S",
+        help="also run the patterns at these seeds, without static:N (default none)",
+    )
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start table")
+    parser.add_argument(
+        "--no-sensitivity", action="store_true", help="skip the scale-down/balancer tables"
+    )
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes"
     )
@@ -541,80 +708,98 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = list(QUICK_LOADS) if args.quick else _selection(args.loads, LOADS, "load")
     profiles = _selection(args.profiles, list(PROFILES), "profile")
     modes = tuple(_selection(args.modes, MODES, "mode"))
+    extra_seeds = [int(seed) for seed in args.robustness_seeds.split(",") if seed]
     full = set(loads) == set(LOADS) and set(profiles) == set(PROFILES) and set(modes) == set(MODES)
     results = Path(args.results) if args.results else (RESULTS if full else None)
     started = time.monotonic()
 
-    count, cpu = performance()
-    print(f"performance: one hour of {count} requests under the operator in {cpu:.2f} s CPU")
-    jobs = [
+    speed = performance()
+    print(
+        f"performance: one hour of {speed[0]} requests under the operator in {speed[1]:.2f} s CPU"
+    )
+    main_jobs = [
         (load, profile, args.seed, modes, True, not args.no_cold)
         for load in loads
         for profile in profiles
     ]
-    cells: list[Cell] = []
-    checks: dict[tuple[str, str], list[Check]] = {}
+    robust_jobs = [
+        (load, profile, seed, modes, False, False)
+        for seed in extra_seeds
+        for load in loads
+        if load in PATTERNS
+        for profile in profiles
+    ]
+    patterns = [load for load in loads if load in PATTERNS and "50ms" in profiles]
+    report = Report([], [], [], {}, 0.0, 0.0, args.jobs, speed)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for cell in pool.map(_cell_job, jobs):
-            cells.append(cell)
-            checks[(cell.load, cell.profile)] = check_cell(cell)
-            print("\n".join(cell_table(cell, checks[(cell.load, cell.profile)])), flush=True)
-    elapsed = time.monotonic() - started
-    cpu_total = sum(cell.cpu_seconds for cell in cells)
-    every = [c for cell_checks in checks.values() for c in cell_checks]
-    tally = {status: sum(1 for c in every if c.status == status) for status in (PASS, FAIL)}
-    tally[OUT_OF_REACH] = sum(1 for c in every if c.status == OUT_OF_REACH)
-    verdict = (
-        f"{len(every)} checks: {tally[PASS]} PASS, {tally[FAIL]} FAIL, "
-        f"{tally[OUT_OF_REACH]} OUT OF REACH"
-    )
+        sensitivity = (
+            []
+            if args.no_sensitivity
+            else [pool.submit(_sensitivity_job, (p, args.seed)) for p in patterns]
+        )
+        for cell in pool.map(_cell_job, [*main_jobs, *robust_jobs]):
+            key = (cell.seed, cell.load, cell.profile)
+            report.checks[key] = check_cell(cell)
+            report.cpu += cell.cpu_seconds
+            if len(report.cells) < len(main_jobs):
+                report.cells.append(cell)
+                print("\n".join(cell_table(cell, report.checks[key])), flush=True)
+            else:
+                report.robustness.append(cell)
+        for future in sensitivity:
+            row, cpu = future.result()
+            report.sensitivity.append(row)
+            report.cpu += cpu
+    report.elapsed = time.monotonic() - started
+
     print("\n## Operator against the oracle and the cheapest static\n")
-    print("\n".join(summary_table(cells)))
+    print("\n".join(summary_table(report.cells)))
     if not args.no_cold:
         print("## From minReplicas (cold start)\n")
-        print("\n".join(cold_table(cells)))
-    print(f"{verdict}; {elapsed:.0f} s with {args.jobs} processes, {cpu_total:.0f} s of CPU")
-    for c in every:
+        print("\n".join(cold_table(report.cells)))
+    if report.robustness:
+        print("\n".join(robustness_table(report.robustness, report.checks)))
+    if report.sensitivity:
+        print("\n".join(sensitivity_tables(report.sensitivity, report.cells)))
+    print(
+        f"{report.verdict}; {report.elapsed:.0f} s with {args.jobs} processes, "
+        f"{report.cpu:.0f} s of CPU"
+    )
+    for c in report.every_check:
         if c.status != PASS:
             print(f"{c.status} {c.text}")
-
     if args.json:
         payload = {
-            "seconds": round(elapsed, 1),
-            "cpu_seconds": round(cpu_total, 1),
+            "seconds": round(report.elapsed, 1),
+            "cpu_seconds": round(report.cpu, 1),
             "jobs": args.jobs,
-            "cells": [asdict(cell) for cell in cells],
+            "cells": [asdict(cell) for cell in report.cells],
+            "robustness": [asdict(cell) for cell in report.robustness],
+            "sensitivity": [asdict(row) for row in report.sensitivity],
             "checks": [
-                {"load": load, "profile": profile, **asdict(c)}
-                for (load, profile), cell_checks in checks.items()
+                {"seed": seed, "load": load, "profile": profile, **asdict(c)}
+                for (seed, load, profile), cell_checks in report.checks.items()
                 for c in cell_checks
             ],
         }
         Path(args.json).write_text(json.dumps(payload, indent=1))
     if results is not None:
-        results.write_text("\n".join(markdown(cells, checks, verdict, elapsed, args, count, cpu)))
+        results.write_text("\n".join(markdown(report)))
         print(f"wrote {results}")
-    return 1 if tally[FAIL] else 0
+    return 1 if report.count(FAIL) else 0
 
 
-def markdown(
-    cells: Sequence[Cell],
-    checks: dict[tuple[str, str], list[Check]],
-    verdict: str,
-    elapsed: float,
-    args: argparse.Namespace,
-    count: int,
-    cpu: float,
-) -> list[str]:
+def markdown(report: Report) -> list[str]:
+    requests, cpu = report.speed
     lines = [
         "# Autoscaling benchmark",
         "",
         "Generated by `python e2e/bench/autoscale.py` (do not edit by hand); what is simulated, "
         "the policies and the rules that make the comparison fair are in [README.md](README.md).",
         "",
-        f"**{verdict}.** The run took {elapsed:.0f} s of wall-clock time with {args.jobs} "
-        f"processes and {sum(cell.cpu_seconds for cell in cells):.0f} s of CPU; the simulator "
-        f"runs one hour of {count} requests under the operator in {cpu:.2f} s of CPU.",
+        f"**{report.verdict}.** The run took {report.elapsed:.0f} s of wall-clock time with "
+        f"{report.jobs} processes and {report.cpu:.0f} s of CPU; the simulator runs one hour of "
+        f"{requests} requests under the operator in {cpu:.2f} s of CPU.",
         "",
         "## Operator against the oracle and the cheapest static",
         "",
@@ -622,16 +807,16 @@ def markdown(
         "replica-seconds over the oracle's. The cheapest static is the fewest fixed replicas "
         f"that serve {OBJECTIVE:.0%} of the requests within the objective.",
         "",
-        *summary_table(cells),
+        *summary_table(report.cells),
         "## Failed and out-of-reach targets",
         "",
     ]
-    misses = [c for cell_checks in checks.values() for c in cell_checks if c.status != PASS]
+    misses = [c for c in report.every_check if c.status != PASS]
     lines += [f"- {c.status} {c.text}" for c in misses] or ["None."]
     lines += ["", "## Every load and profile", ""]
-    for cell in cells:
-        lines += cell_table(cell, checks[(cell.load, cell.profile)])
-    if any(cell.cold for cell in cells):
+    for cell in report.cells:
+        lines += cell_table(cell, report.checks[(cell.seed, cell.load, cell.profile)])
+    if any(cell.cold for cell in report.cells):
         lines += [
             "## From minReplicas (cold start)",
             "",
@@ -640,8 +825,12 @@ def markdown(
             "35 s at 1s) are not scored, since no policy could have served them otherwise. "
             "The static row is the cheapest static meeting 99% from the warm start.",
             "",
-            *cold_table(cells),
+            *cold_table(report.cells),
         ]
+    if report.robustness:
+        lines += robustness_table(report.robustness, report.checks)
+    if report.sensitivity:
+        lines += sensitivity_tables(report.sensitivity, report.cells)
     return lines
 
 
