@@ -4,6 +4,7 @@ in which nothing changes writes nothing."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from tritonop.autoscale.loop import (
     autoscale_once,
     next_delay,
     operator_mode,
+    pods_cold_start,
     rate_window,
     run_autoscaler,
     split_pods,
 )
+from tritonop.autoscale.types import Observation
 from tritonop.conditions import find_condition
 from tritonop.reconciler import reconcile, refresh_workload
 
@@ -134,6 +137,69 @@ def test_pods_split_into_metrics_targets_and_starting_capacity() -> None:
     ready, starting = split_pods(pods)
     assert [(p.name, p.ip) for p in ready] == [("a", "10.0.0.1")]
     assert starting == 2
+
+
+def timed_pod(name: str, ip: str, created: str, ready: str) -> dict[str, Any]:
+    """A ready pod with the times the API server writes: creation and the Ready transition."""
+    pod = ready_pod(name, ip)
+    pod["metadata"]["creationTimestamp"] = created
+    pod["status"]["conditions"][0]["lastTransitionTime"] = ready
+    return pod
+
+
+def test_the_cold_start_is_measured_on_the_services_pods() -> None:
+    pods = [
+        timed_pod("a", "10.0.0.1", "2026-12-03T10:00:00Z", "2026-12-03T10:00:40Z"),
+        timed_pod("b", "10.0.0.2", "2026-12-03T10:05:00Z", "2026-12-03T10:05:44Z"),
+        starting_pod("c"),  # not Ready: no cold start yet
+    ]
+    assert pods_cold_start(pods) == 42.0
+    leaving = timed_pod("old", "10.0.0.9", "2026-12-03T09:00:00Z", "2026-12-03T09:09:00Z")
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-03T10:06:00Z"
+    assert pods_cold_start([*pods, leaving]) == 42.0  # a pod on its way out does not count
+    assert pods_cold_start([ready_pod("untimed", "10.0.0.3")]) is None
+
+
+class Scripted(FakeSource):
+    """A FakeSource whose request rate follows a script, one entry per interval."""
+
+    def __init__(self, clock: FakeClock, rates: list[float]) -> None:
+        super().__init__(clock)
+        self.rates = rates
+
+    async def observe(self, target: Any) -> Observation:
+        self.targets.append(target)
+        rate = self.rates[min(len(self.targets), len(self.rates)) - 1]
+        count = len(target.pods)
+        return Observation(
+            time=self.clock.monotonic(),
+            ready_replicas=count,
+            starting_replicas=target.starting,
+            reporting_replicas=count,
+            queue_depth=0.0,
+            queue_time_ms=0.0,
+            request_rate=rate,
+            compute_ms=1000.0,
+        )
+
+
+async def test_the_objectives_headroom_names_the_cold_start_the_pods_showed(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(
+        clock, maxReplicas=40, targets={}, objective={"latencyMs": 5000, "attainment": 0.99}
+    )
+    cluster.set_pods(
+        KEY, timed_pod("svc-a", "10.0.0.1", "2026-12-03T10:00:00Z", "2026-12-03T10:00:42Z")
+    )
+    # calm, a 10 s burst at ten times the rate, calm: the loop feeds the pods' cold start
+    source = Scripted(clock, [2.0] * 30 + [20.0, 20.0] + [2.0] * 6)
+    await autoscale(cluster, clock, source, rounds=38)
+    reason = cluster.service(KEY)["status"]["lastScale"]["reason"]
+    assert re.search(
+        r"\+\d+ headroom for a rise of [\d.]+ req/s within the 42 s cold start", reason
+    )
+    assert reason == cluster.events[-1].message
 
 
 def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:

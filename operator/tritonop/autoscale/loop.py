@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
+from tritonop.autoscale.coldstart import cold_start_seconds, pod_start
 from tritonop.autoscale.metrics import MetricsSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
 from tritonop.autoscale.policy import PolicyState, decide
@@ -88,6 +89,19 @@ def split_pods(pods: Iterable[Mapping[str, Any]]) -> tuple[tuple[PodEndpoint, ..
         else:
             starting += 1
     return tuple(ready), starting
+
+
+def pods_cold_start(pods: Iterable[Mapping[str, Any]]) -> float | None:
+    """How long the service's latest pods took from creation to Ready (autoscale/coldstart.py).
+
+    Measured here, on the pods the operator's own Deployment made, because the objective's
+    headroom is sized for the cold start of this model on this cluster; the metrics source
+    only sees pods that already serve.
+    """
+    starts = (
+        pod_start(pod) for pod in pods if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    )
+    return cold_start_seconds(start for start in starts if start is not None)
 
 
 def rate_window(interval: float) -> float:
@@ -213,7 +227,8 @@ async def autoscale_once(
         return Outcome(state)
     interval = runtime.settings.autoscale_interval_seconds
     current = int((deployment.get("spec") or {}).get("replicas", 1))
-    ready, starting = split_pods(view.pods(key))
+    pods = view.pods(key)
+    ready, starting = split_pods(pods)
     target = MetricsTarget(
         namespace=service.namespace,
         name=service.name,
@@ -222,7 +237,7 @@ async def autoscale_once(
         models=tuple(autoscaling.models),
         window_s=rate_window(interval),
     )
-    observation = await source.observe(target)
+    observation = replace(await source.observe(target), cold_start_seconds=pods_cold_start(pods))
     now = runtime.clock.monotonic()
     if state is None:
         state = PolicyState.fresh(now, current)

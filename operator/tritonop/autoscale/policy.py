@@ -166,6 +166,8 @@ class Signals:
     """Requests per second arriving: completions plus the backlog's growth."""
     same_replicas: bool
     """The same replicas reported last interval, so counter deltas compare like with like."""
+    compute: float | None
+    """Compute seconds per request: an upper bound of the request cost."""
     balanced: bool
     """The queue describes every replica: they are the ones it built up on (settled for
     LEARN_SETTLE_SECONDS: new pods have no counter deltas and idle next to a backlog) and it
@@ -221,6 +223,7 @@ def _implausible(observation: Observation) -> list[str]:
         ("queueDepth", observation.queue_depth),
         ("queueTimeMs", observation.queue_time_ms),
         ("request rate", observation.request_rate),
+        ("compute time", observation.compute_ms),
     ):
         if value is not None and not 0.0 <= value < math.inf:
             found.append(f"{name} {value!r}")
@@ -313,6 +316,11 @@ def _signals(observation: Observation, state: PolicyState, interval: float) -> S
         ),
         arrivals=arrivals,
         same_replicas=same_replicas,
+        compute=(
+            observation.compute_ms / 1000.0
+            if observation.compute_ms is not None and observation.compute_ms > 0
+            else None
+        ),
         balanced=settled and not_draining,
     )
 
@@ -323,12 +331,15 @@ def _request_cost(
     """(the request cost this interval shows, the learned cost to remember).
 
     The cost is learned only from balanced, complete intervals whose queue (now and over the
-    interval) is long enough to pin the utilisation down.
+    interval) is long enough to pin the utilisation down. It is never more than the compute
+    time per request, when Triton reports one.
     """
     reporting, rate, queue_interval = signals.reporting, signals.rate, signals.queue_interval
     cost_now = None
     if queue_interval is not None and rate and signals.same_replicas:
         cost_now = mdc_utilization(reporting, queue_interval) * reporting / rate
+        if signals.compute is not None:
+            cost_now = min(cost_now, signals.compute)
     learned = state.request_cost
     long_queue = (
         queue_interval is not None
@@ -352,7 +363,8 @@ def _demand(
     more queue never means fewer replicas. The utilisation that explains the queue (interval
     average when there is one: one gauge sample is noisy) is a floor whenever the queue is
     balanced: the feedback that keeps the targets when the learned cost is off. Until a cost
-    is learned: that utilisation and this interval's cost.
+    is learned: that utilisation and the compute time per request (one model instance per
+    replica assumed: conservative), else this interval's cost.
     """
     reporting, arrivals = signals.reporting, signals.arrivals
     queue = signals.queue_interval if signals.queue_interval is not None else signals.queue_now
@@ -366,11 +378,11 @@ def _demand(
         if signals.balanced and from_queue is not None:
             estimates.append(from_queue)
     else:
-        cost = cost_now or state.recent_cost
+        cost = signals.compute or cost_now or state.recent_cost
         if from_queue is not None:
             estimates.append(from_queue)
-        if arrivals is not None and cost_now:
-            estimates.append(arrivals * cost_now)
+        if arrivals is not None and (signals.compute or cost_now):
+            estimates.append(arrivals * (signals.compute or cost_now or 0.0))
     return (max(estimates) if estimates else None), cost
 
 
