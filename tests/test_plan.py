@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tritonop.api import parse_object
 from tritonop.config import Settings
 from tritonop.placement import node_info
@@ -143,6 +145,33 @@ def test_hpa_and_keda_modes_leave_replicas_alone() -> None:
     assert [c["kind"] for c in hpa.children][-1] == "HorizontalPodAutoscaler"
     assert hpa.stale_children == ["ScaledObject"]
     assert flags(hpa)["ScalingActive"].reason == "DelegatedToHPA"
+
+
+@pytest.mark.parametrize(("mode", "owner"), [("HPA", "HorizontalPodAutoscaler"), ("KEDA", "KEDA")])
+def test_an_objective_in_hpa_and_keda_modes_is_ignored_with_a_condition_and_an_event(
+    mode: str, owner: str
+) -> None:
+    autoscaling = {
+        "mode": mode,
+        "targets": {"queueDepth": 4},
+        "objective": {"latencyMs": 500, "attainment": 0.99},
+    }
+    settings = Settings(prometheus_url="http://prom:9090")
+    result = plan(service(autoscaling=autoscaling), facts(), settings)
+    active = flags(result)["ScalingActive"]
+    assert (active.status, active.reason) == (True, "ObjectiveIgnored")
+    assert owner in active.message and "remove the objective" in active.message
+    assert [(e.warning, e.reason) for e in result.events if e.reason == active.reason] == [
+        (True, "ObjectiveIgnored")
+    ]
+    # the autoscaler is still rendered, on the targets; the Event is posted once
+    assert result.children[-1]["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    live = {
+        "conditions": [{"type": "ScalingActive", "reason": "ObjectiveIgnored"}],
+        "placement": {"mode": "GPU"},
+    }
+    again = plan(service(autoscaling=autoscaling), facts(live=live), settings)
+    assert again.events == []
 
 
 def test_keda_without_its_crd_is_a_condition_and_applies_no_scaled_object() -> None:

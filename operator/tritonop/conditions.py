@@ -62,6 +62,9 @@ KEDA_NOT_INSTALLED: Final = "KEDANotInstalled"
 """Also an Event reason: KEDA mode on a cluster without KEDA's ScaledObject CRD."""
 PROMETHEUS_NOT_CONFIGURED: Final = "PrometheusNotConfigured"
 """Also an Event reason: KEDA mode without a Prometheus address for its triggers."""
+OBJECTIVE_IGNORED: Final = "ObjectiveIgnored"
+"""Also an Event reason: HPA or KEDA mode with spec.autoscaling.objective, which only the
+operator's own policy (mode Operator) sizes for; the HPA or ScaledObject scales on the targets."""
 
 # ------------------------------------------------------------------ reasons of the autoscaling policy
 # AbleToScale, ScalingActive and ScalingLimited in Operator mode; HPA's words where HPA has one.

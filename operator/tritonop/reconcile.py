@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonop import conditions as c
+from tritonop.api.models import Autoscaling
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.config import Settings
@@ -125,7 +126,13 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         if c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != reason:
             events.append(EventSpec(True, reason, message))
     elif mode in ("None", "HPA", "KEDA"):
-        flags.append(_delegated_scaling_flag(mode))
+        flag = _delegated_scaling_flag(mode, spec.autoscaling)
+        flags.append(flag)
+        if (
+            flag.reason == c.OBJECTIVE_IGNORED
+            and c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != flag.reason
+        ):
+            events.append(EventSpec(True, flag.reason, flag.message))
 
     previous_mode = (facts.live_status.get("placement") or {}).get("mode")
     if previous_mode != placement.mode:
@@ -157,8 +164,13 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     )
 
 
-def _delegated_scaling_flag(mode: str) -> ConditionFlag:
-    """ScalingActive when the operator itself does not scale."""
+def _delegated_scaling_flag(mode: str, autoscaling: Autoscaling | None) -> ConditionFlag:
+    """ScalingActive when the operator itself does not scale.
+
+    Kubernetes' autoscaler scales on the targets only, so an objective in HPA or KEDA mode
+    would silently promise a latency nobody sizes for: the reason says ObjectiveIgnored
+    instead of DelegatedTo..., with how to fix it (status stays True: the HPA does scale).
+    """
     if mode == "None":
         return ConditionFlag(
             c.SCALING_ACTIVE, False, c.AUTOSCALING_DISABLED, "replicas follow spec.replicas"
@@ -167,7 +179,17 @@ def _delegated_scaling_flag(mode: str) -> ConditionFlag:
         reason, owner = c.DELEGATED_TO_HPA, "the HorizontalPodAutoscaler"
     else:
         reason, owner = c.DELEGATED_TO_KEDA, "KEDA's ScaledObject"
-    return ConditionFlag(c.SCALING_ACTIVE, True, reason, f"replicas are managed by {owner}")
+    message = f"replicas are managed by {owner}"
+    if autoscaling is not None and autoscaling.objective is not None:
+        return ConditionFlag(
+            c.SCALING_ACTIVE,
+            True,
+            c.OBJECTIVE_IGNORED,
+            f"{message} on spec.autoscaling.targets; spec.autoscaling.objective is ignored in "
+            f"mode {mode} (only mode Operator sizes replicas for a latency objective): remove "
+            "the objective or set autoscaling.mode to Operator",
+        )
+    return ConditionFlag(c.SCALING_ACTIVE, True, reason, message)
 
 
 def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) -> StatusFields:
