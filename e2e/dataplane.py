@@ -397,26 +397,48 @@ class ClusterView:
 
     def scale_writes(self, user: str, namespace: str, name: str) -> list[float]:
         """Monotonic times of `user`'s writes to the Deployment's scale subresource (audit)."""
+        return [
+            t
+            for t, _ in self.audit_writes(user, namespace, "deployments", "scale", name, '"scale"')
+        ]
+
+    def pod_writes(self, user: str, namespace: str, name: str) -> list[tuple[float, str]]:
+        """(monotonic time, pod) of `user`'s writes to the service's pods (audit), oldest first."""
+        return self.audit_writes(user, namespace, "pods", None, f"{name}-", '"pods"')
+
+    def audit_writes(
+        self,
+        user: str,
+        namespace: str,
+        resource: str,
+        subresource: str | None,
+        name: str,
+        marker: str,
+    ) -> list[tuple[float, str]]:
+        """(monotonic time, object name) of `user`'s patches and updates of `resource` (with
+        `subresource`) named `name`, or starting with it when it ends in "-"; `marker` is a
+        string every such audit line has, to skip the others without parsing them."""
         if self.audit_log is None:
             raise AssertionError("no audit log: the data-plane tests need the local cluster")
-        times = []
+        found = []
         with contextlib.suppress(FileNotFoundError), self.audit_log.open() as log:
             for line in log:
-                if '"scale"' not in line or name not in line:
+                if marker not in line or name not in line:
                     continue
                 event = json.loads(line)
                 ref = event.get("objectRef") or {}
+                written = str(ref.get("name", ""))
                 if (
                     (event.get("user") or {}).get("username") == user
-                    and ref.get("resource") == "deployments"
-                    and ref.get("subresource") == "scale"
+                    and ref.get("resource") == resource
+                    and ref.get("subresource") == subresource
                     and ref.get("namespace") == namespace
-                    and ref.get("name") == name
+                    and (written.startswith(name) if name.endswith("-") else written == name)
                     and event.get("verb") in ("patch", "update")
                 ):
                     received = event.get("stageTimestamp") or event["requestReceivedTimestamp"]
-                    times.append(parse_time(received) - self.wall_offset)
-        return sorted(times)
+                    found.append((parse_time(received) - self.wall_offset, written))
+        return sorted(found)
 
 
 def parse_time(text: str) -> float:

@@ -52,7 +52,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
         "delete",
     },
     ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

@@ -50,6 +50,7 @@ from e2e.polling import WaitTimeout, wait_until
 from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
+from tritonop.autoscale.deletioncost import DELETION_COST
 
 pytestmark = pytest.mark.kwok_only
 
@@ -306,6 +307,17 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
         hold(settled_at + 8)
     result = load.wait()
+    # Load-aware scale-down: the operator wrote its pods' pod-deletion-cost after the drop
+    # and before its first scale-down write, and the pods left carry it.
+    annotated = [
+        (t, pod) for t, pod in view.pod_writes(OPERATOR_USER, namespace, name) if t > drop_at
+    ]
+    assert annotated and annotated[0][0] < scaled_down_at, (
+        f"no pod-deletion-cost written between the drop and the scale-down: {annotated}"
+    )
+    for pod in view.pods(namespace, name):
+        annotations = pod["metadata"].get("annotations") or {}
+        assert annotations.get(DELETION_COST, "").isdigit(), (pod["metadata"]["name"], annotations)
 
     replicas = timeline.replicas()
     peak = max(r for _, r in replicas)

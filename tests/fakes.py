@@ -17,11 +17,13 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from tritonop import API_VERSION, KIND
+from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.autoscale.observe import MetricsTarget
 from tritonop.autoscale.types import Observation
 from tritonop.config import Settings
 from tritonop.k8s import is_subset
 from tritonop.placement import NodeInfo, node_info
+from tritonop.render.labels import standard_labels
 from tritonop.runtime import Runtime
 from tritonop.status import ServiceKey
 from tritonop.statusbook import StatusBook
@@ -212,6 +214,16 @@ class FakeCluster:
         if deployment is not None:
             deployment["spec"]["replicas"] = replicas
 
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        self.writes.append(("annotate", "Pod", namespace, name, str(cost)))
+        for pods in self.pods.values():
+            for pod in pods:
+                meta = pod["metadata"]
+                if meta.get("name") == name:
+                    meta.setdefault("annotations", {})[DELETION_COST] = str(cost)
+                    return True
+        return False
+
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         items = self.services.get((namespace, name))
         if not items:
@@ -258,6 +270,19 @@ def ready_pod(name: str, ip: str) -> dict[str, Any]:
             "conditions": [{"type": "Ready", "status": "True"}],
         },
     }
+
+
+def owned_pod(service: str, name: str, ip: str, cost: str | None = None) -> dict[str, Any]:
+    """A ready pod as the ReplicaSet of `service`'s Deployment makes it (the operator's labels,
+    a controller ReplicaSet), with a pod-deletion-cost annotation when `cost` is given."""
+    pod = ready_pod(name, ip)
+    pod["metadata"]["labels"] = standard_labels(service)
+    pod["metadata"]["ownerReferences"] = [
+        {"kind": "ReplicaSet", "name": f"{service}-5d9c7b", "controller": True}
+    ]
+    if cost is not None:
+        pod["metadata"]["annotations"] = {DELETION_COST: cost}
+    return pod
 
 
 def starting_pod(name: str) -> dict[str, Any]:

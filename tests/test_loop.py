@@ -15,6 +15,7 @@ from fakes import (
     FakeSource,
     StopAfter,
     api_error,
+    owned_pod,
     ready_pod,
     starting_pod,
 )
@@ -200,6 +201,60 @@ async def test_the_objectives_headroom_names_the_cold_start_the_pods_showed(
         r"\+\d+ headroom for a rise of [\d.]+ req/s within the 42 s cold start", reason
     )
     assert reason == cluster.events[-1].message
+
+
+class Idle(FakeSource):
+    """A FakeSource for a service whose load fell: little traffic, and each pod's own work."""
+
+    def __init__(self, clock: FakeClock, work: dict[str, float]) -> None:
+        super().__init__(clock)
+        self.work = work
+
+    async def observe(self, target: Any) -> Observation:
+        self.targets.append(target)
+        count = len(target.pods)
+        return Observation(
+            time=self.clock.monotonic(),
+            ready_replicas=count,
+            starting_replicas=target.starting,
+            reporting_replicas=count,
+            queue_depth=0.0,
+            queue_time_ms=0.0,
+            request_rate=1.0,
+            pod_work=tuple(self.work.items()),
+        )
+
+
+async def test_before_a_scale_down_busy_pods_get_a_higher_deletion_cost(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    deployment = cluster.deployment(KEY)
+    assert deployment is not None
+    deployment["spec"]["replicas"] = 3
+    cluster.set_pods(
+        KEY,
+        owned_pod("svc", "svc-a", "10.0.0.1", cost="0"),  # already says what it should
+        owned_pod("svc", "svc-b", "10.0.0.2"),
+        owned_pod("svc", "svc-c", "10.0.0.3"),
+        ready_pod("stray", "10.0.0.4"),  # not the operator's: never annotated
+    )
+    source = Idle(clock, {"svc-a": 0.0, "svc-b": 3.0, "svc-c": 0.2, "stray": 0.0})
+    await autoscale(cluster, clock, source, rounds=30)  # past the restart hold and window
+    writes = [w for w in cluster.writes if w[0] in ("annotate", "scale")]
+    assert writes[0] == ("annotate", "Pod", "ml", "svc-b", "3")
+    assert writes[1] == ("annotate", "Pod", "ml", "svc-c", "1")
+    assert writes[2][0] == "scale" and int(writes[2][-1]) < 3
+    assert not [w for w in writes[3:] if w[0] == "annotate"]  # nothing changed since
+    assert [e.reason for e in cluster.events] == [c.SCALED_DOWN]
+
+
+async def test_a_scale_up_writes_no_deletion_cost(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    cluster.set_pods(KEY, owned_pod("svc", "svc-a", "10.0.0.1"))
+    source = FakeSource(
+        clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0, pod_work=(("svc-a", 17.0),)
+    )
+    await autoscale(cluster, clock, source, rounds=1)
+    assert [w[0] for w in cluster.writes if w[0] in ("annotate", "scale")] == ["scale"]
 
 
 def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:

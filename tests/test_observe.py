@@ -404,6 +404,12 @@ def test_compute_time_is_unknown_unless_every_rated_pod_reports_it() -> None:
         "b": scrape("b", 105.0, triton_page({("m", "1"): (0, 10, 0)}), ip="10.0.0.2"),
     }
     assert observe_one(previous, current).compute_ms is None
+    # each reporting pod's unfinished work: pending plus executing (compute s per second);
+    # b's page has no compute series, so only its pending requests count
+    assert dict(observe_one(previous, current).pod_work) == {
+        "a": pytest.approx(8.0 + 8_480_000 / 5.0 / 1e6),
+        "b": 0.0,
+    }
     alone = {"a": current["a"]}
     assert observe_one({"a": previous["a"]}, alone).compute_ms == pytest.approx(10.6)
 

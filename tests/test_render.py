@@ -27,6 +27,7 @@ from tritonop.render import (
     to_yaml_flow,
 )
 from tritonop.render.autoscaling import render_autoscaler
+from tritonop.render.workload import PRESTOP_PAUSE_SECONDS, TRITON_EXIT_TIMEOUT_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -557,3 +558,22 @@ def test_render_children_appends_the_autoscaler_objects() -> None:
 def test_toyaml_keeps_keys_longer_than_yamls_implicit_key_limit() -> None:
     value = {"\u0100" * 300: None, "k": 1}  # escaped, the first key is 1800 characters
     assert yaml.safe_load(to_yaml_flow(value)) == value
+
+
+def test_a_terminating_pod_pauses_then_has_tritons_exit_timeout_within_its_grace() -> None:
+    """Load-aware scale-down: the pod keeps serving while endpoints drop it (preStop), then
+    Triton finishes what it holds within --exit-timeout-secs, all before the kubelet's SIGKILL."""
+    plain = deployment(make_service())
+    assert container(plain)["lifecycle"] == {
+        "preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_SECONDS)]}}
+    }
+    grace = pod(plain)["terminationGracePeriodSeconds"]
+    assert grace == 60 and grace > PRESTOP_PAUSE_SECONDS + TRITON_EXIT_TIMEOUT_SECONDS
+    for args, exit_timeout in (
+        (["--exit-timeout-secs=120"], 120),
+        (["--exit-timeout-secs", "90", "--log-verbose=1"], 90),
+        (["--exit-timeout-secs=5", "--exit-timeout-secs=45"], 45),  # tritonserver: last wins
+        (["--exit-timeout-secs=soon"], TRITON_EXIT_TIMEOUT_SECONDS),
+    ):
+        rendered = deployment(make_service(triton={"args": args}))
+        assert pod(rendered)["terminationGracePeriodSeconds"] > PRESTOP_PAUSE_SECONDS + exit_timeout

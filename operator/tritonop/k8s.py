@@ -1,7 +1,7 @@
 """The one place that talks to the Kubernetes API server.
 
 Every write is a server-side apply with field manager `tritonop` (children, the status of
-InferenceServices and the scale of Deployments) and is skipped when the live object already
+InferenceServices, the scale of Deployments and the deletion cost of their pods) and is skipped when the live object already
 holds the desired values, so a reconcile that changes nothing sends nothing. Reads, writes and
 events are counted in the operator's /metrics by kind and verb.
 """
@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from tritonop import API_VERSION, FIELD_MANAGER, KIND
+from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.observability import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ RESOURCES: dict[str, ResourceType] = {
     "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ResourceType("keda.sh/v1alpha1", "scaledobjects"),
     "Secret": ResourceType("v1", "secrets"),
+    "Pod": ResourceType("v1", "pods"),
     KIND: ResourceType(API_VERSION, "inferenceservices"),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", False
@@ -205,6 +207,26 @@ class Kube:
             },
         )
         API_WRITES.labels(kind="Deployment", verb="scale").inc()
+
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        """Annotate a pod with `controller.kubernetes.io/pod-deletion-cost` (server-side apply
+        of that one annotation); False when the pod is gone.
+
+        The caller (autoscale/deletioncost.py) writes only pods whose value changes.
+        """
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "annotations": {DELETION_COST: str(cost)},
+            },
+        }
+        if self._apply(RESOURCES["Pod"].path(namespace, name), body) is None:
+            return False
+        API_WRITES.labels(kind="Pod", verb="annotate").inc()
+        return True
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Write an InferenceService's status; False when the service is gone.

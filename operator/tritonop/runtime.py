@@ -67,6 +67,10 @@ class KubeApi(Protocol):
         """Set a Deployment's replicas through its scale subresource."""
         ...
 
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        """Annotate a pod's pod-deletion-cost; False when the pod is gone."""
+        ...
+
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Write an InferenceService's status; False when the service is gone."""
         ...

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
 from tritonop.autoscale.coldstart import cold_start_seconds, pod_start
+from tritonop.autoscale.deletioncost import deletion_costs
 from tritonop.autoscale.metrics import MetricsSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
 from tritonop.autoscale.policy import PolicyState, decide
@@ -244,7 +245,7 @@ async def autoscale_once(
     decision, next_state = decide(autoscaling, current, observation, state, now, interval)
     # The API client blocks: off the event loop, which every service's loop shares.
     failure = await asyncio.to_thread(
-        carry_out, runtime, book, body, service, current, decision, observation
+        carry_out, runtime, book, body, service, current, decision, observation, pods
     )
     if failure is not None and failure.write == "scale":
         # The replicas did not change: no scale event for the rate limits to count. The
@@ -261,10 +262,12 @@ def carry_out(
     current: int,
     decision: Decision,
     observation: Observation,
+    pods: Sequence[Mapping[str, Any]],
 ) -> WriteFailure | None:
     """Scale when the decision differs, then record the decision in status and /metrics.
 
-    A refused scale write leaves the replicas as they are and says so in status
+    Before a scale-down the service's pods get their pod-deletion-cost (`spare_busy_pods`),
+    so the ReplicaSet removes idle pods rather than busy ones. A refused scale write leaves the replicas as they are and says so in status
     (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
     returned, for the loop to retry next interval. Events are best effort: one the API
     server refuses is logged and dropped.
@@ -280,6 +283,8 @@ def carry_out(
     failure: WriteFailure | None = None
     replicas = current
     if decision.desired_replicas != current:
+        if decision.desired_replicas < current:
+            spare_busy_pods(runtime, service, pods, observation)
         try:
             runtime.kube.scale_deployment(
                 service.namespace, service.name, decision.desired_replicas
@@ -315,6 +320,31 @@ def carry_out(
     DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
     CURRENT_REPLICAS.labels(**labels).set(replicas)
     return failure
+
+
+def spare_busy_pods(
+    runtime: Runtime,
+    service: ParsedService,
+    pods: Sequence[Mapping[str, Any]],
+    observation: Observation,
+) -> None:
+    """Write pod-deletion-cost on the owned pods whose unfinished work changed its value.
+
+    Best effort: a refused write is logged and the scale-down goes ahead (the ReplicaSet then
+    picks by its own ranking, as it would without the annotation).
+    """
+    changes = deletion_costs(service.name, pods, dict(observation.pod_work))
+    for pod, cost in sorted(changes.items()):
+        try:
+            runtime.kube.set_pod_deletion_cost(service.namespace, pod, cost)
+        except WRITE_ERRORS as error:
+            log.warning(
+                "%s/%s: pod-deletion-cost of %s not written: %s",
+                service.namespace,
+                service.name,
+                pod,
+                error,
+            )
 
 
 def _unable(failure: WriteFailure, current: int, decision: Decision) -> ConditionFlag:

@@ -566,7 +566,9 @@ def observe(
     selected models; request_rate is Σ Δsuccess/Δt over pods with a base sample; queue_time_ms
     is the request-weighted average over the same pods (see the module docstring for idle), and
     compute_ms likewise from nv_inference_compute_infer_duration_us (None when a pod lacks it:
-    an upper bound of the request cost is only one if it covers every request).
+    an upper bound of the request cost is only one if it covers every request). pod_work is
+    each reporting pod's pending requests plus its average executing ones (compute time over
+    the interval; 0 without a base sample or the series).
     """
     problems: list[str] = []
     implausible: list[str] = []
@@ -575,6 +577,7 @@ def observe(
     rate_pods = 0
     queued_us = successes = request_rate = 0.0
     computed_us: float | None = 0.0
+    work: list[tuple[str, float]] = []
     for pod in sorted(current):
         scrape = current[pod]
         if scrape.sample is None:
@@ -595,7 +598,14 @@ def observe(
             implausible.extend(f"{pod}: {finding}" for finding in found)
             continue
         reporting += 1
-        pending_total += sum(stats.pending or 0.0 for stats in selected)
+        pending = sum(stats.pending or 0.0 for stats in selected)
+        pending_total += pending
+        executing = (
+            rates.compute_us / rates.seconds / 1e6
+            if rates is not None and rates.compute_us is not None
+            else 0.0
+        )
+        work.append((pod, pending + executing))
         if rates is None:
             continue
         rate_pods += 1
@@ -619,6 +629,7 @@ def observe(
         compute_ms=(
             computed_us / successes / 1000.0 if computed_us is not None and successes else None
         ),
+        pod_work=tuple(work),
         implausible=tuple(implausible),
     )
 
@@ -686,6 +697,7 @@ def prometheus_observation(
         queue_time_ms=_queue_time_ms(queued, succeeded, pending_total) if rated else None,
         request_rate=succeeded if rated else None,
         problems=tuple(found),
+        pod_work=tuple((pod, pending[pod]) for pod in reporting),
     )
 
 

@@ -63,6 +63,42 @@ def model_repository_path(spec: InferenceServiceSpec) -> str:
     return spec.model_repository.uri
 
 
+#: Seconds the pod keeps serving after Kubernetes marks it terminating, before Triton gets
+#: SIGTERM (a preStop pause): endpoint controllers, kube-proxy and L7 proxies take seconds to
+#: stop sending it requests, and a Triton that stopped accepting already would fail them.
+PRESTOP_PAUSE_SECONDS = 10
+#: tritonserver's --exit-timeout-secs when the user's arguments do not set it: how long it
+#: finishes the requests it holds after SIGTERM.
+TRITON_EXIT_TIMEOUT_SECONDS = 30
+#: Beyond the pause and the exit timeout, before the kubelet's SIGKILL: process exit, log flush.
+TERMINATION_MARGIN_SECONDS = 20
+
+
+def triton_exit_timeout(args: list[str]) -> int:
+    """The exit timeout tritonserver runs with: the user's last --exit-timeout-secs, else its
+    default. A value that is not a whole number is tritonserver's to refuse; it counts as the
+    default here."""
+    timeout = TRITON_EXIT_TIMEOUT_SECONDS
+    for index, arg in enumerate(args):
+        value = None
+        if arg.startswith("--exit-timeout-secs="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--exit-timeout-secs" and index + 1 < len(args):
+            value = args[index + 1]
+        if value is not None and value.strip().isdigit():
+            timeout = int(value)
+    return timeout
+
+
+def termination_grace_seconds(spec: InferenceServiceSpec) -> int:
+    """terminationGracePeriodSeconds: the preStop pause, then Triton's exit timeout to finish
+    what it holds, then a margin; the grace period counts from the deletion, pause included.
+    60 s with Triton's defaults."""
+    return (
+        PRESTOP_PAUSE_SECONDS + triton_exit_timeout(spec.triton.args) + TERMINATION_MARGIN_SECONDS
+    )
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -229,6 +265,8 @@ def deployment_context(
         # this a slow but healthy rollout would be reported as ProgressDeadlineExceeded.
         "progress_deadline_seconds": spec.triton.startup_timeout_seconds
         + IMAGE_PULL_ALLOWANCE_SECONDS,
+        "termination_grace_seconds": termination_grace_seconds(spec),
+        "prestop_pause_seconds": PRESTOP_PAUSE_SECONDS,
         "startup_period_seconds": STARTUP_PROBE_PERIOD_SECONDS,
         "startup_failure_threshold": math.ceil(
             spec.triton.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS
