@@ -95,9 +95,12 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--slo-ms",
         type=float,
-        default=500.0,
+        default=None,
         metavar="MS",
-        help="latency objective a request meets when served within it (default 500)",
+        help=(
+            "latency objective a request meets when served within it (default: the spec's "
+            "autoscaling.objective.latencyMs, else 500)"
+        ),
     )
     parser.add_argument(
         "--policy",
@@ -164,6 +167,9 @@ def _simulate(args: argparse.Namespace) -> int:
                 f" and queueTimeMs {autoscaling.targets.queue_time_ms:g}",
                 file=sys.stderr,
             )
+        if args.slo_ms is None:
+            objective = autoscaling.objective
+            args.slo_ms = float(objective.latency_ms) if objective is not None else 500.0
         replica = ReplicaConfig(
             instances=args.instances,
             service_time_ms=args.service_time_ms,
