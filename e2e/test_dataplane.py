@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -51,6 +52,7 @@ from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
 from tritonop.autoscale.deletioncost import DELETION_COST
+from tritonop.autoscale.queueing import MAX_TARGET_UTILIZATION
 
 pytestmark = pytest.mark.kwok_only
 
@@ -67,6 +69,12 @@ POD_CAPACITY = 1000.0 / SERVICE_TIME_MS
 
 
 Record = Callable[..., None]
+
+
+def needed(rate: float) -> int:
+    """Replicas the emulated model needs for `rate` req/s: the fewest that carry it at the
+    highest utilisation any target allows (the policy never plans a replica busier)."""
+    return max(1, math.ceil(rate / (POD_CAPACITY * MAX_TARGET_UTILIZATION) - 1e-9))
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +295,9 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         hold(high_until)
         settled_high = (view.deployment(namespace, name) or {})["spec"]["replicas"]
         assert settled_high >= high / POD_CAPACITY, "fewer replicas than the load needs"
+        # Acceptance 3 of issue 10: within one replica of what the load needs (the fewest
+        # replicas that carry it at the highest utilisation a target allows)
+        assert settled_high <= needed(high) + 1, f"{settled_high} replicas for {high} req/s"
         pods = view.pods(namespace, name)
         assert len(pods) == settled_high
         assert {p["spec"].get("nodeName") for p in pods} <= H100_NODES, "a pod off the H100s"
@@ -340,6 +351,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         queue_crossed_after_step_s=round(crossed_at - step_at, 2),
         peak_replicas=peak,
         settled_replicas_high=settled_high,
+        needed_replicas={"high": needed(high), "low": needed(low)},
         final_replicas=final,
         scale_down_after_drop_s=round(down_delay, 1),
         stabilization_window_s=window,
@@ -356,6 +368,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     assert all(r <= 6 for _, r in replicas)
     assert down_delay >= window, f"scaled down {down_delay:.1f}s after the drop (< {window}s)"
     assert after_down < settled_high and final < settled_high
+    assert final <= needed(low) + 1, f"{final} replicas for {low} req/s after the drop"
     for phase in ("before", "high_last_10s", "after"):
         assert (p95[phase] or 0) < SLO_MS, f"p95 {phase} the step: {p95}"
     assert failed <= sent * 0.01, f"{failed} of {sent} requests failed: {result.summary}"
@@ -766,6 +779,18 @@ def test_demo_runs_scales_up_and_leaves_nothing_running(
     )
     assert finished.returncode == 0, f"{output[-3000:]}\n{finished.stderr[-3000:]}"
     assert ups is not None and int(ups.group(1)) >= 1, output[-3000:]
+    # Acceptance 3 of issue 10: the steady phases end within one replica of what they need
+    steady = {
+        match["phase"]: (float(match["rate"]), int(match["most"]))
+        for match in re.finditer(
+            r"^(?P<phase>plateau|burst)\s+(?P<rate>[\d.]+)/s\s+\d+\s+\d+\s+\S+\s+\d+-(?P<most>\d+)$",
+            output,
+            re.M,
+        )
+    }
+    assert set(steady) == {"plateau", "burst"}, output[-3000:]
+    for phase, (rate, most) in steady.items():
+        assert most <= needed(rate) + 1, f"{phase}: {most} replicas for {rate} req/s"
     assert "ScaledUp" in output and "=== summary ===" in output
     assert "\x1b[" not in output, "terminal control codes without a terminal"
     assert not state_dir.exists(), "the demo left its cluster behind"
