@@ -164,24 +164,13 @@ def test_the_cold_start_is_measured_on_the_services_pods() -> None:
 class Scripted(FakeSource):
     """A FakeSource whose request rate follows a script, one entry per interval."""
 
-    def __init__(self, clock: FakeClock, rates: list[float]) -> None:
-        super().__init__(clock)
+    def __init__(self, clock: FakeClock, rates: list[float], **signals: Any) -> None:
+        super().__init__(clock, **signals)
         self.rates = rates
 
     async def observe(self, target: Any) -> Observation:
-        self.targets.append(target)
-        rate = self.rates[min(len(self.targets), len(self.rates)) - 1]
-        count = len(target.pods)
-        return Observation(
-            time=self.clock.monotonic(),
-            ready_replicas=count,
-            starting_replicas=target.starting,
-            reporting_replicas=count,
-            queue_depth=0.0,
-            queue_time_ms=0.0,
-            request_rate=rate,
-            compute_ms=1000.0,
-        )
+        self.signals["request_rate"] = self.rates[min(len(self.targets), len(self.rates) - 1)]
+        return await super().observe(target)
 
 
 async def test_the_objectives_headroom_names_the_cold_start_the_pods_showed(
@@ -194,35 +183,19 @@ async def test_the_objectives_headroom_names_the_cold_start_the_pods_showed(
         KEY, timed_pod("svc-a", "10.0.0.1", "2026-12-03T10:00:00Z", "2026-12-03T10:00:42Z")
     )
     # calm, a 10 s burst at ten times the rate, calm: the loop feeds the pods' cold start
-    source = Scripted(clock, [2.0] * 30 + [20.0, 20.0] + [2.0] * 6)
+    source = Scripted(
+        clock,
+        [2.0] * 30 + [20.0, 20.0] + [2.0] * 6,
+        queue_depth=0.0,
+        queue_time_ms=0.0,
+        compute_ms=1000.0,
+    )
     await autoscale(cluster, clock, source, rounds=38)
     reason = cluster.service(KEY)["status"]["lastScale"]["reason"]
     assert re.search(
         r"\+\d+ headroom for a rise of [\d.]+ req/s within the 42 s cold start", reason
     )
     assert reason == cluster.events[-1].message
-
-
-class Idle(FakeSource):
-    """A FakeSource for a service whose load fell: little traffic, and each pod's own work."""
-
-    def __init__(self, clock: FakeClock, work: dict[str, float]) -> None:
-        super().__init__(clock)
-        self.work = work
-
-    async def observe(self, target: Any) -> Observation:
-        self.targets.append(target)
-        count = len(target.pods)
-        return Observation(
-            time=self.clock.monotonic(),
-            ready_replicas=count,
-            starting_replicas=target.starting,
-            reporting_replicas=count,
-            queue_depth=0.0,
-            queue_time_ms=0.0,
-            request_rate=1.0,
-            pod_work=tuple(self.work.items()),
-        )
 
 
 async def test_before_a_scale_down_busy_pods_get_a_higher_deletion_cost(clock: FakeClock) -> None:
@@ -237,7 +210,10 @@ async def test_before_a_scale_down_busy_pods_get_a_higher_deletion_cost(clock: F
         owned_pod("svc", "svc-c", "10.0.0.3"),
         ready_pod("stray", "10.0.0.4"),  # not the operator's: never annotated
     )
-    source = Idle(clock, {"svc-a": 0.0, "svc-b": 3.0, "svc-c": 0.2, "stray": 0.0})
+    work = {"svc-a": 0.0, "svc-b": 3.0, "svc-c": 0.2, "stray": 0.0}
+    source = FakeSource(
+        clock, queue_depth=0.0, queue_time_ms=0.0, request_rate=1.0, pod_work=tuple(work.items())
+    )
     await autoscale(cluster, clock, source, rounds=30)  # past the restart hold and window
     writes = [w for w in cluster.writes if w[0] in ("annotate", "scale")]
     assert writes[0] == ("annotate", "Pod", "ml", "svc-b", "3")
