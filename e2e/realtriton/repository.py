@@ -11,8 +11,8 @@ drives either data plane:
   the emulator's scheduler does. The model's own `max_batch_size` stays 8 rows (simple's);
 * `max_queue_delay_ms` -> `max_queue_delay_microseconds`;
 * `max_queue_size` -> `default_queue_policy.max_queue_size` (0 = unbounded);
-* `service_time_ms`, `service_time_cv`, `batch_overhead` and `error_rate` -> model
-  `parameters` read by the model at load time.
+* `service_time_ms`, `service_time_cv`, `batch_overhead`, `error_rate` and the load delay ->
+  model `parameters` read by the model at load time.
 
 The dynamic batcher section is always written (also for N = 1): the queue policy lives in it,
 and with it Triton's queue (and `nv_inference_pending_request_count`) is the scheduler's
@@ -41,6 +41,9 @@ class ModelSpec:
 
     name: str
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    load_delay_s: float = 0.0
+    """Extra seconds the model takes to load (its initialize() sleeps), like the emulator's
+    --load-delay: a large model's load, on top of the stub's own start (about a second)."""
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -50,6 +53,8 @@ class ModelSpec:
                 f"max_batch_size must be between 1 and {MODEL_MAX_BATCH_SIZE} (simple's rows "
                 f"per request, which bound Triton's batcher), got {self.service.max_batch_size}"
             )
+        if self.load_delay_s < 0:
+            raise ValueError(f"load_delay_s must be >= 0, got {self.load_delay_s}")
 
 
 def _tensor(spec: TensorSpec) -> str:
@@ -65,6 +70,7 @@ def model_config(spec: ModelSpec) -> str:
         "service_time_cv": service.service_time_cv,
         "batch_overhead": service.batch_overhead,
         "error_rate": service.error_rate,
+        "load_delay_s": spec.load_delay_s,
     }
     if spec.seed is not None:
         parameters["seed"] = spec.seed

@@ -16,6 +16,7 @@ rather than computing keeps many servers on two cores: the stub process is idle 
 
 `error_rate` is the fraction of executions that raise after their service time (1 = every
 one): a model that fails, for the failure counters (Triton counts them reason BACKEND).
+`load_delay_s` makes initialize() take that long: a model that loads slowly.
 """
 
 import json
@@ -42,6 +43,7 @@ class TritonPythonModel:
         self.service_time_cv = _parameter(config, "service_time_cv", 0.0)
         self.batch_overhead = _parameter(config, "batch_overhead", 0.1)
         self.error_rate = _parameter(config, "error_rate", 0.0)
+        time.sleep(_parameter(config, "load_delay_s", 0.0))  # a large model's load
         seed = config.get("parameters", {}).get("seed")
         # One stream per instance: instances are separate processes.
         self.rng = random.Random(
