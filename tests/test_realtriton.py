@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 from e2e.cluster.cluster import free_ports
 from e2e.realtriton import ModelSpec, model_config
-from e2e.realtriton.pod import RealTritonPod, flags, pod_server_config
+from e2e.realtriton.pod import RealTritonPod, flags, pending_requests, pod_server_config
 from e2e.tritonsim import BackgroundLoop, EmulatorConfig, ServiceSettings
 from e2e.tritonsim.options import config_from_args
 from tritonclient.utils import InferenceServerException
@@ -118,6 +118,18 @@ def test_repository_refuses_settings_triton_cannot_serve(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         ModelSpec("m", ServiceSettings(**changes))  # type: ignore[arg-type]
+
+
+def test_pending_requests_sum_the_queue_gauge_over_models() -> None:
+    page = (
+        "# HELP nv_inference_pending_request_count Instantaneous number of pending requests\n"
+        "# TYPE nv_inference_pending_request_count gauge\n"
+        'nv_inference_pending_request_count{model="a",version="1"} 3\n'
+        'nv_inference_pending_request_count{model="b",version="1"} 4\n'
+        "# TYPE nv_inference_request_success counter\n"
+        'nv_inference_request_success{model="a",version="1"} 12\n'
+    )
+    assert pending_requests(page) == 7
 
 
 @pytest.fixture

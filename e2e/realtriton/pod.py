@@ -19,8 +19,8 @@ Everything else is passed through as the operator rendered it: ports, `--model-c
 logging flags, the user's `spec.triton.args`.
 
 `RealTritonPod` is the asyncio face the pod runner uses: start, stop (bounded), readiness from
-the server's own `/v2/health/ready`, polled in the background so the runner's event loop never
-blocks on it.
+the server's own `/v2/health/ready` and the queue length from its `/metrics`, both polled in
+the background so the runner's event loop never blocks on them.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.tritonsim.emulator import EmulatorConfig
 from e2e.tritonsim.options import build_parser, parse_bool
@@ -151,6 +152,16 @@ def pod_server_config(
     return config, dropped
 
 
+def pending_requests(exposition: str) -> int:
+    """Sum of `nv_inference_pending_request_count` over the models of a metrics page."""
+    return sum(
+        int(sample.value)
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "nv_inference_pending_request_count"
+        for sample in family.samples
+    )
+
+
 class RealTritonPod:
     """One pod's tritonserver, driven from the pod runner's event loop."""
 
@@ -177,6 +188,7 @@ class RealTritonPod:
         )
         self.server = TritonServer(server_config, log_path=work_dir / "tritonserver.log")
         self._ready = False
+        self._pending = 0
         self._probe: asyncio.Task[None] | None = None
 
     @property
@@ -216,7 +228,14 @@ class RealTritonPod:
     def running(self) -> bool:
         return self.server.running
 
+    @property
+    def pending(self) -> int:
+        """Requests waiting in the server's queues at the last probe
+        (`nv_inference_pending_request_count`, summed over models)."""
+        return self._pending
+
     async def _watch_readiness(self) -> None:
+        """Every READINESS_INTERVAL_S: `/v2/health/ready`, and the queue from `/metrics`."""
         url = f"http://{self.url}/v2/health/ready"
         timeout = aiohttp.ClientTimeout(total=1.0)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -224,7 +243,9 @@ class RealTritonPod:
                 try:
                     async with session.get(url) as response:
                         self._ready = response.status == 200
-                except (aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.metrics_url) as response:
+                        self._pending = pending_requests(await response.text())
+                except (aiohttp.ClientError, TimeoutError, ValueError):
                     self._ready = False
                 if not self.server.running:
                     self._ready = False
