@@ -37,7 +37,7 @@ import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from e2e.cluster.cluster import free_ports
+from e2e.cluster.processes import free_ports
 from e2e.realtriton import ModelSpec, TritonServer, TritonServerConfig, write_repository
 from e2e.tritonsim import BackgroundLoop, EmulatorConfig, ServiceSettings, TritonEmulator
 from e2e.tritonsim.metrics import TRITON_FAMILIES

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
-from e2e.cluster.cluster import free_ports
+from e2e.cluster.processes import free_ports
 from e2e.realtriton import ModelSpec, model_config
 from e2e.realtriton.pod import RealTritonPod, flags, pending_requests, pod_server_config
 from e2e.tritonsim import BackgroundLoop, EmulatorConfig, ServiceSettings

@@ -29,6 +29,7 @@ from e2e.tritonsim import (
 )
 from e2e.tritonsim.metrics import TRITON_FAMILIES, triton_registry
 from e2e.tritonsim.options import config_from_args
+from e2e.tritonsim.tensors import Array
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
@@ -61,7 +62,7 @@ def start_emulator(background: BackgroundLoop) -> Iterator[StartEmulator]:
 
 
 def simple_inputs(
-    first: np.ndarray, second: np.ndarray, *, binary: bool = True
+    first: Array, second: Array, *, binary: bool = True
 ) -> list[httpclient.InferInput]:
     inputs = []
     for name, value in (("INPUT0", first), ("INPUT1", second)):

@@ -49,9 +49,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
+from e2e.cluster.processes import ProcessRecord, die_with_parent, log_tail, record, stop_group
+from e2e.polling import WaitTimeout, wait_until
 from e2e.tritonsim.emulator import require_loopback
 
 #: The PyPI distribution that carries tritonserver (installed by the `triton` extra).
@@ -205,13 +208,6 @@ class TritonServerConfig:
         return args + list(self.extra_args)
 
 
-def _set_pdeathsig() -> None:
-    """In the child between fork and exec: SIGKILL it when the starting thread dies."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _rss_bytes(pid: int) -> int:
     """Resident set size of one process (VmRSS), 0 when it is gone."""
     try:
@@ -243,6 +239,7 @@ class TritonServer:
     """SIGKILL the server if the thread that started it dies (PR_SET_PDEATHSIG): for test
     sessions that may be killed without teardown. Start it from a long-lived thread."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    recorded: ProcessRecord = field(default_factory=dict, init=False)
     started_at: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -263,6 +260,9 @@ class TritonServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.started_at = time.monotonic()
+            # Not processes.spawn: that applies the parent-death signal from the main thread
+            # only, and the pod runner starts servers from its event-loop thread, which lives
+            # until it has stopped them.
             self.process = subprocess.Popen(
                 argv,
                 env=installation.environment(),
@@ -270,8 +270,11 @@ class TritonServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_set_pdeathsig if self.die_with_parent else None,
+                preexec_fn=partial(die_with_parent, signal.SIGKILL)
+                if self.die_with_parent
+                else None,
             )
+            self.recorded = record(self.process, argv)
 
     def stop(self, timeout: float | None = None) -> float:
         """SIGTERM, wait up to the exit timeout plus a margin, then SIGKILL the group.
@@ -284,13 +287,9 @@ class TritonServer:
             return 0.0
         began = time.monotonic()
         limit = self.config.exit_timeout_s + KILL_MARGIN_S if timeout is None else timeout
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(limit)
+        stop_group(self.recorded, limit, process=process)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # stubs left behind, or a hung server
+            os.killpg(process.pid, signal.SIGKILL)  # stubs that outlived an exited server
         process.wait()
         return time.monotonic() - began
 
@@ -352,26 +351,25 @@ class TritonServer:
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Block until ready; return seconds since `start()`. Raises with the log's tail if
         the server exits or the timeout passes."""
-        deadline = time.monotonic() + timeout
-        while not self.is_ready():
+
+        def exited() -> None:
             if not self.running:
                 code = None if self.process is None else self.process.returncode
                 raise RuntimeError(
                     f"tritonserver on {self.url} exited with {code} before it was ready:\n"
                     + self.log_tail()
                 )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"tritonserver on {self.url} not ready after {timeout:.0f}s:\n"
-                    + self.log_tail()
-                )
-            time.sleep(0.05)
+
+        try:
+            wait_until(
+                self.is_ready, timeout, f"tritonserver on {self.url}", interval=0.05, check=exited
+            )
+        except WaitTimeout as error:
+            raise WaitTimeout(f"{error}\n{self.log_tail()}") from None
         return time.monotonic() - self.started_at
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)" if self.log_path is None else log_tail(self.log_path, lines)
 
     def rss(self) -> tuple[int, list[int]]:
         """Resident bytes of the server process and of each of its stub processes (one per
