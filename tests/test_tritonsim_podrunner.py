@@ -7,18 +7,20 @@ can run while an e2e cluster serves pods on the same machine.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings
+from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, podrunner
 from e2e.tritonsim.cluster_smoke import unready_stages
-from e2e.tritonsim.podrunner import PodRunner, PodSettings, desired_emulator
+from e2e.tritonsim.podrunner import PodRunner, PodSettings, Server, desired_emulator
 
 
 def loopback_ip() -> str:
@@ -273,3 +275,60 @@ def _port_open(ip: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_real_tritonserver_per_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With server=tritonserver a pod gets NVIDIA's real server on its IP, from its own
+    arguments: the pod is marked Ready when /v2/health/ready says so, the queue is read from
+    its metrics, a killed server is started again after the restart delay, metrics faults
+    are refused, and a deleted pod's server stops within the grace plus its exit timeout."""
+    monkeypatch.setattr(podrunner, "RESTART_DELAY_S", 0.5)
+    patches: list[tuple[str, str, dict[str, Any]]] = []
+    ip = loopback_ip()
+    pod = triton_pod("real", ip)
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    with PodRunner(
+        watch=False,
+        defaults=EmulatorConfig(service=ServiceSettings(service_time_ms=10)),
+        set_pod_readiness=True,
+        status_patcher=lambda namespace, name, body: patches.append((namespace, name, body)),
+        termination_grace_s=0.5,
+        work_dir=tmp_path,
+    ) as runner:
+        runner.configure(PodSettings(server=Server.TRITONSERVER), namespace="team", pod="real")
+        runner.apply_event("ADDED", pod)
+        runner.sync()
+        (status,) = runner.wait_until(lambda s: bool(s) and s[0].ready, timeout=60)
+        assert (status.server, status.models) == ("tritonserver", ("resnet50",))
+        assert status.pid is not None and _process_alive(status.pid)
+        assert "tritonserver" in Path(f"/proc/{status.pid}/cmdline").read_text()
+        runner.wait_until(lambda _: bool(patches), timeout=10)
+        assert [(namespace, name) for namespace, name, _ in patches] == [("team", "real")]
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] == 200
+        assert (tmp_path / "team" / "real" / "tritonserver.log").exists()
+
+        with pytest.raises(ValueError, match="run tritonserver"):
+            runner.configure(PodSettings(metrics_fault=MetricsFault.ERROR), namespace="team")
+
+        killed = runner.kill_server("team", "real")
+        (restarted,) = runner.wait_until(
+            lambda s: bool(s) and s[0].ready and s[0].pid not in (None, killed), timeout=60
+        )
+        assert not _process_alive(killed)
+
+        runner.apply_event("DELETED", pod)
+        runner.sync()
+        assert runner.pods() == []
+        assert restarted.pid is not None
+        began = time.monotonic()
+        while _process_alive(restarted.pid):
+            assert time.monotonic() - began < 0.5 + 2 + 3 + 1, "the server outlived its bound"
+            time.sleep(0.1)

@@ -186,7 +186,11 @@ class RealTritonPod:
         server_config, self.dropped_args = pod_server_config(
             args, host=config.host, repository=work_dir / "models", exit_timeout_s=exit_timeout_s
         )
-        self.server = TritonServer(server_config, log_path=work_dir / "tritonserver.log")
+        # Killed with the thread that starts it (the pod runner's event loop, which stops every
+        # server before it ends), so a test process that dies leaves no server on a pod IP.
+        self.server = TritonServer(
+            server_config, log_path=work_dir / "tritonserver.log", die_with_parent=True
+        )
         self._ready = False
         self._pending = 0
         self._probe: asyncio.Task[None] | None = None
@@ -202,7 +206,7 @@ class RealTritonPod:
     async def start(self) -> None:
         """Write the repository and start the server (returns before its models load)."""
         write_repository(self.work_dir / "models", self.models)
-        await asyncio.to_thread(self.server.start)
+        self.server.start()  # on the loop's thread (the parent-death signal is per thread)
         self._probe = asyncio.create_task(self._watch_readiness(), name=f"ready-{self.url}")
         log.info(
             "tritonserver pid %s on %s: models %s%s",

@@ -513,6 +513,13 @@ class TritonEmulator:
             cpu_memory_used_bytes=MEMORY_BASELINE_BYTES + in_flight * MEMORY_PER_REQUEST_BYTES,
         )
 
+    @property
+    def pending(self) -> int:
+        """Requests queued and not executing, over the ready models (what
+        nv_inference_pending_request_count sums to)."""
+        self._refresh_states()
+        return sum(r.pending for r in self._runtimes.values() if r.state is ModelState.READY)
+
     def metrics_text(self) -> bytes:
         """The metrics endpoint's body in the OK mode."""
         return render_exposition(self._registry)
