@@ -21,6 +21,7 @@ Timing constants, and why:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -32,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from e2e.cluster import LocalCluster
 from e2e.dataplane import (
@@ -49,7 +53,7 @@ from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
 from e2e.polling import WaitTimeout, wait_until
 from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
-from e2e.tritonsim.podrunner import PodRunner, PodSettings
+from e2e.tritonsim.podrunner import RESTART_DELAY_S, PodRunner, PodSettings, Server
 
 pytestmark = pytest.mark.kwok_only
 
@@ -119,10 +123,21 @@ def plane(
     return DataPlane(cluster, operator, installed, podrunner, dataplane_namespace, view)
 
 
-def serve(runner: PodRunner, namespace: str, name: str, load_delay_s: float = 1.0) -> None:
-    """The emulated model of one service's pods (set before its pods start)."""
+def serve(
+    runner: PodRunner,
+    namespace: str,
+    name: str,
+    load_delay_s: float = 1.0,
+    server: Server = Server.EMULATOR,
+) -> None:
+    """The server and model of one service's pods (set before its pods start)."""
     runner.configure(
-        PodSettings(service_time_ms=SERVICE_TIME_MS, instances=1, load_delay_s=load_delay_s),
+        PodSettings(
+            service_time_ms=SERVICE_TIME_MS,
+            instances=1,
+            load_delay_s=load_delay_s,
+            server=server,
+        ),
         namespace=namespace,
         service=name,
     )
@@ -164,6 +179,29 @@ def scaling_active(view: ClusterView, namespace: str, name: str) -> dict[str, An
     return condition(view.service(namespace, name), "ScalingActive")
 
 
+def wait_ready_and_stable(
+    view: ClusterView, timeline: Timeline, namespace: str, name: str, *, at_least: int
+) -> int:
+    """Wait for at least `at_least` replicas, all ready, unchanged for two intervals, with
+    ScalingActive=True; returns the replica count."""
+
+    def ready_and_stable() -> bool:
+        deployment = view.deployment(namespace, name) or {}
+        replicas = deployment["spec"]["replicas"]
+        changes = timeline.replicas()
+        return bool(
+            replicas >= at_least
+            and (deployment.get("status") or {}).get("readyReplicas") == replicas
+            and changes
+            and time.monotonic() - changes[-1][0] > 2 * INTERVAL
+            and scaling_active(view, namespace, name).get("status") == "True"
+        )
+
+    what = f">= {at_least} ready replicas, stable, ScalingActive=True"
+    wait_until(ready_and_stable, 60, what, interval=POLL_S)
+    return timeline.replicas()[-1][1]
+
+
 def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
     """Wait until load flows and the operator reports valid metrics with a request rate."""
     wait_until(lambda: load.started, 60, "a first ready pod receiving load", interval=POLL_S)
@@ -200,13 +238,14 @@ def steady_load(
     duration_s: float,
     max_requests: int,
     load_delay_s: float = 1.0,
+    server: Server = Server.EMULATOR,
 ) -> Iterator[Scenario]:
-    """What every scenario starts with: the emulated model set for the service's pods, the
+    """What every scenario starts with: the server and model set for the service's pods, the
     service applied, the sampler running, and the load (bounded by `duration_s` and
     `max_requests`) flowing with the operator reporting valid metrics (`wait_steady`).
     The sampler stops when the block ends; the caller waits for the load's result."""
     namespace, name = plane.namespace, service["metadata"]["name"]
-    serve(plane.podrunner, namespace, name, load_delay_s)
+    serve(plane.podrunner, namespace, name, load_delay_s, server)
     plane.installed.apply([service], namespace)
     applied_at = time.monotonic()
     load = BackgroundLoad(
@@ -223,8 +262,13 @@ def steady_load(
         yield Scenario(load, timeline, applied_at)
 
 
+#: The scenarios that run on both data planes: the emulator, and NVIDIA's tritonserver.
+BOTH_SERVERS = pytest.mark.parametrize("server", [Server.EMULATOR, Server.TRITONSERVER])
+
+
+@BOTH_SERVERS
 def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
-    plane: DataPlane, figures: Record
+    plane: DataPlane, figures: Record, server: Server
 ) -> None:
     namespace, name = plane.namespace, "step"
     view = plane.view
@@ -233,7 +277,9 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     rate = AdjustableRate(low, peak=high)
     # Steady: one replica carries `low` (half its capacity); the operator reads valid metrics
     # and keeps one replica.
-    with steady_load(plane, service, rate, duration_s=170, max_requests=9000) as scenario:
+    with steady_load(
+        plane, service, rate, duration_s=170, max_requests=9000, server=server
+    ) as scenario:
         load, timeline = scenario.load, scenario.timeline
 
         def one_replica() -> None:
@@ -296,6 +342,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     events = view.scale_events(namespace, name)
     figures(
         "step",
+        server=server.value,
         load_rps={"low": low, "high": high, "pod_capacity": POD_CAPACITY},
         target_queue_depth=target,
         scale_up_delay_s=round(delay, 2),
@@ -375,25 +422,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
     with steady_load(plane, service, rate, duration_s=150, max_requests=6000) as scenario:
         load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
 
-        def three_ready_and_stable() -> bool:
-            deployment = view.deployment(namespace, name) or {}
-            replicas = deployment["spec"]["replicas"]
-            changes = timeline.replicas()
-            return bool(
-                replicas >= 3
-                and (deployment.get("status") or {}).get("readyReplicas") == replicas
-                and changes
-                and time.monotonic() - changes[-1][0] > 2 * INTERVAL
-                and scaling_active(view, namespace, name).get("status") == "True"
-            )
-
-        wait_until(
-            three_ready_and_stable,
-            60,
-            ">= 3 ready replicas, stable, ScalingActive=True",
-            interval=POLL_S,
-        )
-        held = timeline.replicas()[-1][1]
+        held = wait_ready_and_stable(view, timeline, namespace, name, at_least=3)
         pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
         failing, garbled = pods[0], pods[1]
         podrunner.configure(
@@ -475,8 +504,9 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
     assert timeline.replicas()[-1][1] < held
 
 
+@BOTH_SERVERS
 def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
-    plane: DataPlane, figures: Record
+    plane: DataPlane, figures: Record, server: Server
 ) -> None:
     """The operator restarts (SIGTERM, start again) right after a scale-up, while its new pods are
     still loading their model.
@@ -501,6 +531,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         duration_s=150,
         max_requests=9000,
         load_delay_s=5.0,
+        server=server,
     ) as scenario:
         load, timeline = scenario.load, scenario.timeline
         step_at = rate.set(35.0)
@@ -569,6 +600,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     }
     figures(
         "restart",
+        server=server.value,
         replicas_before_restart={"asked": asked, "ready": ready_then},
         scaled_up_after_step_s=round(scaled_at - step_at, 2),
         restart_took_s=round(restarted_at - restart_at, 1),
@@ -585,6 +617,169 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     assert chain == sequence and sequence[0] == 1, (chain, sequence)
     assert all(queue > target for queue in queue_at.values()), queue_at
     assert max(sequence) > asked, "no scale-up after the restart"
+
+
+def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
+    plane: DataPlane, figures: Record
+) -> None:
+    """Fail-static on real Triton: one pod's tritonserver is SIGKILLed (its metrics port now
+    refuses connections) as the load drops. The operator reports ScalingActive=False naming
+    that pod and does not scale down, although healthy metrics would (the policy's hold for a
+    new service is over); the pod runner starts the server again after the kubelet's restart
+    delay, ScalingActive turns True and the scale-down follows."""
+    namespace, name = plane.namespace, "killed"
+    view, podrunner = plane.view, plane.podrunner
+    window = 6
+    service = autoscaled_service(name, scale_down_window_s=window)
+    rate = AdjustableRate(45.0, peak=45.0)
+    with steady_load(
+        plane, service, rate, duration_s=150, max_requests=6000, server=Server.TRITONSERVER
+    ) as scenario:
+        load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
+        wait_ready_and_stable(view, timeline, namespace, name, at_least=3)
+        # Past the hold for a new service (60 s, plus the window its held recommendations
+        # stay in): from here a drop scales down within the window and an interval or two.
+        hold(created_at + 60 + window + INTERVAL)
+        held = timeline.replicas()[-1][1]
+        victim = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))[0]
+        killed_pid = podrunner.kill_server(namespace, victim)
+        killed_at = rate.set(3.0)
+
+        def inactive_naming_victim() -> dict[str, Any] | None:
+            active = scaling_active(view, namespace, name)
+            if active.get("status") == "False" and victim in active.get("message", ""):
+                return active
+            return None
+
+        inactive = wait_until(
+            inactive_naming_victim, 3 * INTERVAL + 2, "ScalingActive=False", interval=POLL_S
+        )
+        inactive_after = time.monotonic() - killed_at
+
+        def no_scale_down() -> None:
+            deployment = view.deployment(namespace, name) or {}
+            assert deployment["spec"]["replicas"] >= held, "scaled down while a server was down"
+
+        def back() -> bool:
+            return any(
+                s.name == victim and s.ready and s.pid not in (None, killed_pid)
+                for s in podrunner.pods()
+            )
+
+        wait_until(
+            back,
+            RESTART_DELAY_S + 30,
+            "the killed server back",
+            interval=POLL_S,
+            check=no_scale_down,
+        )
+        back_at = time.monotonic()
+        wait_until(
+            lambda: scaling_active(view, namespace, name).get("status") == "True",
+            3 * INTERVAL + 2,
+            "ScalingActive=True with the server back",
+            interval=POLL_S,
+        )
+        active_again_after = time.monotonic() - back_at
+        scaled_down_at = next_scale_write(
+            plane, name, back_at, window + 20, "the scale-down with the server back"
+        )
+        wait_until(
+            lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
+            5,
+            "the sampler to see the scale-down",
+            interval=POLL_S,
+        )
+    result = load.wait()
+
+    during = [s.replicas for s in timeline.api if killed_at <= s.t <= back_at and s.replicas]
+    figures(
+        "killed_server",
+        server="tritonserver",
+        replicas_held=held,
+        killed_pod=victim,
+        down_for_s=round(back_at - killed_at, 1),
+        inactive_after_s=round(inactive_after, 1),
+        inactive_reason=inactive.get("reason"),
+        inactive_message=inactive.get("message"),
+        active_again_after_s=round(active_again_after, 1),
+        scale_down_after_back_s=round(scaled_down_at - back_at, 1),
+        requests={
+            "sent": result.summary.sent,
+            "failed": result.summary.errors,
+            "errors": result.summary.errors_by_kind,
+        },
+    )
+    assert inactive["reason"] == "IncompleteMetrics", inactive
+    assert min(during) >= held
+    assert not [
+        t for t in operator_scale_writes(view, namespace, name) if killed_at < t < back_at
+    ], "a scale write while the server was down"
+    assert timeline.replicas()[-1][1] < held
+
+
+#: Triton's restricted APIs behind a key header, as the tenancy work renders them (issue 13),
+#: here passed as the service's own `spec.triton.args`. The header name is lowercase: gRPC
+#: metadata keys are, and tritonserver compares the name as given.
+KEY_HEADER, KEY = "x-tritonop-key", "e2e-key"
+RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
+
+
+def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) -> None:
+    """On a pod's real tritonserver: inference over gRPC on the pod's gRPC port, and with the
+    restricted-API flags in its arguments, a model load without the key is refused over HTTP
+    and gRPC, and accepted with it."""
+    namespace, name = plane.namespace, "grpc"
+    service = autoscaled_service(name, max_replicas=1)
+    service["spec"]["triton"] = {
+        "args": [
+            f"--http-restricted-api={RESTRICTED}:{KEY_HEADER}={KEY}",
+            f"--grpc-restricted-protocol={RESTRICTED}:{KEY_HEADER}={KEY}",
+        ]
+    }
+    serve(plane.podrunner, namespace, name, server=Server.TRITONSERVER)
+    plane.installed.apply([service], namespace)
+
+    def ready_pod() -> dict[str, Any] | None:
+        pods = plane.view.pods(namespace, name)
+        ready = [p for p in pods if condition(p, "Ready").get("status") == "True"]
+        return ready[0] if ready else None
+
+    pod = wait_until(ready_pod, 90, "the pod Ready on its tritonserver", interval=POLL_S)
+    ip = pod["status"]["podIP"]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    (status,) = [s for s in plane.podrunner.pods() if s.name == pod["metadata"]["name"]]
+    assert status.server == "tritonserver" and status.pid is not None
+
+    client = grpcclient.InferenceServerClient(f"{ip}:{ports['grpc']}")
+    try:
+        inputs = []
+        for tensor_name, value in (("INPUT0", 5), ("INPUT1", 2)):
+            tensor = grpcclient.InferInput(tensor_name, [1, 16], "INT32")
+            tensor.set_data_from_numpy(np.full((1, 16), value, dtype=np.int32))
+            inputs.append(tensor)
+        result = client.infer("simple", inputs)
+        assert result.as_numpy("OUTPUT0").tolist() == [[7] * 16]
+        assert result.as_numpy("OUTPUT1").tolist() == [[3] * 16]
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.load_model("simple")
+        client.load_model("simple", headers={f"triton-grpc-protocol-{KEY_HEADER}": KEY})
+    finally:
+        client.close()
+
+    def load(headers: dict[str, str]) -> int:
+        connection = http.client.HTTPConnection(ip, ports["http"], timeout=30)
+        try:
+            connection.request("POST", "/v2/repository/models/simple/load", b"{}", headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    assert load({}) == 403
+    assert load({KEY_HEADER: "wrong"}) == 403
+    assert load({KEY_HEADER: KEY}) == 200
 
 
 def test_demo_runs_scales_up_and_leaves_nothing_running(
