@@ -785,7 +785,8 @@ def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) 
 def test_demo_runs_scales_up_and_leaves_nothing_running(
     podrunner: PodRunner, turn: None, tmp_path: Path, figures: Record
 ) -> None:
-    """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
+    """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run, on
+    real tritonserver (the demo's default)."""
     # The demo's pods get the same loopback IPs as this session's: let ours go first.
     wait_until(
         lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", interval=0.5
@@ -815,5 +816,7 @@ def test_demo_runs_scales_up_and_leaves_nothing_running(
     assert finished.returncode == 0, f"{output[-3000:]}\n{finished.stderr[-3000:]}"
     assert ups is not None and int(ups.group(1)) >= 1, output[-3000:]
     assert "ScaledUp" in output and "=== summary ===" in output
+    # By default the demo's pods are served by real tritonservers, one per pod IP.
+    assert re.search(r"tritonserver processes: \d+ over the run", output), output[-3000:]
     assert "\x1b[" not in output, "terminal control codes without a terminal"
     assert not state_dir.exists(), "the demo left its cluster behind"

@@ -227,6 +227,12 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+def tree_rss(pid: int) -> tuple[int, list[int]]:
+    """Resident bytes of a tritonserver process and of each of its children (the stub
+    processes, one per model instance); (0, []) when it is gone."""
+    return _rss_bytes(pid), [_rss_bytes(child) for child in _children(pid)]
+
+
 @dataclass
 class TritonServer:
     """One running tritonserver (its own process group, with its stub processes)."""
@@ -374,8 +380,6 @@ class TritonServer:
     def rss(self) -> tuple[int, list[int]]:
         """Resident bytes of the server process and of each of its stub processes (one per
         model instance)."""
-        if not self.running:
+        if not self.running or self.process is None:
             return 0, []
-        assert self.process is not None
-        pid = self.process.pid
-        return _rss_bytes(pid), [_rss_bytes(child) for child in _children(pid)]
+        return tree_rss(self.process.pid)
