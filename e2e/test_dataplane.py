@@ -1,11 +1,16 @@
 """The autoscaling loop end to end: load -> Triton's queue -> metrics -> operator -> Deployment ->
 scheduler -> new pods -> the queue drains -> later the service shrinks.
 
-Everything is real except Triton's inference engine: the operator (as its ServiceAccount)
-scrapes `:8002/metrics` on pod IPs inside 127.0.0.0/8, where the pod runner binds one Triton
-emulator per Running pod and marks the pod Ready once the emulator's model has loaded; the load
-generator sends KServe v2 inference requests to the Ready pods. Assertions are on what the API
-server (objects, Events, the audit log of the operator's writes) and the emulators report.
+Everything is real except the GPUs: the operator (as its ServiceAccount) scrapes
+`:8002/metrics` on pod IPs inside 127.0.0.0/8, where the pod runner binds one Triton server
+per Running pod and marks the pod Ready once the server is; the load generator sends KServe v2
+inference requests to the Ready pods. The server is NVIDIA's tritonserver (CPU build from the
+`nvidia-pytriton` wheel, python-backend `simple` model sleeping its service time) or the
+emulator: the step and restart scenarios run on both; fail-static on garbage and HTTP 500
+metrics needs the emulator (a real server's metrics cannot be made to misbehave), a killed
+server, gRPC and the restricted model-control API need the real one (see e2e/README.md).
+Assertions are on what the API server (objects, Events, the audit log of the operator's
+writes) and the servers report.
 
 Every load is bounded in time and count. Figures are printed (`-s`) and appended as JSON lines
 to `<pytest tmp>/e2e*/dataplane-figures.jsonl`.

@@ -29,6 +29,9 @@ by trying; PyTriton does the same at run time):
   `stop()` kills the process group if the server outlives it by `KILL_MARGIN_S`.
 * **No GPU.** `--allow-gpu-metrics=false` spares the DCGM/NVML start-up errors; CUDA
   memory-pool warnings remain in the log and are harmless.
+* **Start-up.** With `--disable-auto-complete-config` a server is ready in about 1 s instead
+  of 3 s: the written configurations are complete, and auto-completion starts an extra stub
+  process per model only to ask the model for its configuration.
 """
 
 from __future__ import annotations
@@ -203,6 +206,10 @@ class TritonServerConfig:
             f"--strict-readiness={flag}",
             f"--model-control-mode={self.model_control_mode}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
+            # The repository's configurations are complete (repository.py); auto-completion
+            # would start an extra python-backend stub per model just to ask the model, two
+            # of the three seconds a server takes to become ready here.
+            "--disable-auto-complete-config",
         ]
         args += [f"--load-model={name}" for name in self.load_models]
         return args + list(self.extra_args)
