@@ -1,0 +1,370 @@
+"""The Operator-mode autoscaling loop of one InferenceService: observe, decide, carry out.
+
+Every interval: split the service's pods into ready metrics targets and starting capacity,
+take one Observation from the metrics source, let the policy (autoscale/policy.py) decide, and
+carry the decision out: scale the Deployment when the replicas change (with an Event), and
+record the decision in status and /metrics. The loop holds the policy's state between
+intervals; everything else it reads fresh from the cluster view each time, so a spec edit or a
+new pod counts from the next interval.
+
+kopf runs one loop per Operator-mode service as a daemon (handlers.py); nothing here needs
+kopf, so a unit test drives it with a fake clock, an in-memory API, a metrics source that
+returns chosen Observations and a stop flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from tritonop import conditions as c
+from tritonop.api.validation import ParsedService, SpecError, parse_object
+from tritonop.autoscale.metrics import MetricsSource
+from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
+from tritonop.autoscale.policy import PolicyState, decide
+from tritonop.autoscale.types import ConditionFlag, Decision, Observation
+from tritonop.observability import (
+    CURRENT_REPLICAS,
+    DESIRED_REPLICAS,
+    METRICS_PROBLEMS,
+    SCALE_EVENTS,
+    SIGNAL,
+)
+from tritonop.runtime import Runtime
+from tritonop.status import MetricsFields, ServiceKey, StatusFields
+from tritonop.statusbook import StatusBook, StatusChange
+from tritonop.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+MIN_RATE_WINDOW_SECONDS = 30.0
+"""Prometheus' rate() needs at least two samples in its window; 30 s spans two at a 15 s scrape."""
+
+
+class StopFlag(Protocol):
+    """When to stop: kopf's DaemonStopped (true once the service is deleted or leaves Operator
+    mode, or the operator exits), whose `wait` returns early when it becomes true."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float) -> Awaitable[object]: ...
+
+
+def operator_mode(body: Mapping[str, Any]) -> bool:
+    """Whether the service autoscales in Operator mode: the loop runs for these only.
+
+    An invalid spec has no loop (there is nothing it could act on); fixing the spec starts one.
+    """
+    try:
+        return parse_object(dict(body)).spec.autoscaling_mode == "Operator"
+    except SpecError:
+        return False
+
+
+def split_pods(pods: Iterable[Mapping[str, Any]]) -> tuple[tuple[PodEndpoint, ...], int]:
+    """Ready pods with an IP (metrics targets) and the count of pods still starting.
+
+    Terminating and finished pods are neither: they are leaving, and counting them as capacity
+    on its way would hold back a scale-up.
+    """
+    ready: list[PodEndpoint] = []
+    starting = 0
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        if c.find_condition(status, c.POD_READY).get("status") == "True" and status.get("podIP"):
+            ready.append(PodEndpoint(name=str(meta.get("name")), ip=str(status["podIP"])))
+        else:
+            starting += 1
+    return tuple(ready), starting
+
+
+def rate_window(interval: float) -> float:
+    """Prometheus' rate window: six intervals, so one late scrape does not blank a signal."""
+    return max(interval * 6, MIN_RATE_WINDOW_SECONDS)
+
+
+MAX_BACKOFF_SECONDS = 60.0
+"""Longest wait after the API server throttled the loop (429), Retry-After included."""
+
+WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    ApiException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+"""What a refused or unanswered write raises: an API status, or the connection failing."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """A write of one interval that the API server refused or never answered."""
+
+    write: str
+    """Which write: "scale" or "status"."""
+    status: int | None
+    """The HTTP status (409, 429, 500, ...); None when there was no answer."""
+    message: str
+    retry_after: float | None = None
+    """The server's Retry-After, in seconds, when it sent one."""
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+    @classmethod
+    def of(cls, write: str, error: BaseException) -> WriteFailure:
+        if isinstance(error, ApiException):
+            headers = error.headers or {}
+            retry_after = None
+            with contextlib.suppress(TypeError, ValueError):  # absent, or an HTTP date
+                retry_after = max(0.0, float(str(headers.get("Retry-After"))))
+            reason = f"HTTP {error.status} {error.reason or ''}".strip()
+            return cls(write, int(error.status or 0) or None, reason, retry_after)
+        return cls(write, None, f"{type(error).__name__}: {error}"[:200])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One interval's result: the policy state for the next, and a write that failed."""
+
+    state: PolicyState | None
+    failure: WriteFailure | None = None
+
+
+def next_delay(interval: float, failure: WriteFailure | None, throttled: int) -> float:
+    """Seconds from this interval's start to the next one's.
+
+    A failed write is retried at the next interval (the decision is made again from fresh
+    metrics, with the policy state kept). After `throttled` 429s in a row the loop backs off:
+    one interval after the first, doubling after each further one, at least the server's
+    Retry-After, at most MAX_BACKOFF_SECONDS (or the interval, if longer).
+    """
+    if failure is None or not failure.throttled:
+        return interval
+    backoff = interval * 2.0 ** max(0, throttled - 1)
+    if failure.retry_after is not None:
+        backoff = max(backoff, failure.retry_after)
+    return min(backoff, max(MAX_BACKOFF_SECONDS, interval))
+
+
+async def run_autoscaler(
+    runtime: Runtime,
+    book: StatusBook,
+    key: ServiceKey,
+    view: ClusterView,
+    source: MetricsSource,
+    stopped: StopFlag,
+) -> None:
+    """Autoscale one service every interval until `stopped`; the source forgets it afterwards.
+
+    An interval whose writes fail does not end the loop: the policy state lives on (its
+    stabilization windows are not reset) and the writes are made again next interval.
+    """
+    interval = runtime.settings.autoscale_interval_seconds
+    state: PolicyState | None = None
+    throttled = 0
+    try:
+        while not stopped:
+            started = runtime.clock.monotonic()
+            outcome = await autoscale_once(runtime, book, key, view, source, state)
+            state = outcome.state
+            failure = outcome.failure
+            throttled = throttled + 1 if failure is not None and failure.throttled else 0
+            delay = next_delay(interval, failure, throttled)
+            await stopped.wait(max(0.0, delay - (runtime.clock.monotonic() - started)))
+    finally:
+        source.forget(key)
+
+
+async def autoscale_once(
+    runtime: Runtime,
+    book: StatusBook,
+    key: ServiceKey,
+    view: ClusterView,
+    source: MetricsSource,
+    state: PolicyState | None,
+) -> Outcome:
+    """One interval; returns the policy state for the next and the write that failed, if any.
+
+    Nothing happens while the service has no valid autoscaling spec or no Deployment yet (the
+    reconcile creates it): there is nothing to observe or to scale.
+    """
+    body = view.service(key)
+    deployment = view.deployment(key)
+    if body is None or deployment is None:
+        return Outcome(state)
+    try:
+        service = parse_object(body)
+    except SpecError:
+        return Outcome(state)
+    autoscaling = service.spec.autoscaling
+    if autoscaling is None:
+        return Outcome(state)
+    interval = runtime.settings.autoscale_interval_seconds
+    current = int((deployment.get("spec") or {}).get("replicas", 1))
+    ready, starting = split_pods(view.pods(key))
+    target = MetricsTarget(
+        namespace=service.namespace,
+        name=service.name,
+        pods=ready,
+        starting=starting,
+        models=tuple(autoscaling.models),
+        window_s=rate_window(interval),
+    )
+    observation = await source.observe(target)
+    now = runtime.clock.monotonic()
+    if state is None:
+        state = PolicyState.fresh(now, current)
+    decision, next_state = decide(autoscaling, current, observation, state, now, interval)
+    # The API client blocks: off the event loop, which every service's loop shares.
+    failure = await asyncio.to_thread(
+        carry_out, runtime, book, body, service, current, decision, observation
+    )
+    if failure is not None and failure.write == "scale":
+        # The replicas did not change: no scale event for the rate limits to count. The
+        # recommendations (the stabilization windows) stay, so the retry decides the same.
+        next_state = replace(next_state, scale_events=state.scale_events)
+    return Outcome(next_state, failure)
+
+
+def carry_out(
+    runtime: Runtime,
+    book: StatusBook,
+    body: Mapping[str, Any],
+    service: ParsedService,
+    current: int,
+    decision: Decision,
+    observation: Observation,
+) -> WriteFailure | None:
+    """Scale when the decision differs, then record the decision in status and /metrics.
+
+    A refused scale write leaves the replicas as they are and says so in status
+    (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
+    returned, for the loop to retry next interval. Events are best effort: one the API
+    server refuses is logged and dropped.
+    """
+    labels = {"namespace": service.namespace, "name": service.name}
+    key = (service.namespace, service.name)
+    fields: StatusFields = {
+        "desiredReplicas": decision.desired_replicas,
+        "metrics": metrics_fields(observation),
+    }
+    flags: Sequence[ConditionFlag] = decision.conditions
+    record_signals(observation, labels)
+    failure: WriteFailure | None = None
+    replicas = current
+    if decision.desired_replicas != current:
+        try:
+            runtime.kube.scale_deployment(
+                service.namespace, service.name, decision.desired_replicas
+            )
+        except WRITE_ERRORS as error:
+            failure = WriteFailure.of("scale", error)
+            flags = c.with_condition(flags, _unable(failure, current, decision))
+            log.warning(
+                "%s/%s: scaling %d -> %d failed (%s); retried next interval",
+                *key,
+                current,
+                decision.desired_replicas,
+                failure.message,
+            )
+        else:
+            replicas = decision.desired_replicas
+            fields.update(_scaled(runtime, body, service, current, decision))
+
+    def status(live: Mapping[str, Any]) -> StatusChange:
+        ready = int(live.get("readyReplicas") or 0)
+        summary: StatusFields = {
+            **fields,
+            "replicaSummary": f"{ready}/{decision.desired_replicas}",
+        }
+        return StatusChange(summary, flags, int(live.get("observedGeneration") or 0))
+
+    try:
+        book.update(key, body.get("status"), status)
+    except WRITE_ERRORS as error:
+        failed = WriteFailure.of("status", error)
+        log.warning("%s/%s: status write failed (%s); retried next interval", *key, failed.message)
+        failure = failure or failed
+    DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
+    CURRENT_REPLICAS.labels(**labels).set(replicas)
+    return failure
+
+
+def _unable(failure: WriteFailure, current: int, decision: Decision) -> ConditionFlag:
+    """AbleToScale=False while the scale write fails, saying why and when it is tried again."""
+    retry = "retried at the next interval"
+    if failure.throttled:
+        retry = "retried after backing off" + (
+            f" (Retry-After {failure.retry_after:g}s)" if failure.retry_after is not None else ""
+        )
+    return ConditionFlag(
+        c.ABLE_TO_SCALE,
+        False,
+        c.FAILED_UPDATE_SCALE,
+        f"scaling from {current} to {decision.desired_replicas} replicas failed: "
+        f"{failure.message}; {retry}",
+    )
+
+
+def _scaled(
+    runtime: Runtime,
+    body: Mapping[str, Any],
+    service: ParsedService,
+    current: int,
+    decision: Decision,
+) -> StatusFields:
+    """Count, announce and log a scale that happened; the status fields that record it."""
+    up = decision.desired_replicas > current
+    direction = "up" if up else "down"
+    SCALE_EVENTS.labels(direction=direction, namespace=service.namespace, name=service.name).inc()
+    try:
+        runtime.kube.event(
+            body,
+            warning=False,
+            reason=c.SCALED_UP if up else c.SCALED_DOWN,
+            message=decision.reason,
+        )
+    except WRITE_ERRORS as error:
+        log.warning("%s/%s: event not posted: %s", service.namespace, service.name, error)
+    log.info("%s/%s scaled %s: %s", service.namespace, service.name, direction, decision.reason)
+    return {
+        "lastScaleTime": runtime.clock.wall(),
+        "lastScale": {"from": current, "to": decision.desired_replicas, "reason": decision.reason},
+    }
+
+
+def metrics_fields(observation: Observation) -> MetricsFields | None:
+    """status.metrics: the signals observed this interval, rounded; None when none was."""
+    fields: MetricsFields = {}
+    if observation.queue_depth is not None:
+        fields["queueDepth"] = round(observation.queue_depth, 3)
+    if observation.queue_time_ms is not None:
+        fields["queueTimeMs"] = round(observation.queue_time_ms, 3)
+    if observation.request_rate is not None:
+        fields["requestRate"] = round(observation.request_rate, 3)
+    return fields or None
+
+
+def record_signals(observation: Observation, labels: Mapping[str, str]) -> None:
+    """The observed signals and the count of metric problems, on the operator's /metrics."""
+    for signal, value in (
+        ("queue_depth", observation.queue_depth),
+        ("queue_time_ms", observation.queue_time_ms),
+        ("request_rate", observation.request_rate),
+    ):
+        if value is not None:
+            SIGNAL.labels(signal=signal, **labels).set(value)
+    if observation.problems:
+        METRICS_PROBLEMS.labels(**labels).inc(len(observation.problems))

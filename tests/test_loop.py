@@ -1,0 +1,265 @@
+"""The Operator-mode autoscaling loop without kopf: a fake clock, chosen Observations, an in-memory
+cluster and a stop flag. What it scales, the Events and status it writes, and that an interval
+in which nothing changes writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fakes import (
+    FakeClock,
+    FakeCluster,
+    FakeSource,
+    StopAfter,
+    api_error,
+    ready_pod,
+    starting_pod,
+)
+from tritonop import conditions as c
+from tritonop.autoscale.loop import (
+    WriteFailure,
+    autoscale_once,
+    next_delay,
+    operator_mode,
+    rate_window,
+    run_autoscaler,
+    split_pods,
+)
+from tritonop.conditions import find_condition
+from tritonop.reconciler import reconcile, refresh_workload
+
+KEY = ("ml", "svc")
+AUTOSCALING = {"minReplicas": 1, "maxReplicas": 5, "targets": {"queueDepth": 4}}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def operator_service(clock: FakeClock, **autoscaling: Any) -> FakeCluster:
+    """A reconciled Operator-mode service with one ready pod."""
+    cluster = FakeCluster()
+    cluster.add_node("cpu")
+    body = cluster.add_service(
+        "svc",
+        {
+            "modelRepository": {"uri": "s3://m/t"},
+            "gpu": {"count": 0},
+            "autoscaling": {**AUTOSCALING, **autoscaling},
+        },
+    )
+    book = cluster.book(clock)
+    reconcile(cluster.runtime(clock), book, cluster.view(), body, "create")
+    cluster.roll_out(KEY)
+    cluster.set_pods(KEY, ready_pod("svc-a", "10.0.0.1"))
+    refresh_workload(book, cluster.view(), KEY)
+    cluster.writes.clear()
+    cluster.events.clear()
+    return cluster
+
+
+async def autoscale(
+    cluster: FakeCluster, clock: FakeClock, source: FakeSource, rounds: int
+) -> StopAfter:
+    stopped = StopAfter(clock, rounds)
+    runtime = cluster.runtime(clock, autoscale_interval_seconds=5.0)
+    await run_autoscaler(runtime, cluster.book(clock), KEY, cluster.view(), source, stopped)
+    return stopped
+
+
+async def test_a_deep_queue_scales_up_with_an_event_and_records_it(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    decided_at = clock.wall()
+    stopped = await autoscale(cluster, clock, source, rounds=1)
+    scales = [w for w in cluster.writes if w[0] == "scale"]
+    assert len(scales) == 1 and int(scales[0][-1]) > 1
+    wanted = int(scales[0][-1])
+    assert [(e.reason, e.warning) for e in cluster.events] == [(c.SCALED_UP, False)]
+    status = cluster.service(KEY)["status"]
+    assert status["desiredReplicas"] == wanted
+    assert status["lastScale"] == {"from": 1, "to": wanted, "reason": cluster.events[0].message}
+    assert status["lastScaleTime"] == decided_at
+    assert status["metrics"] == {"queueDepth": 16.0, "queueTimeMs": 400.0, "requestRate": 50.0}
+    assert status["replicaSummary"] == f"1/{wanted}"
+    assert find_condition(status, c.SCALING_ACTIVE)["reason"] == c.VALID_METRICS
+    assert find_condition(status, c.ABLE_TO_SCALE) and find_condition(status, c.SCALING_LIMITED)
+    target = source.targets[0]
+    assert (target.namespace, target.name, target.starting) == ("ml", "svc", 0)
+    assert [p.name for p in target.pods] == ["svc-a"]
+    assert target.window_s == rate_window(5.0) == 30.0
+    assert stopped.waits == [5.0]  # the interval, less the (zero) time the interval took
+    assert source.forgotten == [KEY]  # the source drops the service when the loop ends
+
+
+async def test_steady_load_writes_nothing_after_the_first_interval(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = FakeSource(clock, queue_depth=2.0, queue_time_ms=10.0, request_rate=20.0)
+    await autoscale(cluster, clock, source, rounds=5)
+    assert len(source.targets) == 5
+    # the first interval records metrics and the scaling conditions; the other four: nothing
+    assert cluster.writes == [("status", "InferenceService", "ml", "svc")]
+    assert cluster.events == []
+
+
+async def test_missing_metrics_hold_the_replicas(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = FakeSource(clock, queue_depth=None, queue_time_ms=None, request_rate=None)
+    await autoscale(cluster, clock, source, rounds=2)
+    assert not any(w[0] == "scale" for w in cluster.writes)
+    status = cluster.service(KEY)["status"]
+    assert "metrics" not in status
+    active = find_condition(status, c.SCALING_ACTIVE)
+    assert (active["status"], active["reason"]) == ("False", c.MISSING_METRICS)
+
+
+async def test_without_a_deployment_nothing_is_observed_or_written(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    del cluster.deployments[KEY]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=1.0, request_rate=1.0)
+    await autoscale(cluster, clock, source, rounds=3)
+    assert source.targets == [] and cluster.writes == []
+
+
+def test_pods_split_into_metrics_targets_and_starting_capacity() -> None:
+    terminating = ready_pod("old", "10.0.0.9")
+    terminating["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    finished = ready_pod("done", "10.0.0.8")
+    finished["status"]["phase"] = "Succeeded"
+    no_ip = ready_pod("fresh", "")
+    pods = [ready_pod("a", "10.0.0.1"), starting_pod("b"), terminating, finished, no_ip]
+    ready, starting = split_pods(pods)
+    assert [(p.name, p.ip) for p in ready] == [("a", "10.0.0.1")]
+    assert starting == 2
+
+
+def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:
+    base = {"apiVersion": "tritonop.io/v1alpha1", "kind": "InferenceService"}
+    meta = {"metadata": {"name": "svc", "namespace": "ml"}}
+    repo = {"modelRepository": {"uri": "s3://m/t"}, "gpu": {"count": 0}}
+    operator = {**base, **meta, "spec": {**repo, "autoscaling": AUTOSCALING}}
+    hpa = {**base, **meta, "spec": {**repo, "autoscaling": {**AUTOSCALING, "mode": "HPA"}}}
+    fixed = {**base, **meta, "spec": repo}
+    invalid = {**base, **meta, "spec": {"autoscaling": AUTOSCALING}}
+    assert [operator_mode(b) for b in (operator, hpa, fixed, invalid)] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+# ------------------------------------------------------------------ API errors in an interval
+
+
+def scale_writes(cluster: FakeCluster) -> list[tuple[str, ...]]:
+    return [w for w in cluster.writes if w[0] in ("scale", "scale-refused")]
+
+
+async def test_a_429_then_a_500_on_the_scale_write_scale_at_the_next_interval(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [
+        api_error(429, "Too Many Requests"),
+        api_error(500, "Internal Server Error"),
+    ]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    runtime = cluster.runtime(clock, autoscale_interval_seconds=5.0)
+    book = cluster.book(clock)
+    view = cluster.view()
+
+    first = await autoscale_once(runtime, book, KEY, view, source, None)
+    assert first.failure is not None and first.failure.status == 429
+    assert cluster.deployment(KEY)["spec"]["replicas"] == 1  # type: ignore[index]
+    able = find_condition(cluster.service(KEY)["status"], c.ABLE_TO_SCALE)
+    assert (able["status"], able["reason"]) == ("False", c.FAILED_UPDATE_SCALE)
+    assert "HTTP 429 Too Many Requests; retried after backing off" in able["message"]
+    assert cluster.events == []  # nothing happened: no ScaledUp
+    assert first.state is not None and first.state.scale_events == ()  # nor for the rate limits
+
+    clock.advance(next_delay(5.0, first.failure, throttled=1))
+    second = await autoscale_once(runtime, book, KEY, view, source, first.state)
+    assert second.failure is not None and second.failure.status == 500
+    able = find_condition(cluster.service(KEY)["status"], c.ABLE_TO_SCALE)
+    assert "HTTP 500 Internal Server Error; retried at the next interval" in able["message"]
+
+    clock.advance(next_delay(5.0, second.failure, throttled=0))
+    third = await autoscale_once(runtime, book, KEY, view, source, second.state)
+    assert third.failure is None
+    wanted = int(scale_writes(cluster)[-1][-1])
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused", "scale-refused", "scale"]
+    assert cluster.deployment(KEY)["spec"]["replicas"] == wanted > 1  # type: ignore[index]
+    assert clock.now == 1010.0  # two intervals after the first attempt
+    status = cluster.service(KEY)["status"]
+    assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"
+    assert status["lastScale"]["to"] == wanted
+    assert [e.reason for e in cluster.events] == [c.SCALED_UP]
+    # The policy's history ran on through the failures: the window holds all three intervals
+    # (and the restart's starting point), it did not start over.
+    assert third.state is not None
+    assert [when for when, _ in third.state.recommendations] == [1000.0, 1000.0, 1005.0, 1010.0]
+    assert third.state.scale_events == ((1010.0, wanted - 1),)
+
+
+async def test_the_loop_backs_off_on_429_honours_retry_after_and_recovers(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [
+        api_error(429, "Too Many Requests", Retry_After="12"),
+        api_error(429, "Too Many Requests"),
+        api_error(429, "Too Many Requests"),
+    ]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    stopped = await autoscale(cluster, clock, source, rounds=5)
+    assert stopped.waits == [12.0, 10.0, 20.0, 5.0, 5.0]
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused"] * 3 + ["scale"]
+
+
+def test_next_delay_is_bounded() -> None:
+    throttled = WriteFailure("scale", 429, "HTTP 429", retry_after=3600.0)
+    assert next_delay(5.0, throttled, throttled=1) == 60.0
+    assert next_delay(5.0, throttled, throttled=9) == 60.0
+    assert next_delay(120.0, throttled, throttled=1) == 120.0  # never less than the interval
+    assert next_delay(5.0, WriteFailure("status", 409, "HTTP 409"), throttled=0) == 5.0
+    assert next_delay(5.0, None, throttled=0) == 5.0
+
+
+async def test_a_refused_status_write_is_retried_and_the_loop_lives_on(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_status = [api_error(409, "Conflict")]
+    source = FakeSource(clock, queue_depth=2.0, queue_time_ms=10.0, request_rate=20.0)
+    stopped = await autoscale(cluster, clock, source, rounds=2)
+    statuses = [w[0] for w in cluster.writes if w[0].startswith("status")]
+    assert statuses == ["status-refused", "status"]
+    assert stopped.waits == [5.0, 5.0]
+    assert cluster.service(KEY)["status"]["metrics"]["queueDepth"] == 2.0
+
+
+async def test_an_unreachable_api_server_is_a_failed_interval_not_a_dead_loop(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [ConnectionRefusedError(111, "Connection refused")]
+    cluster.fail_status = [ConnectionRefusedError(111, "Connection refused")]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    await autoscale(cluster, clock, source, rounds=2)
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused", "scale"]
+
+
+async def test_a_refused_event_does_not_undo_the_scale(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise api_error(500, "Internal Server Error")
+
+    cluster.event = refuse  # type: ignore[method-assign]
+    await autoscale(cluster, clock, source, rounds=1)
+    status = cluster.service(KEY)["status"]
+    assert status["lastScale"]["to"] > 1
+    assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"
