@@ -833,27 +833,39 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
     assert timeline.replicas()[-1][1] < held
 
 
-#: Triton's restricted APIs behind a key header, as the tenancy work renders them (issue 13),
-#: here passed as the service's own `spec.triton.args`. The header name is lowercase: gRPC
-#: metadata keys are, and tritonserver compares the name as given.
-KEY_HEADER, KEY = "x-tritonop-key", "e2e-key"
+#: Triton's restricted APIs behind a key header, in the shape the tenancy work renders them
+#: (issue 13): the key in a Secret, `$(TRITONOP_ADMIN_KEY)` in the args, expanded by the
+#: kubelet (here the pod runner) from the container's environment; here the Secret reaches the
+#: container as the service's repository credentials (`envFrom`) and the flags are the
+#: service's own `spec.triton.args`. The header name is lowercase: gRPC metadata keys are,
+#: and tritonserver compares the name as given.
+KEY_HEADER, KEY, KEY_VARIABLE = "admin-key", "e2e-key", "TRITONOP_ADMIN_KEY"
 RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
 
 
 def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) -> None:
     """On a pod's real tritonserver: inference over gRPC on the pod's gRPC port, and with the
-    restricted-API flags in its arguments, a model load without the key is refused over HTTP
-    and gRPC, and accepted with it."""
+    restricted-API flags in its arguments taking the key from a Secret, a model load without
+    the key is refused over HTTP and gRPC, and accepted with it; the pod spec holds only the
+    reference."""
     namespace, name = plane.namespace, "grpc"
     service = autoscaled_service(name, max_replicas=1)
+    service["spec"]["modelRepository"]["secretRef"] = {"name": "grpc-key"}
+    restriction = f"{RESTRICTED}:{KEY_HEADER}=$({KEY_VARIABLE})"
     service["spec"]["triton"] = {
         "args": [
-            f"--http-restricted-api={RESTRICTED}:{KEY_HEADER}={KEY}",
-            f"--grpc-restricted-protocol={RESTRICTED}:{KEY_HEADER}={KEY}",
+            f"--http-restricted-api={restriction}",
+            f"--grpc-restricted-protocol={restriction}",
         ]
     }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "grpc-key"},
+        "stringData": {KEY_VARIABLE: KEY},
+    }
     serve(plane.podrunner, namespace, name, server=Server.TRITONSERVER)
-    plane.installed.apply([service], namespace)
+    plane.installed.apply([secret, service], namespace)
 
     def ready_pod() -> dict[str, Any] | None:
         pods = plane.view.pods(namespace, name)
@@ -865,6 +877,8 @@ def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) 
     ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
     (status,) = [s for s in plane.podrunner.pods() if s.name == pod["metadata"]["name"]]
     assert status.server == "tritonserver" and status.pid is not None
+    assert KEY not in json.dumps(pod["spec"]), "the key in clear in the pod spec"
+    assert f"{KEY_HEADER}={KEY}" in Path(f"/proc/{status.pid}/cmdline").read_text()
 
     client = grpcclient.InferenceServerClient(f"{ip}:{ports['grpc']}")
     try:

@@ -332,3 +332,35 @@ def test_real_tritonserver_per_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         while _process_alive(restarted.pid):
             assert time.monotonic() - began < 0.5 + 2 + 3 + 1, "the server outlived its bound"
             time.sleep(0.1)
+
+
+def test_the_runner_expands_arguments_from_the_pods_secrets_like_the_kubelet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`$(NAME)` in the container's args comes from its env (a secretKeyRef here); while the
+    Secret is missing the server does not start (CreateContainerConfigError) and is retried."""
+    monkeypatch.setattr(podrunner, "RETRY_INTERVAL_S", 0.2)
+    secrets: dict[str, dict[str, str]] = {}
+    reads: list[tuple[str, str]] = []
+
+    def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+        reads.append((namespace, name))
+        return secrets.get(name)
+
+    ip = loopback_ip()
+    pod = triton_pod("keyed", ip)
+    container = pod["spec"]["containers"][1]
+    container["args"] = [*container["args"][:-1], "--load-model=$(MODEL)", "--load-model=$$(X)"]
+    container["env"] = [
+        {"name": "MODEL", "valueFrom": {"secretKeyRef": {"name": "names", "key": "model"}}}
+    ]
+    defaults = EmulatorConfig(service=ServiceSettings(service_time_ms=10))
+    with PodRunner(watch=False, defaults=defaults, secret_reader=read_secret) as runner:
+        runner.apply_event("ADDED", pod)
+        runner.sync()
+        (waiting,) = runner.pods()
+        assert waiting.state == "failed" and 'secret "names" not found' in waiting.error
+        secrets["names"] = {"model": "densenet"}
+        (serving,) = runner.wait_until(lambda s: bool(s) and s[0].state == "serving", timeout=10)
+    assert serving.models == ("densenet", "$(X)")
+    assert set(reads) == {("team", "names")} and len(reads) >= 2

@@ -20,6 +20,12 @@ the kubelet restarts a container.
 All emulators share one asyncio loop in a background thread; the Kubernetes watch runs in a
 second thread and hands events to the loop, where one worker applies them in order.
 
+Like the kubelet, the runner expands `$(NAME)` in the container's command and args from its
+environment (`env` values and `secretKeyRef`s, `envFrom` Secrets, read through the API; see
+`containerenv`) before either server sees them: the operator passes Triton's admin key that
+way. A Secret that is missing keeps the server from starting (retried every
+`RETRY_INTERVAL_S`), as a container waits in CreateContainerConfigError.
+
 Tests steer the data plane through the control API: per pod, per InferenceService (the pod
 label `app.kubernetes.io/instance`) or for every pod, set the server kind, service time,
 instances, the model-load delay of servers started from then on, and (emulator only) the
@@ -58,6 +64,14 @@ from aiohttp import web
 from ..polling import WaitTimeout, wait_until
 from ..realtriton.pod import RealTritonPod
 from ..realtriton.server import DEFAULT_EXIT_TIMEOUT_S
+from .containerenv import (
+    ContainerConfigError,
+    EnvSource,
+    SecretReader,
+    env_sources,
+    environment,
+    expand_all,
+)
 from .emulator import (
     EmulatorConfig,
     MetricsFault,
@@ -183,6 +197,16 @@ class _Desired:
     ip: str
     service: str
     args: tuple[str, ...]
+    """The container's command and args as the pod spec has them (`$(NAME)` unexpanded)."""
+    env: tuple[EnvSource, ...] = ()
+    """The container's envFrom and env, for the kubelet's `$(NAME)` expansion."""
+
+    def container(self) -> dict[str, Any]:
+        """The `triton` container of a pod spec this was derived from."""
+        container: dict[str, Any] = {"name": TRITON_CONTAINER, "args": list(self.args)}
+        for field, entry in (source.manifest() for source in self.env):
+            container.setdefault(field, []).append(entry)
+        return container
 
 
 @dataclass
@@ -209,7 +233,12 @@ def desired_emulator(pod: Mapping[str, Any]) -> _Desired | None:
     )
     args = [*(container.get("command") or []), *(container.get("args") or [])]
     service = (metadata.get("labels") or {}).get(INSTANCE_LABEL, "")
-    return _Desired(ip=str(ip), service=str(service), args=tuple(str(a) for a in args))
+    return _Desired(
+        ip=str(ip),
+        service=str(service),
+        args=tuple(str(a) for a in args),
+        env=env_sources(container),
+    )
 
 
 StatusPatcher = Callable[[str, str, dict[str, Any]], None]
@@ -236,6 +265,34 @@ def ready_status_patch() -> dict[str, Any]:
             ]
         }
     }
+
+
+def _api_secret_reader(api_client: Any) -> SecretReader:
+    """Reads a Secret's data through the API (as the kubelet does, with the runner's
+    credentials); None for a Secret that does not exist."""
+    import base64
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+
+    def read(namespace: str, name: str) -> Mapping[str, str] | None:
+        try:
+            secret = core.read_namespaced_secret(name, namespace, _request_timeout=10)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = secret.data or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    return read
+
+
+def _no_secrets(namespace: str, name: str) -> Mapping[str, str] | None:
+    """The secret reader of a runner without a cluster: there are no Secrets."""
+    return None
 
 
 def _api_status_patcher(api_client: Any) -> StatusPatcher:
@@ -273,6 +330,7 @@ class PodRunner:
         default_server: Server = Server.EMULATOR,
         work_dir: Path | None = None,
         exit_timeout_s: int | None = None,
+        secret_reader: SecretReader | None = None,
     ) -> None:
         """`watch=False` runs without a cluster: feed pod events with `apply_event`.
 
@@ -294,6 +352,10 @@ class PodRunner:
         `default_server` is the server of pods no `PodSettings.server` names; real servers keep
         their repositories and logs under `work_dir/<namespace>/<pod>/` (default: a temporary
         directory removed by `stop()`).
+
+        `secret_reader` resolves the Secrets a container's environment names (for `$(NAME)` in
+        its arguments, see `containerenv`); by default the cluster's, through the watch's API
+        client, and none without a watch.
         """
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._namespace = namespace
@@ -327,6 +389,7 @@ class PodRunner:
         self._own_work_dir = False
         self._exit_timeout_s = exit_timeout_s
         self._server_watch: asyncio.Task[None] | None = None
+        self._secret_reader = secret_reader
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,6 +403,8 @@ class PodRunner:
             if api is None:
                 raise ValueError("set_pod_readiness without a watch needs a status_patcher")
             self._status_patcher = _api_status_patcher(api)
+        if self._secret_reader is None:
+            self._secret_reader = _api_secret_reader(api) if api is not None else _no_secrets
         self._loop = BackgroundLoop("podrunner-loop")
         self._loop.run(self._start_async())
         if api is not None:
@@ -496,18 +561,23 @@ class PodRunner:
             self._running[key] = _Running(desired, None, str(error), refused=True)
             return
         settings = self._settings_for(namespace, desired.service, name)
+        kind = settings.server or self._default_server
+        try:
+            args = await self._container_args(namespace, desired)
+        except ContainerConfigError as error:
+            self._start_failed(key, desired, f"{kind} for pod {namespace}/{name}", error)
+            return
         base = replace(
             self._defaults,
             host=desired.ip,
             service=settings.service(self._defaults.service),
             load_delay_s=pick_float(settings.load_delay_s, self._defaults.load_delay_s),
         )
-        config, ignored = config_from_args(desired.args, base=base)
+        config, ignored = config_from_args(args, base=base)
         config = replace(config, host=desired.ip)  # never what the args say: the pod's IP
-        kind = settings.server or self._default_server
         server: PodServer
         if kind is Server.TRITONSERVER:
-            server = self._real_server(key, config, desired.args)
+            server = self._real_server(key, config, args)
             ignored = []  # the real server takes the pod's arguments (rewritten) as they are
         else:
             emulator = TritonEmulator(config)
@@ -517,13 +587,7 @@ class PodRunner:
         try:
             await server.start()
         except OSError as error:
-            previous = self._running.get(key)
-            if previous is None or previous.error != str(error):
-                log.error(
-                    "%s for pod %s/%s on %s failed: %s", kind, namespace, name, desired.ip, error
-                )
-            self._running[key] = _Running(desired, None, str(error))
-            asyncio.get_running_loop().call_later(RETRY_INTERVAL_S, self._retry, key, desired)
+            self._start_failed(key, desired, f"{kind} for pod {namespace}/{name}", error)
             return
         log.info(
             "pod %s/%s (%s): %s on %s, models %s%s",
@@ -536,6 +600,28 @@ class PodRunner:
             f", ignored args {' '.join(ignored)}" if ignored else "",
         )
         self._running[key] = _Running(desired, server)
+
+    def _start_failed(self, key: PodKey, desired: _Desired, what: str, error: Exception) -> None:
+        """Record a server that could not start (logged once per error) and try again soon."""
+        previous = self._running.get(key)
+        if previous is None or previous.error != str(error):
+            log.error("%s on %s failed: %s", what, desired.ip, error)
+        self._running[key] = _Running(desired, None, str(error))
+        asyncio.get_running_loop().call_later(RETRY_INTERVAL_S, self._retry, key, desired)
+
+    async def _container_args(self, namespace: str, desired: _Desired) -> tuple[str, ...]:
+        """The pod's command and args with `$(NAME)` expanded from its environment, as the
+        kubelet starts the container (Secrets read off the loop)."""
+        if not desired.env:
+            return desired.args
+        reader = self._secret_reader or _no_secrets
+        try:
+            variables = await asyncio.to_thread(environment, desired.env, namespace, reader)
+        except ContainerConfigError:
+            raise
+        except Exception as error:  # the API unreachable or refusing: the kubelet retries too
+            raise ContainerConfigError(f"reading the container's Secrets: {error}") from error
+        return expand_all(desired.args, variables)
 
     def _real_server(
         self, key: PodKey, config: EmulatorConfig, args: Sequence[str]
@@ -598,7 +684,7 @@ class PodRunner:
                     "labels": {INSTANCE_LABEL: desired.service},
                 },
                 "status": {"phase": "Running", "podIP": desired.ip},
-                "spec": {"containers": [{"name": TRITON_CONTAINER, "args": list(desired.args)}]},
+                "spec": {"containers": [desired.container()]},
             }
             self._running.pop(key)
             self._events.put_nowait(("RETRY", synthetic))
