@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from e2e.tritonsim.containerenv import (
@@ -46,9 +47,10 @@ def test_expand_follows_the_kubelets_rules(text: str, expanded: str) -> None:
 
 def test_the_operators_admin_key_reaches_the_restricted_api_flags() -> None:
     """The shape tenancy renders: the key in a Secret, a secretKeyRef, `$(...)` in the args."""
-    container = {
+    args = ["--http-restricted-api=model-repository:admin-key=$(TRITONOP_ADMIN_KEY)"]
+    container: dict[str, Any] = {
         "name": "triton",
-        "args": ["--http-restricted-api=model-repository:admin-key=$(TRITONOP_ADMIN_KEY)"],
+        "args": args,
         "env": [
             {
                 "name": "TRITONOP_ADMIN_KEY",
@@ -57,7 +59,7 @@ def test_the_operators_admin_key_reaches_the_restricted_api_flags() -> None:
         ],
     }
     variables = environment(env_sources(container), "team", read_secret)
-    assert expand_all(container["args"], variables) == (
+    assert expand_all(args, variables) == (
         "--http-restricted-api=model-repository:admin-key=k3y",
     )
 
