@@ -59,9 +59,7 @@ def test_the_operators_admin_key_reaches_the_restricted_api_flags() -> None:
         ],
     }
     variables = environment(env_sources(container), "team", read_secret)
-    assert expand_all(args, variables) == (
-        "--http-restricted-api=model-repository:admin-key=k3y",
-    )
+    assert expand_all(args, variables) == ("--http-restricted-api=model-repository:admin-key=k3y",)
 
 
 def test_env_from_comes_first_env_wins_and_values_refer_to_earlier_variables() -> None:
