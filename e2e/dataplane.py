@@ -541,6 +541,25 @@ class Timeline:
                 return sample.t
         return None
 
+    def drained(self, per_pod: float, after: float, lasting: float) -> float | None:
+        """When, after `after`, no server's queue has been above `per_pod` for at least
+        `lasting` seconds up to the latest sample: the start of that calm stretch, or None.
+
+        Per pod, not averaged: after a step the backlog sits on the pods that were ready
+        before it, and requests behind it wait however idle the new pods are.
+        """
+        start: float | None = None
+        latest = after
+        for sample in list(self.queue):
+            if sample.t < after:
+                continue
+            latest = sample.t
+            if not sample.ready or max(sample.pending.values(), default=0) > per_pod:
+                start = None
+            elif start is None:
+                start = sample.t
+        return start if start is not None and latest - start >= lasting else None
+
     def replicas(self) -> list[tuple[float, int]]:
         """(time, Deployment spec.replicas) at every observed change."""
         changes: list[tuple[float, int]] = []

@@ -308,7 +308,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     # Steady: one replica carries `low` (half its capacity); the operator reads valid metrics
     # and keeps one replica.
     with steady_load(
-        plane, service, rate, duration_s=170, max_requests=9000, server=server
+        plane, service, rate, duration_s=330, max_requests=15000, server=server
     ) as scenario:
         load, timeline = scenario.load, scenario.timeline
 
@@ -333,8 +333,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
             f"scaled up {delay:.1f}s after the queue crossed {target}/replica"
         )
 
-        high_until = step_at + 30
-        hold(high_until)
+        hold(step_at + 30)
         settled_high = (view.deployment(namespace, name) or {})["spec"]["replicas"]
         assert settled_high >= high / POD_CAPACITY, "fewer replicas than the load needs"
         pods = view.pods(namespace, name)
@@ -343,6 +342,18 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         for pod in pods:
             limits = pod["spec"]["containers"][0]["resources"]["limits"]
             assert str(limits.get("nvidia.com/gpu")) == "1"
+        # The backlog the first pod built before the new ones were ready drains at that pod's
+        # spare capacity, so how long it takes depends on how fast the new servers came up
+        # (real tritonservers with their python-backend stubs are slower on a busy machine):
+        # the SLO holds for the 10 s after it drained, not by a fixed time after the step.
+        drained_at = wait_until(
+            lambda: timeline.drained(target, step_at, lasting=2),
+            120,
+            f"every pod's queue at most {target} (the step's backlog drained)",
+            interval=POLL_S,
+        )
+        high_until = max(step_at + 30, drained_at + 10)
+        hold(high_until)
 
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
@@ -352,7 +363,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
             changes = timeline.replicas()
             return bool(changes and changes[-1][1] <= 2 and time.monotonic() - changes[-1][0] > 6)
 
-        wait_until(settled, 40, "replicas settled after the drop", interval=POLL_S)
+        wait_until(settled, 90, "replicas settled after the drop", interval=POLL_S)
         settled_at = timeline.replicas()[-1][0]
         after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
         hold(settled_at + 8)
@@ -378,6 +389,8 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
         scale_up_delay_s=round(delay, 2),
         scale_up_after_step_s=round(scaled_up_at - step_at, 2),
         queue_crossed_after_step_s=round(crossed_at - step_at, 2),
+        backlog_drained_after_step_s=round(drained_at - step_at, 1),
+        high_phase_s=round(high_until - step_at, 1),
         peak_replicas=peak,
         settled_replicas_high=settled_high,
         final_replicas=final,
@@ -509,7 +522,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
         )
         wait_until(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
-            5,
+            15,
             "the sampler to see the scale-down",
             interval=POLL_S,
         )
@@ -693,7 +706,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             return None
 
         resumed_at = wait_until(
-            fresh_metrics, 15, "status with fresh metrics after the restart", interval=POLL_S
+            fresh_metrics, 30, "status with fresh metrics after the restart", interval=POLL_S
         )
         all_ready_at = wait_until(
             lambda: (
@@ -701,7 +714,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
                 and (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]
                 and time.monotonic()
             ),
-            30,
+            90,
             "the pods asked for before the restart to be ready",
             interval=POLL_S,
         )
@@ -791,8 +804,9 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
                 return active
             return None
 
+        # Seen while the server is down: the pod runner starts it again after RESTART_DELAY_S.
         inactive = wait_until(
-            inactive_naming_victim, 3 * INTERVAL + 2, "ScalingActive=False", interval=POLL_S
+            inactive_naming_victim, RESTART_DELAY_S, "ScalingActive=False", interval=POLL_S
         )
         inactive_after = time.monotonic() - killed_at
 
@@ -808,7 +822,7 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
 
         wait_until(
             back,
-            RESTART_DELAY_S + 30,
+            RESTART_DELAY_S + 60,
             "the killed server back",
             interval=POLL_S,
             check=no_scale_down,
@@ -816,7 +830,7 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
         back_at = time.monotonic()
         wait_until(
             lambda: scaling_active(view, namespace, name).get("status") == "True",
-            3 * INTERVAL + 2,
+            30,
             "ScalingActive=True with the server back",
             interval=POLL_S,
         )
@@ -826,7 +840,7 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
         )
         wait_until(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
-            5,
+            15,
             "the sampler to see the scale-down",
             interval=POLL_S,
         )
