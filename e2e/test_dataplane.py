@@ -176,6 +176,22 @@ def next_scale_write(plane: DataPlane, name: str, after: float, timeout: float, 
     )
 
 
+def scale_down_seen(
+    plane: DataPlane, timeline: Timeline, name: str, *, after: float, below: int, within: float
+) -> float:
+    """Wait for the operator's first scale write after `after` (the scale-down a repair lets
+    through) and for the sampler to see fewer than `below` replicas, so the timeline the
+    scenario reports holds it; returns the write's time."""
+    written_at = next_scale_write(plane, name, after, within, f"a scale-down below {below}")
+    wait_until(
+        lambda: (timeline.replicas_at(time.monotonic()) or below) < below,
+        15,
+        "the sampler to see the scale-down",
+        interval=POLL_S,
+    )
+    return written_at
+
+
 def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -517,14 +533,8 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
 
         hold(broken_until, no_scale_down)
         restored_at, active_again_after = restore_metrics(plane, name, [failing, garbled])
-        scaled_down_at = next_scale_write(
-            plane, name, restored_at, window + 20, "the scale-down after recovery"
-        )
-        wait_until(
-            lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
-            15,
-            "the sampler to see the scale-down",
-            interval=POLL_S,
+        scaled_down_at = scale_down_seen(
+            plane, timeline, name, after=restored_at, below=held, within=window + 20
         )
     result = load.wait()
 
@@ -835,14 +845,8 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
             interval=POLL_S,
         )
         active_again_after = time.monotonic() - back_at
-        scaled_down_at = next_scale_write(
-            plane, name, back_at, window + 20, "the scale-down with the server back"
-        )
-        wait_until(
-            lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
-            15,
-            "the sampler to see the scale-down",
-            interval=POLL_S,
+        scaled_down_at = scale_down_seen(
+            plane, timeline, name, after=back_at, below=held, within=window + 20
         )
     result = load.wait()
 
