@@ -774,7 +774,11 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         scale_events=events,
         replica_sequence=sequence,
         writes_while_earlier_pods_started=queue_at,
-        requests={"sent": result.summary.sent, "failed": result.summary.errors},
+        requests={
+            "sent": result.summary.sent,
+            "failed": result.summary.errors,
+            "errors": result.summary.errors_by_kind,
+        },
     )
     assert len(scale_writes) == len(events) == len(changes), (scale_writes, events, changes)
     assert chain == sequence and sequence[0] == 1, (chain, sequence)
