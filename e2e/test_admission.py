@@ -115,6 +115,75 @@ INVALID: list[tuple[str, str, dict[str, Any] | None, str]] = [
         spec_with(tolerations=[{"key": "a", "operator": "Maybe"}]),
         "spec.tolerations[0].operator",
     ),
+    # What the API server would refuse only when the operator applies the children.
+    (
+        "pvc sub path leaves the claim",
+        "bad-t",
+        spec_with(modelRepository={"uri": "pvc://claim/a/../b"}),
+        "'..' is not allowed as a path element",
+    ),
+    (
+        "nodeSelector key is not a label key",
+        "bad-u",
+        spec_with(nodeSelector={"bad key!": "x"}),
+        "nodeSelector keys must be an optional DNS prefix",
+    ),
+    (
+        "nodeSelector value is not a label value",
+        "bad-v",
+        spec_with(nodeSelector={"zone": "eu west"}),
+        "spec.nodeSelector.zone",
+    ),
+    (
+        "unknown affinity field",
+        "bad-w",
+        spec_with(affinity={"nodeAfinity": {}}),
+        "nodeAfinity",
+    ),
+    (
+        "HPA model name is not a label value",
+        "bad-x",
+        spec_with(
+            autoscaling={"mode": "HPA", "models": ["text/llm"], "targets": {"queueDepth": 2}}
+        ),
+        "in mode HPA the models become label values",
+    ),
+    (
+        "maxUnavailable 0",
+        "bad-y",
+        spec_with(disruption={"maxUnavailable": 0}),
+        "spec.disruption.maxUnavailable",
+    ),
+    (
+        "maxUnavailable 0%",
+        "bad-z",
+        spec_with(disruption={"maxUnavailable": "0%"}),
+        "spec.disruption.maxUnavailable",
+    ),
+    (
+        "annotation key is not a qualified name",
+        "bad-aa",
+        spec_with(service={"annotations": {"k: v": "x"}}),
+        "annotation keys must be",
+    ),
+    (
+        "the operator's restricted-API flags",
+        "bad-ab",
+        spec_with(triton={"args": ["--http-restricted-api=model-repository:k=v"]}),
+        "set by the operator",
+    ),
+    (
+        "too many models",
+        "bad-ac",
+        spec_with(models=[f"m{i}" for i in range(65)]),
+        "spec.models",
+    ),
+    (
+        "control character in a model name",
+        "bad-ad",
+        spec_with(models=["m\nx"]),
+        "printable ASCII",
+    ),
     ("name too long", "n" * 60, GOOD, "metadata.name"),
     ("name with capitals", "BadName", GOOD, "metadata.name"),
     ("missing spec", "bad-s", None, "spec"),

@@ -14,6 +14,8 @@ from typing import Any
 from tritonop import GROUP, KIND, PLURAL, VERSION
 from tritonop.api.models import (
     DNS1035_PATTERN,
+    HPA_MODELS_MESSAGE,
+    LABEL_VALUE_PATTERN,
     MAX_NAME_LENGTH,
     InferenceServiceSpec,
     InferenceServiceStatus,
@@ -44,6 +46,13 @@ OBJECT_RULES: dict[str, list[Schema]] = {
             "fieldPath": ".minReplicas",
             "reason": "FieldValueInvalid",
         },
+        {
+            "rule": "self.mode != 'HPA' || !has(self.models) || "
+            f"self.models.all(m, m.matches('{LABEL_VALUE_PATTERN}'))",
+            "message": HPA_MODELS_MESSAGE,
+            "fieldPath": ".models",
+            "reason": "FieldValueInvalid",
+        },
     ],
     "GPU": [
         {
@@ -54,9 +63,6 @@ OBJECT_RULES: dict[str, list[Schema]] = {
         }
     ],
 }
-
-#: String bounds the CEL cost estimator needs (unbounded strings make `matches` too costly).
-MAX_LENGTHS: dict[str, int] = {"uri": 2048, "image": 1024}
 
 ROOT_RULES: list[Schema] = [
     {
@@ -145,8 +151,6 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
                 raise SchemaError(
                     f"{path}.{name}: needs a description (it becomes kubectl explain)"
                 )
-            if name in MAX_LENGTHS and child.get("type") == "string":
-                child["maxLength"] = MAX_LENGTHS[name]
             if (
                 child.get("type") == "object"
                 and "properties" in child

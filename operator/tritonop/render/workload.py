@@ -224,7 +224,7 @@ def deployment_context(
         "volume_mounts": mounts,
         "node_selector": dict(sorted(spec.node_selector.items())),
         "tolerations": gpu_pod_tolerations(spec) if gpu else user_tolerations(spec),
-        "affinity": merge_gpu_affinity(spec.affinity, spec.gpu.products if gpu else []),
+        "affinity": merge_gpu_affinity(spec.affinity.manifest(), spec.gpu.products if gpu else []),
         # Kubernetes' default (600 s) is shorter than a default model load (900 s): without
         # this a slow but healthy rollout would be reported as ProgressDeadlineExceeded.
         "progress_deadline_seconds": spec.triton.startup_timeout_seconds
