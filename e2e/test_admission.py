@@ -132,7 +132,7 @@ INVALID: list[tuple[str, str, dict[str, Any] | None, str]] = [
         "nodeSelector value is not a label value",
         "bad-v",
         spec_with(nodeSelector={"zone": "eu west"}),
-        "spec.nodeSelector.zone",
+        "spec.nodeSelector[zone]",
     ),
     (
         "unknown affinity field",
@@ -220,3 +220,73 @@ def test_invalid_service_is_rejected_naming_the_field(
 
 def test_at_least_fifteen_distinct_rejections() -> None:
     assert len({case for case, *_ in INVALID}) >= 15
+
+
+def test_specs_at_the_edges_of_the_rules_are_accepted(installed: Tools, namespace: str) -> None:
+    """What the new rules must not refuse: prefixed and empty label syntax, a full affinity,
+    percentages, model names that are label values in HPA mode, free text in Operator mode."""
+    spec = spec_with(
+        modelRepository={"uri": "pvc://models/v1..2/triton"},
+        models=[f"model-{i}" for i in range(64)],
+        nodeSelector={"topology.kubernetes.io/zone": "eu-1a", "example.com/pool": ""},
+        tolerations=[{"operator": "Exists"}, {"key": "example.com/dedicated", "value": "ml"}],
+        disruption={"maxUnavailable": "100%"},
+        service={"annotations": {"example.com/owner": "team ml {a: b}"}},
+        autoscaling={"mode": "HPA", "models": ["resnet50"], "targets": {"queueDepth": 2}},
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "topology.kubernetes.io/zone",
+                                    "operator": "In",
+                                    "values": ["a"],
+                                }
+                            ],
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}
+                            ],
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "ok"}},
+                            "namespaceSelector": {},
+                            "topologyKey": "kubernetes.io/hostname",
+                            "matchLabelKeys": ["pod-template-hash"],
+                        },
+                    }
+                ]
+            },
+        },
+    )
+    body = {
+        "apiVersion": "tritonop.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "edges"},
+        "spec": spec,
+    }
+    result = installed.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=yaml.safe_dump(body),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load(result.stdout)["spec"]
+    assert stored["affinity"] == spec["affinity"]
+    assert stored["nodeSelector"] == spec["nodeSelector"]

@@ -126,7 +126,7 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
                 node.pop("default")
             inner = _convert(variants[0], defs, path)
             inner.update({k: v for k, v in node.items() if k != "default" or v is not None})
-            node = inner
+            return inner  # converted all the way down: converting it again would add defaults
         else:
             raise SchemaError(f"{path}: unions other than Optional[...] are not structural")
     if node.get("default", ...) is None:
