@@ -48,6 +48,7 @@ from tritonop.observability import (
 from tritonop.placement import NodeInfo, gpu_capacity_fingerprint, node_info
 from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, plan, workload_refresh
+from tritonop.render.lockdown import ADMIN_KEY_FIELD, admin_secret_name
 from tritonop.status import (
     WorkloadState,
     invalid_spec_flags,
@@ -289,6 +290,9 @@ def _reconcile(
     digest = kube.secret_digest(service.namespace, secret_ref.name) if secret_ref else None
     mode = service.spec.autoscaling_mode
     facts = ClusterFacts(
+        admin_key=kube.admin_key(
+            service.namespace, admin_secret_name(service.name), ADMIN_KEY_FIELD
+        ),
         nodes=view.nodes(),
         secret_digest=digest,
         secret_missing=secret_ref is not None and digest is None,

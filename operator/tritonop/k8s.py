@@ -8,9 +8,12 @@ events are counted in the operator's /metrics by kind and verb.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
+import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,6 +96,7 @@ RESOURCES: dict[str, ResourceType] = {
     "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ResourceType("keda.sh/v1alpha1", "scaledobjects"),
     "Secret": ResourceType("v1", "secrets"),
+    "NetworkPolicy": ResourceType("networking.k8s.io/v1", "networkpolicies"),
     KIND: ResourceType(API_VERSION, "inferenceservices"),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", False
@@ -161,6 +165,20 @@ class Kube:
         """Digest of a Secret's data, or None when the Secret does not exist."""
         secret = self.get("Secret", namespace, name)
         return None if secret is None else secret_digest(secret.get("data"))
+
+    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+        """The Triton admin key in the service's admin Secret, or a new random one when the
+        Secret (or its key) does not exist yet: the reconcile then applies it. Hex, so that it
+        never contains the ':', ',' or '=' that tritonserver's restriction syntax splits on.
+        Never logged."""
+        secret = self.get("Secret", namespace, secret_name)
+        encoded = ((secret or {}).get("data") or {}).get(field)
+        if encoded:
+            try:
+                return base64.b64decode(encoded, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                pass  # not a key we wrote: replaced by a fresh one
+        return secrets.token_hex(32)
 
     # ---------------------------------------------------------------- writes
 

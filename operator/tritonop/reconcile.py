@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tritonop.admission import policy_violations
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.config import Settings
@@ -21,6 +22,10 @@ from tritonop.status import WorkloadState, workload_flags
 
 #: Autoscaler kinds a service may own, one per mode; the others are removed on a mode change.
 AUTOSCALER_KINDS: dict[str, str] = {"HPA": "HorizontalPodAutoscaler", "KEDA": "ScaledObject"}
+
+#: Ready reasons that are the reconcile's verdict on the spec itself: changes of the Deployment
+#: and its pods do not override them (only the next reconcile does).
+VERDICT_REASONS = ("SecretNotFound", "InvalidSpec", "PolicyViolation")
 
 #: Event reason per placement mode, posted when the placement changes.
 PLACEMENT_EVENTS: dict[str, tuple[bool, str]] = {
@@ -51,6 +56,8 @@ class ClusterFacts:
     keda_available: bool
     live_status: Mapping[str, Any]
     workload: WorkloadState
+    admin_key: str | None = None
+    """The key in the service's admin Secret (read, or newly generated); None renders no Secret."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     """The reconcile of one valid InferenceService."""
     spec = service.spec
     placement = decide(spec, facts.nodes, settings.gpu_fallback)
+    violations = policy_violations(spec, settings)
+    if violations:
+        return refused(service, facts, placement, "PolicyViolation", "; ".join(violations))
     replicas = initial_replicas(service, facts.workload)
     children = render_children(
         service,
@@ -93,9 +103,12 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         settings,
         replicas=None,
         secret_hash=facts.secret_digest,
+        admin_key=facts.admin_key,
     )
     mode = spec.autoscaling_mode
     stale = [kind for name, kind in AUTOSCALER_KINDS.items() if name != mode]
+    if not settings.network_policy:
+        stale.append("NetworkPolicy")
     url, grpc_url = service_urls(service, settings.cluster_domain)
 
     flags = list(
@@ -159,6 +172,26 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     )
 
 
+def refused(
+    service: ParsedService, facts: ClusterFacts, placement: Placement, reason: str, message: str
+) -> Plan:
+    """A reconcile that applies nothing (what exists stays as it is): Ready=False says why,
+    with a Warning Event when that is news."""
+    ready: Mapping[str, Any] = next(
+        (c for c in facts.live_status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    repeated = ready.get("reason") == reason and ready.get("message") == message
+    return Plan(
+        placement=placement,
+        children=[],
+        stale_children=[],
+        replicas=None,
+        status_fields={"observedGeneration": service.generation},
+        flags=(ConditionFlag("Ready", False, reason, message),),
+        events=[] if repeated else [EventSpec(True, reason, message)],
+    )
+
+
 def _delegated_scaling_flag(mode: str) -> ConditionFlag:
     """ScalingActive when the operator itself does not scale."""
     if mode == "None":
@@ -202,7 +235,7 @@ def workload_refresh(
     )
     conditions = {c.get("type"): c for c in live_status.get("conditions") or []}
     ready = conditions.get("Ready") or {}
-    if ready.get("reason") in ("SecretNotFound", "InvalidSpec"):
+    if ready.get("reason") in VERDICT_REASONS:
         flags = tuple(
             flag for flag in flags if flag.type != "Ready"
         )  # the reconcile's verdict stands

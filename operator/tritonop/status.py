@@ -14,10 +14,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tritonop.api.models import MAX_STATUS_MESSAGE
 from tritonop.autoscale.types import ConditionFlag
+
+#: Longest message the status carries (conditions, placement, the last scale's reason). Messages
+#: can quote what pods report (model names, errors), so they are cut here rather than letting
+#: the API server refuse a status write against the CRD's maxLength.
+MAX_MESSAGE_LENGTH = MAX_STATUS_MESSAGE
 
 #: Order of conditions in status, summary first (stable order keeps writes minimal).
 CONDITION_ORDER = ("Ready", "Available", "Placed", "AbleToScale", "ScalingActive", "ScalingLimited")
+
+
+def bounded(text: str) -> str:
+    """`text` cut to MAX_MESSAGE_LENGTH characters, marked with an ellipsis when cut."""
+    if len(text) <= MAX_MESSAGE_LENGTH:
+        return text
+    return text[: MAX_MESSAGE_LENGTH - 1] + "\u2026"
 
 
 def now_rfc3339() -> str:
@@ -45,7 +58,7 @@ def merge_conditions(
             "type": flag.type,
             "status": status,
             "reason": flag.reason,
-            "message": flag.message,
+            "message": bounded(flag.message),
             "lastTransitionTime": now
             if changed or previous is None
             else previous["lastTransitionTime"],
@@ -73,11 +86,23 @@ def merge_status(
         if value is None:
             merged.pop(key, None)
         else:
-            merged[key] = value
+            merged[key] = _bounded_texts(key, value)
     merged["conditions"] = merge_conditions(
         (live or {}).get("conditions") or [], flags, generation=generation, now=now or now_rfc3339()
     )
     return merged
+
+
+#: The free-text part of status objects that carry one (placement.message, lastScale.reason).
+_TEXT_FIELDS = {"placement": "message", "lastScale": "reason"}
+
+
+def _bounded_texts(key: str, value: Any) -> Any:
+    """A status field with its free text cut to MAX_MESSAGE_LENGTH."""
+    text_key = _TEXT_FIELDS.get(key)
+    if text_key is None or not isinstance(value, Mapping) or text_key not in value:
+        return value
+    return {**value, text_key: bounded(str(value[text_key]))}
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,8 @@ QUALIFIED_KEY_RULE = f"self.all(k, {qualified_name_rule('k')})"
 # Size bounds. kopf keeps the last handled spec in an annotation, and all annotations of an object
 # share 256 KiB: every list, map and string of the spec is bounded so that even a spec at every
 # bound fits (tests/test_crd.py computes that worst case from the generated schema).
+#: Longest free text in status (tritonop.status cuts what it writes to this).
+MAX_STATUS_MESSAGE = 1024
 MAX_URI_LENGTH = 2048
 MAX_IMAGE_LENGTH = 1024
 MAX_MODELS = 64
@@ -955,7 +957,9 @@ class Condition(APIModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(pattern=CONDITION_REASON_PATTERN, description="One-word CamelCase reason.")
     message: str = Field(
-        default="", description="Human-readable detail, with how to fix it when False."
+        default="",
+        max_length=MAX_STATUS_MESSAGE,
+        description="Human-readable detail, with how to fix it when False.",
     )
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
@@ -975,7 +979,7 @@ class PlacementStatus(APIModel):
 
     mode: PlacementMode = Field(description="GPU, CPUFallback, CPU (gpu.count 0) or Unplaceable.")
     reason: str = Field(description="One-word reason for the decision.")
-    message: str = Field(default="", description="Why, in words.")
+    message: str = Field(default="", max_length=MAX_STATUS_MESSAGE, description="Why, in words.")
 
 
 class MetricsStatus(APIModel):
@@ -1005,7 +1009,9 @@ class ScaleRecord(APIModel):
 
     from_: int = Field(alias="from", description="Replicas before.")
     to: int = Field(description="Replicas after.")
-    reason: str = Field(description="The metric and numbers that drove the decision.")
+    reason: str = Field(
+        max_length=MAX_STATUS_MESSAGE, description="The metric and numbers that drove the decision."
+    )
 
 
 class InferenceServiceStatus(APIModel):

@@ -32,6 +32,7 @@ from tritonop.render.labels import (
     selector_labels,
     standard_labels,
 )
+from tritonop.render.lockdown import admin_key_env, restricted_api_args
 from tritonop.render.templating import render_manifest
 
 #: Where a pvc:// repository is mounted inside the container.
@@ -68,10 +69,12 @@ def _flag(value: bool) -> str:
 
 
 def triton_args(spec: InferenceServiceSpec, gpu: bool) -> list[str]:
-    """tritonserver's arguments: fixed ports and metrics, model control, then the user's last.
+    """tritonserver's arguments: fixed ports and metrics, the administrative APIs behind the
+    admin key, model control, then the user's last.
 
     The user's arguments come last so that, where tritonserver lets a later flag win, the user
-    can override what the operator sets.
+    can override what the operator sets (the API refuses their own restricted-API flags:
+    Triton refuses an API named in two restriction groups).
     """
     args = [
         f"--model-repository={model_repository_path(spec)}",
@@ -81,6 +84,7 @@ def triton_args(spec: InferenceServiceSpec, gpu: bool) -> list[str]:
         "--allow-metrics=true",
         f"--allow-gpu-metrics={_flag(gpu)}",
         f"--strict-readiness={_flag(spec.triton.strict_readiness)}",
+        *restricted_api_args(),
     ]
     if spec.models:
         args.append("--model-control-mode=explicit")
@@ -194,12 +198,10 @@ def deployment_context(
     """Everything deployment.yaml.j2 needs, as plain data."""
     spec = service.spec
     gpu = places_gpus(spec, placement)
-    pod_annotations = {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(METRICS_PORT),
-        "prometheus.io/path": "/metrics",
-        PLACEMENT_ANNOTATION: placement.mode,
-    }
+    # No prometheus.io/* scrape annotations: under a shared honor_labels scrape job they let any
+    # pod publish series labelled as another namespace's pods. The chart's PodMonitor is the
+    # way to scrape Triton (README, "Security").
+    pod_annotations: dict[str, str] = {PLACEMENT_ANNOTATION: placement.mode}
     if secret_hash:
         pod_annotations[SECRET_HASH_ANNOTATION] = secret_hash
     volumes, mounts = _volumes(spec)
@@ -218,6 +220,7 @@ def deployment_context(
         "image": spec.image or settings.default_image,
         "args": triton_args(spec, gpu),
         "ports": {"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT},
+        "env": admin_key_env(service.name),
         "env_from": [{"secretRef": {"name": secret.name}}] if secret is not None else [],
         "resources": container_resources(spec, gpu),
         "volumes": volumes,
