@@ -8,23 +8,29 @@ audit log are skipped with the reason (they are `kwok_only`).
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from e2e.cluster import LocalCluster
+from e2e.cluster.processes import is_running
 from e2e.harness import (
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
-    ROOT,
     OperatorProcess,
     Tools,
     bin_dir,
-    chart_rbac,
-    wait_until,
+    install_crds_and_rbac,
 )
+from e2e.polling import wait_until
+
+if TYPE_CHECKING:  # the data plane's imports are heavy; only its tests need them
+    from e2e.tritonsim.podrunner import PodRunner
 
 EXTERNAL = os.environ.get("TRITONOP_E2E_KUBECONFIG")
 
@@ -52,13 +58,15 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster(work_dir: Path) -> Iterator[object | None]:
-    """The local control plane (None when TRITONOP_E2E_KUBECONFIG names another cluster)."""
+def cluster(work_dir: Path) -> Iterator[LocalCluster | None]:
+    """The local control plane (None when TRITONOP_E2E_KUBECONFIG names another cluster).
+
+    Its teardown checks that `down()` left none of the cluster's processes running: the
+    guarantee every later session on this machine relies on.
+    """
     if EXTERNAL:
         yield None
         return
-    from e2e.cluster import LocalCluster
-
     # A state directory of its own, so a cluster started by hand (e2e/cluster/up) or another
     # suite on the same machine is never touched.
     state = os.environ.get("TRITONOP_E2E_STATE_DIR") or str(work_dir / "cluster")
@@ -67,43 +75,39 @@ def cluster(work_dir: Path) -> Iterator[object | None]:
         local.up()
         yield local
     finally:
+        started = local.processes()
         try:
             local.dump_logs(work_dir / "cluster-logs")
         finally:
             local.down()
+    survivors = {name: p["pid"] for name, p in started.items() if is_running(p)}
+    assert not survivors, f"LocalCluster.down() left processes running: {survivors}"
 
 
 @pytest.fixture(scope="session")
-def tools(cluster: object | None) -> Tools:
+def tools(cluster: LocalCluster | None) -> Tools:
     path = f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
-    kubeconfig = Path(EXTERNAL) if EXTERNAL else Path(cluster.kubeconfig)  # type: ignore[attr-defined]
+    kubeconfig = cluster.kubeconfig if cluster is not None else Path(str(EXTERNAL))
     return Tools(kubeconfig=kubeconfig, path=path)
 
 
 @pytest.fixture(scope="session")
 def installed(tools: Tools) -> Tools:
     """CRDs from crds/ and the operator's RBAC from the chart, applied like a user would."""
-    tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    tools.kubectl(
-        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
-    )
-    tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    tools.apply(chart_rbac(tools))
+    install_crds_and_rbac(tools)
     return tools
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(installed: Tools, cluster: object | None, work_dir: Path) -> Path:
+def operator_kubeconfig(installed: Tools, cluster: LocalCluster | None, work_dir: Path) -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount (RBAC enforced)."""
     path = work_dir / "operator.kubeconfig"
     if cluster is not None:
-        return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path))  # type: ignore[attr-defined]
+        return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path)
     token = installed.kubectl(
         "create", "token", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE, "--duration=6h"
     ).stdout.strip()
     view = installed.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout
-    import json
-
     config = json.loads(view)
     config["users"] = [{"name": "operator", "user": {"token": token}}]
     config["contexts"][0]["context"]["user"] = "operator"
@@ -150,7 +154,7 @@ def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
-def podrunner(cluster: object | None) -> Iterator[object]:
+def podrunner(cluster: LocalCluster | None) -> Iterator[PodRunner]:
     """One Triton emulator per Running tritonop pod in `dataplane-*` namespaces (session-wide).
 
     It plays the kubelet for those pods: each is marked Ready once its emulator's model has
@@ -160,7 +164,7 @@ def podrunner(cluster: object | None) -> Iterator[object]:
         pytest.skip("the data plane needs the local KWOK cluster (loopback pod IPs)")
     from e2e.dataplane import start_pod_runner
 
-    runner = start_pod_runner(cluster.kubeconfig)  # type: ignore[attr-defined]
+    runner = start_pod_runner(cluster.kubeconfig)
     try:
         yield runner
     finally:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.load import KubernetesEndpoints, LoadConfig, LoadGenerator, LoadResult, Profile
+from e2e.polling import wait_until
 from e2e.tritonsim.emulator import EmulatorConfig, ServiceSettings
 from e2e.tritonsim.podrunner import PodRunner, PodStatus
 
@@ -49,6 +50,10 @@ TERMINATION_GRACE_S = 2.0
 GROUP, VERSION, PLURAL = "tritonop.io", "v1alpha1", "inferenceservices"
 #: "... : 1 -> 4 (panic)": the change at the end of the operator's scale reason.
 SCALE_CHANGE = re.compile(r":\s*(\d+)\s*->\s*(\d+)")
+
+
+class DataPlaneBusy(RuntimeError):
+    """Another process holds this machine's data-plane lock."""
 
 
 @dataclass
@@ -86,27 +91,25 @@ def data_plane_turn(
     path = cache_root() / "dataplane.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
-        deadline = time.monotonic() + timeout
-        announced = shared = False
-        while True:
+        announced = False
+
+        def take() -> str:
+            """ "locked" (ours now) or "shared" (an ancestor's); raises naming the holder."""
+            nonlocal announced
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return "locked"
             except BlockingIOError:
                 holder = _lock_holder(path)
             if holder is not None and holder[0] in _ancestors():
-                shared = True  # our parent's turn is ours
-                break
+                return "shared"  # our parent's turn is ours
             shown = f"pid {holder[0]} ({holder[1]})" if holder else "another process"
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the data plane of this machine is busy: {shown} has held {path} "
-                    f"for over {timeout:.0f}s"
-                )
             if not announced and notify is not None:
                 notify(f"waiting for the data plane: {shown} holds {path}")
                 announced = True
-            time.sleep(1.0)
+            raise DataPlaneBusy(f"{shown} holds {path}")
+
+        shared = wait_until(take, timeout, "this machine's data plane", interval=1.0) == "shared"
         if shared:
             yield Turn(None)
             return
@@ -429,14 +432,6 @@ def event_time(event: Mapping[str, Any]) -> float:
     return parse_time(str(event["metadata"]["creationTimestamp"]))
 
 
-def condition(obj: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
-    """The status condition of type `kind` ({} if absent)."""
-    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if item.get("type") == kind:
-            return dict(item)
-    return {}
-
-
 # ------------------------------------------------------------------------------ timeline
 
 
@@ -601,25 +596,6 @@ class Timeline:
                 }
             )
         return entries
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `probe` until truthy; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except Exception as error:  # the probe may race with what it waits for
-            last = error
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout:.0f}s waiting for {what}"
-                + (f" (last error: {last})" if last else "")
-            )
-        time.sleep(interval)
 
 
 def autoscaled_service(

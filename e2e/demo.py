@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -41,9 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from e2e.cluster import cluster_is_gone
+from e2e.cluster.processes import die_with_parent, free_ports, log_tail
+from e2e.polling import WaitTimeout, wait_until
+
 if TYPE_CHECKING:  # the data plane's imports are heavy; the supervisor mode needs none of them
     from e2e.dataplane import AdjustableRate, BackgroundLoad, ClusterView, Turn
-    from e2e.harness import Tools
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "dataplane-demo"
@@ -126,33 +128,18 @@ def demo_service(duration: float) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ processes
 
 
-def _die_with_parent(signum: int) -> None:
-    """Ask the kernel to send `signum` to this process when its parent exits."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signum)  # PR_SET_PDEATHSIG
-
-
-def cluster_is_gone(state_file: Path) -> bool:
-    """True once LocalCluster.down() ran: state.json removed, or no API server pid in it."""
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError):
-        return True
-    return "kube-apiserver" not in (state.get("pids") or {})
-
-
 def supervise(argv: Sequence[str]) -> int:
-    """`python -m e2e.demo _supervise STATE_FILE [--die-with-parent] -- COMMAND...`
+    """`python -m e2e.demo _supervise STATE_DIR [--die-with-parent] -- COMMAND...`
 
-    Runs COMMAND and ends it (SIGTERM, then SIGKILL) when the cluster of STATE_FILE is torn
+    Runs COMMAND and ends it (SIGTERM, then SIGKILL) when the cluster of STATE_DIR is torn
     down, when this supervisor gets SIGTERM/SIGINT, or, with --die-with-parent, when the demo
     that started it dies. So a kept demo's operator and pod runner never outlive the cluster.
     """
     separator = list(argv).index("--")
     options, command = list(argv[:separator]), list(argv[separator + 1 :])
-    state_file = Path(options[0])
+    state_dir = Path(options[0])
     if "--die-with-parent" in options:
-        _die_with_parent(signal.SIGTERM)
+        die_with_parent(signal.SIGTERM)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -162,7 +149,7 @@ def supervise(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     child = subprocess.Popen(command)
-    while not stopping and child.poll() is None and not cluster_is_gone(state_file):
+    while not stopping and child.poll() is None and not cluster_is_gone(state_dir):
         time.sleep(0.5)
     if child.poll() is None:
         child.terminate()
@@ -188,13 +175,13 @@ class Supervised:
         name: str,
         command: Sequence[str],
         *,
-        state_file: Path,
+        state_dir: Path,
         log_path: Path,
         env: dict[str, str],
         keep: bool,
         lock_fd: int | None = None,
     ) -> Supervised:
-        wrapper = [sys.executable, "-m", "e2e.demo", "_supervise", str(state_file)]
+        wrapper = [sys.executable, "-m", "e2e.demo", "_supervise", str(state_dir)]
         # `-m e2e...` must resolve wherever the demo was started from.
         path = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env = {**env, "PYTHONPATH": path}
@@ -217,7 +204,7 @@ class Supervised:
 
     def check(self) -> None:
         if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited; its log:\n{tail(self.log_path)}")
+            raise RuntimeError(f"{self.name} exited; its log:\n{log_tail(self.log_path, 30)}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -229,32 +216,12 @@ class Supervised:
                 self.process.wait(5)
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def wait_until(probe: Any, timeout: float, what: str, check: Any = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check is not None:
-            check()
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.25)
 
 
 # ------------------------------------------------------------------------------ the live view
@@ -337,22 +304,16 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def install(tools: Tools) -> None:
-    from e2e.harness import OPERATOR_NAMESPACE, chart_rbac
-
-    tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    tools.kubectl(
-        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
-    )
-    tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    tools.apply(chart_rbac(tools))
-    tools.kubectl("create", "namespace", NAMESPACE, check=False)
-
-
 def run(args: argparse.Namespace, turn: Turn) -> int:
-    from e2e.cluster.cluster import LocalCluster
+    from e2e.cluster import LocalCluster
     from e2e.dataplane import DATAPLANE_PREFIX, AdjustableRate, BackgroundLoad, ClusterView
-    from e2e.harness import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, Tools, bin_dir, free_port
+    from e2e.harness import (
+        OPERATOR_ACCOUNT,
+        OPERATOR_NAMESPACE,
+        Tools,
+        bin_dir,
+        install_crds_and_rbac,
+    )
 
     assert NAMESPACE.startswith(DATAPLANE_PREFIX)
 
@@ -371,18 +332,18 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
         kubeconfig = Path(cluster.kubeconfig)
         tools = Tools(kubeconfig, f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
         say("installing the CRDs and the chart's RBAC")
-        install(tools)
+        install_crds_and_rbac(tools)
+        tools.kubectl("create", "namespace", NAMESPACE, check=False)
         demo_dir = state_dir / "demo"
         demo_dir.mkdir(exist_ok=True)
         operator_kubeconfig = cluster.service_account_kubeconfig(
             OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, demo_dir / "operator.kubeconfig"
         )
-        metrics_port, health_port, control_port = free_port(), free_port(), free_port()
-        state_file = state_dir / "state.json"
+        metrics_port, health_port, control_port = free_ports(3)
         operator = Supervised.start(
             "the operator",
             [sys.executable, "-m", "tritonop.cli", "run"],
-            state_file=state_file,
+            state_dir=state_dir,
             log_path=demo_dir / "operator.log",
             lock_fd=turn.fd,
             env={
@@ -417,7 +378,7 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
                 "--termination-grace",
                 "2",
             ],
-            state_file=state_file,
+            state_dir=state_dir,
             log_path=demo_dir / "podrunner.log",
             env=dict(os.environ),
             keep=args.keep,
@@ -425,9 +386,9 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
         )
         supervised.append(runner)
         health = f"http://127.0.0.1:{health_port}/healthz"
-        wait_until(lambda: http_ok(health), 60, "the operator's /healthz", operator.check)
+        wait_until(lambda: http_ok(health), 60, "the operator's /healthz", check=operator.check)
         control = f"http://127.0.0.1:{control_port}"
-        wait_until(lambda: http_ok(f"{control}/healthz"), 30, "the pod runner", runner.check)
+        wait_until(lambda: http_ok(f"{control}/healthz"), 30, "the pod runner", check=runner.check)
         (state_dir / DEMO_FILE).write_text(
             json.dumps(
                 {
@@ -658,38 +619,46 @@ def look_around(
 
 def down(state_dir: Path) -> int:
     """Tear down a kept demo: the cluster (its supervisors then end the operator and runner)."""
-    from e2e.cluster.cluster import LocalCluster
+    from e2e.cluster import LocalCluster
 
     cluster = LocalCluster(state_dir)
     recorded: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         recorded = json.loads((state_dir / DEMO_FILE).read_text())
     cluster.down()
-    for role in ("operator", "podrunner"):
-        pid = (recorded.get(role) or {}).get("pid")
-        if pid:
-            wait_gone(int(pid), 30)
+    supervisors = [
+        int(recorded[role]["pid"])
+        for role in ("operator", "podrunner")
+        if (recorded.get(role) or {}).get("pid")
+    ]
+    try:
+        wait_until(
+            lambda: not any(pid_alive(pid) for pid in supervisors),
+            30,
+            f"the operator's and the pod runner's supervisors (pids {supervisors}) to exit",
+        )
+    except WaitTimeout as error:
+        say(f"the cluster is down, but {error}")
+        return 1
     say(f"stopped the demo in {state_dir}")
     return 0
 
 
-def wait_gone(pid: int, timeout: float) -> None:
-    """Wait for a supervisor to notice the cluster is gone and exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.2)
+def pid_alive(pid: int) -> bool:
+    """Whether a supervisor still runs (reaped if it was our child and has exited)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def default_state_dir() -> Path:
-    from e2e.cluster.cluster import clusters_root
+    from e2e.cluster import clusters_root
 
-    return Path(clusters_root()) / "demo"
+    return clusters_root() / "demo"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -725,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return down(Path(args.state_dir))
     if args.duration < 30:
         parser.error("--duration must be at least 30 seconds")
-    from e2e.cluster.cluster import signals_raise
+    from e2e.cluster import signals_raise
     from e2e.dataplane import data_plane_turn
 
     with signals_raise(), data_plane_turn("python -m e2e.demo", notify=say) as turn:

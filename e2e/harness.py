@@ -1,7 +1,8 @@
 """What the e2e tests drive: kubectl and helm as a user runs them, and the operator as a process
 authenticated as its own ServiceAccount.
 
-Everything here waits on conditions with deadlines (`wait_until`); nothing sleeps a fixed time.
+Everything here waits on conditions with deadlines (`e2e.polling.wait_until`); nothing sleeps a
+fixed time.
 """
 
 from __future__ import annotations
@@ -9,44 +10,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
+
+from e2e.cluster.processes import free_ports, log_tail
+from e2e.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_NAMESPACE = "tritonop-system"
 OPERATOR_ACCOUNT = "tritonop"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
-
-T = TypeVar("T")
-
-
-def wait_until(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except Exception as error:  # a probe may race with the thing it waits for
-            last_error = error
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
 
 
 def bin_dir() -> Path:
@@ -59,12 +40,6 @@ def bin_dir() -> Path:
     if out.returncode != 0:
         raise RuntimeError(f"e2e binaries missing: run e2e/cluster/build\n{out.stderr}")
     return Path(out.stdout.strip())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -160,6 +135,18 @@ def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
 
 
+def install_crds_and_rbac(tools: Tools) -> None:
+    """Install what the operator needs before it runs, as a user would: the CRDs from crds/
+    (waiting until the API server serves them) and the operator's namespace, ServiceAccount
+    and RBAC exactly as the chart renders them."""
+    tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    tools.kubectl(
+        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
+    )
+    tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    tools.apply(chart_rbac(tools))
+
+
 @dataclass
 class OperatorProcess:
     """`tritonop run` as a subprocess with the ServiceAccount's kubeconfig."""
@@ -172,7 +159,7 @@ class OperatorProcess:
     health_port: int = 0
 
     def start(self, timeout: float = 60) -> None:
-        self.metrics_port, self.health_port = free_port(), free_port()
+        self.metrics_port, self.health_port = free_ports(2)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -192,11 +179,15 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self.healthy, timeout, "the operator's /healthz")
+        wait_until(self.healthy, timeout, "the operator's /healthz", check=self.check_running)
 
-    def healthy(self) -> bool:
+    def check_running(self) -> None:
+        """Raise if the operator process has exited (with the end of its log)."""
         if self.process is None or self.process.poll() is not None:
             raise AssertionError(f"operator exited; log tail:\n{self.tail()}")
+
+    def healthy(self) -> bool:
+        self.check_running()
         try:
             with urllib.request.urlopen(
                 f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
@@ -230,7 +221,4 @@ class OperatorProcess:
         self.start()
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)

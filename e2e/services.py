@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from e2e.harness import ROOT, Tools, wait_until
+from e2e.harness import ROOT, Tools
+from e2e.polling import WaitTimeout, wait_until
 
 EXAMPLES = ROOT / "manifests" / "examples"
 SELECTOR = "app.kubernetes.io/name=triton,app.kubernetes.io/instance={name}"
@@ -66,8 +67,8 @@ def wait_condition(
 
     try:
         return wait_until(probe, timeout, f"{namespace}/{name} {kind}={status} {reason or ''}")
-    except AssertionError as error:
-        raise AssertionError(
+    except WaitTimeout as error:
+        raise WaitTimeout(
             f"{error}\nlast status: {(tools.get('tis', name, namespace) or {}).get('status')}"
         ) from None
 

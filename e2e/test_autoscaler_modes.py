@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools, wait_until
+from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
+from e2e.polling import wait_until
 from e2e.services import condition, example, wait_condition
 
 KEDA_VERSION = "v2.21.0"

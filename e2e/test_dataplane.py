@@ -28,24 +28,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.cluster import LocalCluster
 from e2e.dataplane import (
     AdjustableRate,
     BackgroundLoad,
     ClusterView,
     Timeline,
     autoscaled_service,
-    condition,
     data_plane_turn,
     p95_ms,
     requests_between,
-    wait_for,
 )
 from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
+from e2e.polling import WaitTimeout, wait_until
+from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import PodRunner, PodSettings
 
@@ -54,6 +56,9 @@ pytestmark = pytest.mark.kwok_only
 INTERVAL = 2.0
 SCALE_UP_MARGIN = 1.0
 SLO_MS = 500.0
+#: Poll interval of this file's waits: the times they return (all pods ready, metrics back)
+#: are measurements, so they are taken often; the probes are cheap API reads.
+POLL_S = 0.1
 H100_NODES = {"gpu-h100-a", "gpu-h100-b"}
 #: Emulated model: 50 ms per request on one instance, so one pod serves about 20 requests/s.
 SERVICE_TIME_MS = 50.0
@@ -84,13 +89,34 @@ def turn(podrunner: PodRunner) -> Iterator[None]:
     this session's emulators are gone, so another session's pods may take the same IPs."""
     with data_plane_turn("pytest e2e/test_dataplane.py"):
         yield
-        with contextlib.suppress(AssertionError):
-            wait_for(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not podrunner.pods(), 60, "the data-plane pods to go", interval=0.5)
+
+
+@dataclass
+class DataPlane:
+    """What a scenario runs on: the operator (as its ServiceAccount), the pod runner serving
+    its pods, and a fresh `dataplane-*` namespace, with this module's turn of the data plane."""
+
+    cluster: LocalCluster
+    operator: OperatorProcess
+    installed: Tools
+    podrunner: PodRunner
+    namespace: str
+    view: ClusterView
 
 
 @pytest.fixture
-def view(cluster: Any) -> ClusterView:
-    return ClusterView(cluster.kubeconfig, cluster.audit_log)
+def plane(
+    cluster: LocalCluster,
+    operator: OperatorProcess,
+    installed: Tools,
+    podrunner: PodRunner,
+    turn: None,
+    dataplane_namespace: str,
+) -> DataPlane:
+    view = ClusterView(cluster.kubeconfig, cluster.audit_log)
+    return DataPlane(cluster, operator, installed, podrunner, dataplane_namespace, view)
 
 
 def serve(runner: PodRunner, namespace: str, name: str, load_delay_s: float = 1.0) -> None:
@@ -119,6 +145,17 @@ def operator_scale_writes(view: ClusterView, namespace: str, name: str) -> list[
     return view.scale_writes(OPERATOR_USER, namespace, name)
 
 
+def next_scale_write(plane: DataPlane, name: str, after: float, timeout: float, what: str) -> float:
+    """Wait for the operator's first scale write to the service's Deployment after `after`;
+    returns its time (from the audit log, so the poll interval does not blur it)."""
+    return wait_until(
+        lambda: first_after(operator_scale_writes(plane.view, plane.namespace, name), after),
+        timeout,
+        what,
+        interval=POLL_S,
+    )
+
+
 def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -127,42 +164,77 @@ def scaling_active(view: ClusterView, namespace: str, name: str) -> dict[str, An
     return condition(view.service(namespace, name), "ScalingActive")
 
 
-def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
-    namespace, name = dataplane_namespace, "step"
-    window, target, low, high = 20, 4.0, 10.0, 60.0
-    serve(podrunner, namespace, name)
-    installed.apply(
-        [autoscaled_service(name, targets={"queueDepth": target}, scale_down_window_s=window)],
-        namespace,
+def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
+    """Wait until load flows and the operator reports valid metrics with a request rate."""
+    wait_until(lambda: load.started, 60, "a first ready pod receiving load", interval=POLL_S)
+
+    def active_with_rate() -> bool:
+        obj = view.service(namespace, name) or {}
+        metrics = (obj.get("status") or {}).get("metrics") or {}
+        return bool(
+            condition(obj, "ScalingActive").get("status") == "True"
+            and (metrics.get("requestRate") or 0) > load.rate.rate / 2
+        )
+
+    wait_until(
+        active_with_rate, 30, "ScalingActive=True with the request rate measured", interval=POLL_S
     )
-    rate = AdjustableRate(low, peak=high)
+
+
+@dataclass
+class Scenario:
+    """A service of one scenario under load: see `steady_load`."""
+
+    load: BackgroundLoad
+    timeline: Timeline
+    applied_at: float
+    """When the InferenceService was applied (monotonic)."""
+
+
+@contextlib.contextmanager
+def steady_load(
+    plane: DataPlane,
+    service: dict[str, Any],
+    rate: AdjustableRate,
+    *,
+    duration_s: float,
+    max_requests: int,
+    load_delay_s: float = 1.0,
+) -> Iterator[Scenario]:
+    """What every scenario starts with: the emulated model set for the service's pods, the
+    service applied, the sampler running, and the load (bounded by `duration_s` and
+    `max_requests`) flowing with the operator reporting valid metrics (`wait_steady`).
+    The sampler stops when the block ends; the caller waits for the load's result."""
+    namespace, name = plane.namespace, service["metadata"]["name"]
+    serve(plane.podrunner, namespace, name, load_delay_s)
+    plane.installed.apply([service], namespace)
+    applied_at = time.monotonic()
     load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=170, max_requests=9000
+        plane.cluster.kubeconfig,
+        namespace,
+        name,
+        rate,
+        duration_s=duration_s,
+        max_requests=max_requests,
     )
-    with Timeline(podrunner, view, namespace, name) as timeline:
+    with Timeline(plane.podrunner, plane.view, namespace, name) as timeline:
         load.start()
-        wait_for(lambda: load.started, 60, "a first ready pod receiving load")
+        wait_steady(plane.view, namespace, name, load)
+        yield Scenario(load, timeline, applied_at)
 
-        # Steady: one replica carries `low` (half its capacity); the operator reads valid
-        # metrics and keeps one replica.
-        def active_with_rate() -> bool:
-            obj = view.service(namespace, name) or {}
-            metrics = (obj.get("status") or {}).get("metrics") or {}
-            return bool(
-                condition(obj, "ScalingActive").get("status") == "True"
-                and (metrics.get("requestRate") or 0) > low / 2
-            )
 
-        wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
+def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
+    plane: DataPlane, figures: Record
+) -> None:
+    namespace, name = plane.namespace, "step"
+    view = plane.view
+    window, target, low, high = 20, 4.0, 10.0, 60.0
+    service = autoscaled_service(name, targets={"queueDepth": target}, scale_down_window_s=window)
+    rate = AdjustableRate(low, peak=high)
+    # Steady: one replica carries `low` (half its capacity); the operator reads valid metrics
+    # and keeps one replica.
+    with steady_load(plane, service, rate, duration_s=170, max_requests=9000) as scenario:
+        load, timeline = scenario.load, scenario.timeline
 
         def one_replica() -> None:
             deployment = view.deployment(namespace, name) or {}
@@ -173,13 +245,12 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Step: six times the load, three times what one replica carries.
         step_at = rate.set(high)
-        scaled_up_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "the operator's scale-up",
-        )
-        crossed_at = wait_for(
-            lambda: timeline.queue_crossed(target, step_at), 5, "the queue crossing its target"
+        scaled_up_at = next_scale_write(plane, name, step_at, 20, "the operator's scale-up")
+        crossed_at = wait_until(
+            lambda: timeline.queue_crossed(target, step_at),
+            5,
+            "the queue crossing its target",
+            interval=POLL_S,
         )
         delay = scaled_up_at - crossed_at
         assert delay <= 2 * INTERVAL + SCALE_UP_MARGIN, (
@@ -199,17 +270,13 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
 
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
-        scaled_down_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), drop_at),
-            window + 45,
-            "the first scale-down",
-        )
+        scaled_down_at = next_scale_write(plane, name, drop_at, window + 45, "the first scale-down")
 
         def settled() -> bool:
             changes = timeline.replicas()
             return bool(changes and changes[-1][1] <= 2 and time.monotonic() - changes[-1][0] > 6)
 
-        wait_for(settled, 40, "replicas settled after the drop")
+        wait_until(settled, 40, "replicas settled after the drop", interval=POLL_S)
         settled_at = timeline.replicas()[-1][0]
         after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
         hold(settled_at + 8)
@@ -257,57 +324,24 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     assert failed <= sent * 0.01, f"{failed} of {sent} requests failed: {result.summary}"
 
 
-def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
-    """Wait until load flows and the operator reports valid metrics with a request rate."""
-    wait_for(lambda: load.started, 60, "a first ready pod receiving load")
-
-    def active_with_rate() -> bool:
-        obj = view.service(namespace, name) or {}
-        metrics = (obj.get("status") or {}).get("metrics") or {}
-        return bool(
-            condition(obj, "ScalingActive").get("status") == "True"
-            and (metrics.get("requestRate") or 0) > load.rate.rate / 2
-        )
-
-    wait_for(active_with_rate, 30, "ScalingActive=True with the request rate measured")
-
-
-def test_queue_time_target_alone_drives_a_scale_up(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
-    namespace, name = dataplane_namespace, "qtime"
+def test_queue_time_target_alone_drives_a_scale_up(plane: DataPlane, figures: Record) -> None:
+    namespace, name = plane.namespace, "qtime"
+    view = plane.view
     target_ms, low, high = 100.0, 8.0, 32.0
-    serve(podrunner, namespace, name)
-    installed.apply(
-        [autoscaled_service(name, max_replicas=4, targets={"queueTimeMs": target_ms})], namespace
-    )
+    service = autoscaled_service(name, max_replicas=4, targets={"queueTimeMs": target_ms})
     rate = AdjustableRate(low, peak=high)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=90, max_requests=3000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    with steady_load(plane, service, rate, duration_s=90, max_requests=3000) as scenario:
+        load, timeline = scenario.load, scenario.timeline
         hold(time.monotonic() + 4)
         assert timeline.replicas()[-1][1] == 1, "scaled at a load one replica carries"
         # 1.6 times what one replica serves: the queue, and so each request's wait, grows.
         step_at = rate.set(high)
-        scaled_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "a scale-up",
-        )
-        obj = wait_for(
+        scaled_at = next_scale_write(plane, name, step_at, 20, "a scale-up")
+        obj = wait_until(
             lambda: (s := view.service(namespace, name)) and s["status"].get("lastScale") and s,
             10,
             "status.lastScale",
+            interval=POLL_S,
         )
     result = load.wait()
 
@@ -329,31 +363,17 @@ def test_queue_time_target_alone_drives_a_scale_up(
     assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
 
 
-def test_broken_metrics_hold_replicas_until_they_recover(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
-) -> None:
+def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figures: Record) -> None:
     """Fail-static: with one pod's metrics answering HTTP 500 and another's garbage, the operator
     reports ScalingActive=False naming both and never scales down, although the load dropped;
     once the metrics return, ScalingActive turns True and the scale-down follows."""
-    namespace, name = dataplane_namespace, "failstatic"
+    namespace, name = plane.namespace, "failstatic"
+    view, podrunner = plane.view, plane.podrunner
     window = 6
-    serve(podrunner, namespace, name)
-    installed.apply([autoscaled_service(name, scale_down_window_s=window)], namespace)
-    created_at = time.monotonic()
+    service = autoscaled_service(name, scale_down_window_s=window)
     rate = AdjustableRate(45.0, peak=45.0)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=6000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    with steady_load(plane, service, rate, duration_s=150, max_requests=6000) as scenario:
+        load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
 
         def three_ready_and_stable() -> bool:
             deployment = view.deployment(namespace, name) or {}
@@ -367,7 +387,12 @@ def test_broken_metrics_hold_replicas_until_they_recover(
                 and scaling_active(view, namespace, name).get("status") == "True"
             )
 
-        wait_for(three_ready_and_stable, 60, ">= 3 ready replicas, stable, ScalingActive=True")
+        wait_until(
+            three_ready_and_stable,
+            60,
+            ">= 3 ready replicas, stable, ScalingActive=True",
+            interval=POLL_S,
+        )
         held = timeline.replicas()[-1][1]
         pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
         failing, garbled = pods[0], pods[1]
@@ -386,7 +411,9 @@ def test_broken_metrics_hold_replicas_until_they_recover(
                 return active
             return None
 
-        inactive = wait_for(inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False")
+        inactive = wait_until(
+            inactive_naming_both, 3 * INTERVAL + 2, "ScalingActive=False", interval=POLL_S
+        )
         inactive_after = time.monotonic() - broken_at
         # Long enough that healthy metrics would have scaled down: past the policy's hold for
         # a new service (60 s, whose held recommendations then stay in the scale-down window
@@ -408,21 +435,21 @@ def test_broken_metrics_hold_replicas_until_they_recover(
             PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=garbled
         )
         restored_at = time.monotonic()
-        wait_for(
+        wait_until(
             lambda: scaling_active(view, namespace, name).get("status") == "True",
             3 * INTERVAL + 2,
             "ScalingActive=True after the metrics recovered",
+            interval=POLL_S,
         )
         active_again_after = time.monotonic() - restored_at
-        scaled_down_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), restored_at),
-            window + 20,
-            "the scale-down after recovery",
+        scaled_down_at = next_scale_write(
+            plane, name, restored_at, window + 20, "the scale-down after recovery"
         )
-        wait_for(
+        wait_until(
             lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
             5,
             "the sampler to see the scale-down",
+            interval=POLL_S,
         )
     result = load.wait()
 
@@ -449,14 +476,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(
 
 
 def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
-    cluster: Any,
-    operator: OperatorProcess,
-    installed: Tools,
-    podrunner: PodRunner,
-    turn: None,
-    dataplane_namespace: str,
-    view: ClusterView,
-    figures: Record,
+    plane: DataPlane, figures: Record
 ) -> None:
     """The operator restarts (SIGTERM, start again) right after a scale-up, while its new pods are
     still loading their model.
@@ -469,31 +489,29 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     queue per ready replica is above target (starting pods count as capacity). The loop goes
     on: status updates with fresh metrics resume, and a later load step scales up again.
     """
-    namespace, name = dataplane_namespace, "restart"
+    namespace, name = plane.namespace, "restart"
+    view = plane.view
     target = 4.0
-    # A slow model load keeps the new pods starting across the restart.
-    serve(podrunner, namespace, name, load_delay_s=5.0)
-    installed.apply([autoscaled_service(name, max_replicas=10)], namespace)
     rate = AdjustableRate(10.0, peak=80.0)
-    load = BackgroundLoad(
-        cluster.kubeconfig, namespace, name, rate, duration_s=150, max_requests=9000
-    )
-    with Timeline(podrunner, view, namespace, name) as timeline:
-        load.start()
-        wait_steady(view, namespace, name, load)
+    # A slow model load keeps the new pods starting across the restart.
+    with steady_load(
+        plane,
+        autoscaled_service(name, max_replicas=10),
+        rate,
+        duration_s=150,
+        max_requests=9000,
+        load_delay_s=5.0,
+    ) as scenario:
+        load, timeline = scenario.load, scenario.timeline
         step_at = rate.set(35.0)
-        scaled_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), step_at),
-            20,
-            "the first scale-up",
-        )
+        scaled_at = next_scale_write(plane, name, step_at, 20, "the first scale-up")
         deployment = view.deployment(namespace, name) or {}
         asked = deployment["spec"]["replicas"]
         ready_then = (deployment.get("status") or {}).get("readyReplicas") or 0
         assert ready_then < asked, "the new pods were ready before the restart began"
         metrics_before = (view.service(namespace, name) or {})["status"].get("metrics")
         restart_at = time.monotonic()
-        operator.restart()
+        plane.operator.restart()
         restarted_at = time.monotonic()
 
         def fresh_metrics() -> float | None:
@@ -503,8 +521,10 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
                     return sample.t
             return None
 
-        resumed_at = wait_for(fresh_metrics, 15, "status with fresh metrics after the restart")
-        all_ready_at = wait_for(
+        resumed_at = wait_until(
+            fresh_metrics, 15, "status with fresh metrics after the restart", interval=POLL_S
+        )
+        all_ready_at = wait_until(
             lambda: (
                 (d := view.deployment(namespace, name))
                 and (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]
@@ -512,14 +532,24 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             ),
             30,
             "the pods asked for before the restart to be ready",
+            interval=POLL_S,
         )
         second_step_at = rate.set(80.0)
-        later_up_at = wait_for(
-            lambda: first_after(operator_scale_writes(view, namespace, name), second_step_at),
-            20,
-            "a scale-up after the restart",
+        later_up_at = next_scale_write(
+            plane, name, second_step_at, 20, "a scale-up after the restart"
         )
         hold(later_up_at + 3 * INTERVAL)
+
+        def sampled_every_write() -> bool:
+            writes = [t for t in operator_scale_writes(view, namespace, name) if t > step_at]
+            seen = [t for t, _ in timeline.replicas() if t > step_at - 0.5]
+            return len(seen) >= len(writes)
+
+        # The sampler reads the Deployment twice a second: a write in the hold's last moment
+        # must be sampled before the sampler stops, or (a) would compare unequal periods.
+        # If it never is, the assertion below reports the writes and changes.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(sampled_every_write, 5, "the sampler to see every scale write")
     result = load.wait()
 
     # (a) and (b)
@@ -562,7 +592,9 @@ def test_demo_runs_scales_up_and_leaves_nothing_running(
 ) -> None:
     """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
     # The demo's pods get the same loopback IPs as this session's: let ours go first.
-    wait_for(lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", 0.5)
+    wait_until(
+        lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", interval=0.5
+    )
     state_dir = tmp_path / "demo-cluster"
     started = time.monotonic()
     finished = subprocess.run(

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from e2e.harness import ROOT, OperatorProcess, Tools, wait_until
+from e2e.harness import ROOT, OperatorProcess, Tools
+from e2e.polling import wait_until
 from e2e.services import EXAMPLES
 
 SYNC = ("--server-side", "--field-manager", "gitops-sync")

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.harness import OPERATOR_NAMESPACE, ROOT, Tools, wait_until
+from e2e.harness import OPERATOR_NAMESPACE, ROOT, Tools
+from e2e.polling import wait_until
 
 pytestmark = pytest.mark.kwok_only
 
@@ -58,6 +59,23 @@ def release_objects(tools: Tools, release: str, namespace: str) -> list[dict[str
 def deployment_ready(tools: Tools, name: str, namespace: str, replicas: int) -> bool:
     deployment = tools.get("deployment", name, namespace)
     return deployment is not None and deployment.get("status", {}).get("readyReplicas") == replicas
+
+
+def container_env(deployment: dict[str, Any]) -> dict[str, str | None]:
+    """The operator container's environment as the API server stored it."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def helm_install(tools: Tools, release: str, namespace: str, *values: str) -> None:
+    """`helm install --wait` of the chart with `--set` for each of `values`."""
+    sets = [argument for value in values for argument in ("--set", value)]
+    tools.helm("install", release, CHART, "-n", namespace, *sets, "--wait", "--timeout", "180s")
+
+
+def uninstall(tools: Tools, release: str, namespace: str) -> None:
+    """`helm uninstall --wait`, in a test's cleanup (a failure there is not the test's)."""
+    tools.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "120s", check=False)
 
 
 def adopt_crd_if_unowned(tools: Tools, release: str, namespace: str) -> bool:
@@ -99,11 +117,13 @@ def test_helm_install_upgrade_uninstall(installed: Tools, release_namespace: str
     peering_crds_before = {name for name in PEERING_CRDS if tools.get("crd", name)}
     with_crd = adopt_crd_if_unowned(tools, release, release_namespace)
     try:
-        tools.helm(
-            "install", release, CHART, "-n", release_namespace,
-            "--set", "replicaCount=2", "--set", f"crds.enabled={str(with_crd).lower()}",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
+        helm_install(
+            tools,
+            release,
+            release_namespace,
+            "replicaCount=2",
+            f"crds.enabled={str(with_crd).lower()}",
+        )
         assert deployment_ready(tools, release, release_namespace, 2)
         # kopf peering: its CRDs (Helm's crds/ folder) existed before the peering object was built.
         assert {name for name in PEERING_CRDS if tools.get("crd", name)} == set(PEERING_CRDS)
@@ -156,22 +176,10 @@ def test_helm_install_upgrade_uninstall(installed: Tools, release_namespace: str
         assert tools.get("poddisruptionbudget", release, release_namespace) is None
         deployment = tools.get("deployment", release, release_namespace)
         assert deployment is not None and deployment["spec"]["strategy"]["type"] == "Recreate"
-        env = {
-            e["name"]: e.get("value")
-            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        }
+        env = container_env(deployment)
         assert not env["TRITONOP_PEERING"]  # the API server drops the empty value
     finally:
-        tools.helm(
-            "uninstall",
-            release,
-            "-n",
-            release_namespace,
-            "--wait",
-            "--timeout",
-            "120s",
-            check=False,
-        )
+        uninstall(tools, release, release_namespace)
 
     # Uninstalled: the operator's objects are gone, the CRD (and every InferenceService) stays.
     assert tools.get("deployment", release, release_namespace) is None
@@ -192,11 +200,13 @@ def test_namespaced_install_grants_only_the_watched_namespaces(
     tools.kubectl("create", "namespace", other)
     account = f"system:serviceaccount:{release_namespace}:{release}"
     try:
-        tools.helm(
-            "install", release, CHART, "-n", release_namespace,
-            "--set", "crds.enabled=false", "--set", f"watchNamespaces={{{namespace},{other}}}",
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
+        helm_install(
+            tools,
+            release,
+            release_namespace,
+            "crds.enabled=false",
+            f"watchNamespaces={{{namespace},{other}}}",
+        )
         for watched in (namespace, other):
             assert can_i(tools, account, "patch", "inferenceservices.tritonop.io", watched)
             assert can_i(tools, account, "create", "deployments.apps", watched)
@@ -213,22 +223,10 @@ def test_namespaced_install_grants_only_the_watched_namespaces(
         assert not can_i(tools, account, "list", "inferenceservices.tritonop.io", None)
         deployment = tools.get("deployment", release, release_namespace)
         assert deployment is not None
-        env = {
-            e["name"]: e.get("value")
-            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-        }
+        env = container_env(deployment)
         assert env["TRITONOP_NAMESPACES"] == f"{namespace},{other}"
     finally:
-        tools.helm(
-            "uninstall",
-            release,
-            "-n",
-            release_namespace,
-            "--wait",
-            "--timeout",
-            "120s",
-            check=False,
-        )
+        uninstall(tools, release, release_namespace)
         tools.kubectl("delete", "namespace", other, "--wait=false", check=False)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from e2e.harness import OperatorProcess, Tools, wait_until
+from e2e.harness import OperatorProcess, Tools
+from e2e.polling import wait_until
 from e2e.services import condition, example, pods, running_pods, service, wait_condition
 
 H100_NODES = {"gpu-h100-a", "gpu-h100-b"}

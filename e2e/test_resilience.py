@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools, wait_until
+from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
+from e2e.polling import wait_until
 from e2e.services import service, wait_condition
 
 pytestmark = pytest.mark.kwok_only

@@ -86,7 +86,9 @@ def test_make_model_writes_a_valid_add_sub_model(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     first = rng.integers(-1000, 1000, size=(3, 16), dtype=np.int32)
     second = rng.integers(-1000, 1000, size=(3, 16), dtype=np.int32)
-    total, difference = evaluator.run(None, {"INPUT0": first, "INPUT1": second})
+    outputs = evaluator.run(None, {"INPUT0": first, "INPUT1": second})
+    assert isinstance(outputs, list)  # a list of arrays, in the graph's output order
+    total, difference = outputs
     assert total.dtype == np.int32 and np.array_equal(total, first + second)
     assert np.array_equal(difference, first - second)
 

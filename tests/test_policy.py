@@ -107,7 +107,7 @@ def _rules(window: float, select: str, *policies: tuple[str, int, int]) -> Rules
     return Rules(
         window,
         select,  # type: ignore[arg-type]
-        tuple(ScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in policies),  # type: ignore[arg-type]
+        tuple(ScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in policies),
     )
 
 
@@ -135,7 +135,9 @@ def test_pods_and_percent_policies_with_select_max_and_min() -> None:
 def test_scale_down_at_most_ten_percent_per_minute() -> None:
     rules = _rules(0, "Max", ("Percent", 10, 60))
     up, _ = resolve_behavior(spec().behavior)
-    current, events, seen = 100, [], []
+    current = 100
+    events: list[tuple[float, int]] = []
+    seen: list[int] = []
     for step in range(9):  # every 15 s for two minutes, the metric asks for 10 replicas
         now = step * 15.0
         result = normalize(

@@ -200,7 +200,7 @@ def test_runner_marks_pods_ready_once_the_model_loaded() -> None:
 
 
 def test_unready_stages_leave_only_tritonop_pods_unready() -> None:
-    stage = {
+    stage: dict[str, Any] = {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
         "metadata": {"name": "pod-ready"},

@@ -10,7 +10,8 @@ and the model are ready, sends a bounded number of add/sub inferences and checks
 with the operator's own parser and checks that the success counter moved by at least as many
 requests: the signal the autoscaler reads is there and counts this traffic.
 
-Used by e2e/kind/run.sh; needs the package installed (`pip install -e .`).
+Used by e2e/kind/run.sh; needs the package installed (`pip install -e .`) and the repository
+root on the path (for `e2e.polling`; run.sh sets PYTHONPATH, the tests run from the root).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import urllib.request
 
 import numpy as np
 import tritonclient.http as triton_http
+from e2e.polling import WaitTimeout, wait_until
 
 from tritonop.autoscale.metrics import parse_triton_metrics
 
@@ -29,18 +31,17 @@ ELEMENTS = 16
 
 
 def wait_ready(client: triton_http.InferenceServerClient, model: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if client.is_server_ready() and client.is_model_ready(model):
-                return
-        except Exception as error:  # connection refused while the port-forward settles
-            last = repr(error)
-        else:
-            last = "server or model not ready"
-        if time.monotonic() > deadline:
-            raise SystemExit(f"Triton not ready after {timeout:.0f}s: {last}")
-        time.sleep(1.0)
+    """Until Triton and the model are ready (connections are refused while the port-forward
+    settles: wait_until retries them)."""
+    try:
+        wait_until(
+            lambda: client.is_server_ready() and client.is_model_ready(model),
+            timeout,
+            f"Triton and model {model} to be ready",
+            interval=1.0,
+        )
+    except WaitTimeout as error:
+        raise SystemExit(str(error)) from None
 
 
 def success_count(metrics_address: str, model: str) -> float:
@@ -96,15 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         infer_and_check(client, args.model, rng)
     elapsed = time.monotonic() - started
     # Triton updates its metrics every --metrics-interval-ms (2 s by default).
-    deadline = time.monotonic() + 15
-    after = success_count(args.metrics, args.model)
-    while after - before < args.requests and time.monotonic() < deadline:
-        time.sleep(1.0)
-        after = success_count(args.metrics, args.model)
-    if after - before < args.requests:
+    seen: list[float] = []
+
+    def counted() -> float | None:
+        seen.append(success_count(args.metrics, args.model))
+        return seen[-1] if seen[-1] - before >= args.requests else None
+
+    try:
+        after = wait_until(counted, 15, "the success counter to count them", interval=1.0)
+    except WaitTimeout:
+        moved = f"{seen[-1] - before:.0f}" if seen else "nothing (metrics unreadable)"
         raise SystemExit(
-            f"nv_inference_request_success moved by {after - before:.0f}, expected >= {args.requests}"
-        )
+            f"nv_inference_request_success moved by {moved}, expected >= {args.requests}"
+        ) from None
     print(
         f"{args.requests} inferences correct in {elapsed:.2f}s "
         f"({args.requests / elapsed:.1f}/s); nv_inference_request_success +{after - before:.0f}"

@@ -171,7 +171,7 @@ step "7/8 data plane through kubectl port-forward"
 kubectl -n "$SERVICE_NAMESPACE" port-forward --address 127.0.0.1 "deployment/$SERVICE_NAME" \
   "$HTTP_LOCAL_PORT:8000" "$METRICS_LOCAL_PORT:8002" >"$WORK/port-forward.log" 2>&1 &
 PORT_FORWARD_PID=$!
-"$PYTHON" "$HERE/check_triton.py" --http "127.0.0.1:$HTTP_LOCAL_PORT" \
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$HERE/check_triton.py" --http "127.0.0.1:$HTTP_LOCAL_PORT" \
   --metrics "127.0.0.1:$METRICS_LOCAL_PORT" --model simple --requests 50
 kill "$PORT_FORWARD_PID" 2>/dev/null || true
 PORT_FORWARD_PID=""

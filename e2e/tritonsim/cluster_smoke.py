@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import yaml
 
 from e2e.load import KubernetesEndpoints, LoadConfig, parse_profile, run_load, summary_text
 
+from ..polling import WaitTimeout, wait_until
 from .emulator import EmulatorConfig, ServiceSettings
 from .podrunner import MANAGED_SELECTOR, PodRunner
 
@@ -119,7 +120,8 @@ def run(state_dir: Path, unready: bool, load_delay: float) -> list[str]:
     """The smoke scenario; returns the failed checks."""
     from kubernetes import client, config
 
-    from e2e.cluster.cluster import DEFAULT_KWOK_STAGES, LocalCluster
+    from e2e.cluster import LocalCluster
+    from e2e.cluster.cluster import DEFAULT_KWOK_STAGES
 
     stages: Path | None = None
     if unready:
@@ -149,11 +151,15 @@ def run(state_dir: Path, unready: bool, load_delay: float) -> list[str]:
                 pod = core.list_namespaced_pod("default", label_selector=MANAGED_SELECTOR).items[0]
                 ready = [c.status for c in pod.status.conditions or [] if c.type == "Ready"]
                 _check(ready == ["False"], "pod unready while its model loads", failures)
-            deadline = time.monotonic() + 30
-            while not apps.read_namespaced_deployment("smoke", "default").status.ready_replicas:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
+            with contextlib.suppress(WaitTimeout):  # the check below reports it
+                wait_until(
+                    lambda: (
+                        apps.read_namespaced_deployment("smoke", "default").status.ready_replicas
+                    ),
+                    30,
+                    "a ready replica of Deployment default/smoke",
+                    interval=0.2,
+                )
             _check(
                 apps.read_namespaced_deployment("smoke", "default").status.ready_replicas == 1,
                 "Deployment has 1 ready replica",

@@ -40,6 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..polling import WaitTimeout, wait_until
 from .emulator import (
     EmulatorConfig,
     MetricsFault,
@@ -610,26 +611,15 @@ class PodRunner:
     def _statuses(self) -> list[PodStatus]:
         statuses = []
         for (namespace, name), running in sorted(self._running.items()):
+            pod = (namespace, name, running.desired.service, running.desired.ip)
             emulator = running.emulator
             if emulator is None:
                 state = "refused" if running.refused else "failed"
-                statuses.append(
-                    PodStatus(
-                        namespace,
-                        name,
-                        running.desired.service,
-                        running.desired.ip,
-                        state,
-                        error=running.error,
-                    )
-                )
+                statuses.append(PodStatus(*pod, state, error=running.error))
                 continue
             statuses.append(
                 PodStatus(
-                    namespace,
-                    name,
-                    running.desired.service,
-                    running.desired.ip,
+                    *pod,
                     "serving",
                     models=emulator.config.models,
                     ready=emulator.is_ready(),
@@ -651,20 +641,18 @@ class PodRunner:
     def wait_until(
         self, predicate: Callable[[list[PodStatus]], bool], timeout: float = 30.0
     ) -> list[PodStatus]:
-        """Poll `pods()` until the predicate holds; raise TimeoutError otherwise."""
+        """Poll `pods()` until the predicate holds and return those statuses; WaitTimeout
+        (with the last statuses seen) otherwise."""
+        seen: list[PodStatus] = []
 
-        async def poll() -> list[PodStatus]:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while True:
-                statuses = self._statuses()
-                if predicate(statuses):
-                    return statuses
-                if loop.time() > deadline:
-                    raise TimeoutError(f"pod runner state did not match in {timeout}s: {statuses}")
-                await asyncio.sleep(0.05)
+        def matched() -> tuple[list[PodStatus]] | None:
+            seen[:] = self.pods()
+            return (list(seen),) if predicate(seen) else None
 
-        return self._on_loop().run(poll(), timeout=timeout + 5)
+        try:
+            return wait_until(matched, timeout, "the pod runner's state", interval=0.05)[0]
+        except WaitTimeout as error:
+            raise WaitTimeout(f"{error}; last state: {seen}") from None
 
     # ------------------------------------------------------------------ control over HTTP
 

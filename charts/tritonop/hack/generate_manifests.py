@@ -105,30 +105,39 @@ def manifest_files(objects: list[dict[str, Any]]) -> dict[Path, str]:
     return files
 
 
-def expected_files(*, crd_text: str | None = None) -> dict[Path, str]:
+def expected_files(*, crd_text: str | None = None, helm: str | None = None) -> dict[Path, str]:
     """Every generated file and its expected content.
 
     The chart is rendered from the CRD text given (default: `tritonop crd`), written to a
     copy of the chart only when it differs, so a stale chart copy is caught by --check rather
-    than silently rendered.
+    than silently rendered. `helm` is the binary to render with (default: `helmtool.find_helm`).
     """
     crd_text = tritonop_crd() if crd_text is None else crd_text
     files: dict[Path, str] = {CHART_CRD: crd_text}
     if CHART_CRD.exists() and CHART_CRD.read_text() == crd_text:
-        objects = helmtool.template(MANIFEST_VALUES)
+        objects = helmtool.template(MANIFEST_VALUES, helm=helm)
     else:
-        objects = _render_with_crd(crd_text)
+        objects = _render_with_crd(crd_text, helm=helm)
     files.update(manifest_files(objects))
     return files
 
 
-def _render_with_crd(crd_text: str) -> list[dict[str, Any]]:
+def _render_with_crd(crd_text: str, *, helm: str | None) -> list[dict[str, Any]]:
     """Render a temporary copy of the chart that carries the given CRD text."""
     with tempfile.TemporaryDirectory(prefix="tritonop-chart-") as scratch:
         chart_copy = Path(scratch) / "tritonop"
         shutil.copytree(helmtool.CHART_DIR, chart_copy, ignore=shutil.ignore_patterns("hack"))
         (chart_copy / CHART_CRD.relative_to(helmtool.CHART_DIR)).write_text(crd_text)
-        return helmtool.template(MANIFEST_VALUES, chart_dir=chart_copy)
+        return helmtool.template(MANIFEST_VALUES, chart_dir=chart_copy, helm=helm)
+
+
+def install_objects() -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k manifests/` installs, read back from the files on disk."""
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    objects: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        objects += [obj for obj in yaml.safe_load_all((MANIFESTS / resource).read_text()) if obj]
+    return objects
 
 
 def stale_files(expected: dict[Path, str]) -> list[Path]:

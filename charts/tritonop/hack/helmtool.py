@@ -1,4 +1,4 @@
-"""Find helm and render the chart: shared by the generator scripts and tests/test_chart.py.
+"""Find helm and render the chart: shared by the generator scripts and the chart tests.
 
 Why a module: the manifest generator and the unit tests must render the chart in exactly the
 same way (same helm binary, same pinned Kubernetes version, same release name and namespace),
