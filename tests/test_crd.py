@@ -117,34 +117,48 @@ UNESCAPED_PATTERNS = (
 )
 
 
+def _largest_string(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
+    """Bytes of the longest JSON string a string node admits."""
+    if "enum" in node:
+        return max(len(str(value)) for value in node["enum"]) + 2
+    if "maxLength" not in node:
+        unbounded.append(path)
+        return 0
+    # kopf writes JSON with ASCII escapes: a character is 12 bytes at worst (an astral
+    # character as two \uXXXX escapes), 2 when a pattern keeps it ASCII (\" or \\), 1 when
+    # the pattern allows nothing JSON escapes.
+    checks = node.get("pattern", "") + " ".join(
+        rule["rule"] for rule in node.get("x-kubernetes-validations", [])
+    )
+    if any(pattern in checks for pattern in UNESCAPED_PATTERNS):
+        per_character = 1
+    elif "matches('^" in checks or "pattern" in node:
+        per_character = 2
+    else:
+        per_character = 12
+    return int(node["maxLength"]) * per_character + 2
+
+
+def _largest_map(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
+    """Bytes of the largest JSON object a map node (additionalProperties) admits."""
+    rules = " ".join(rule["rule"] for rule in node.get("x-kubernetes-validations", []))
+    if "maxProperties" not in node or "size() <= 317" not in rules:
+        unbounded.append(f"{path} (entries or keys)")
+        return 0
+    value = largest_json(node["additionalProperties"], f"{path}{{}}", unbounded)
+    return 2 + int(node["maxProperties"]) * (317 + 4 + value)
+
+
 def largest_json(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
     """Bytes of the longest JSON a value of this schema node can have (an upper bound)."""
+    kind = node.get("type")
     if node.get("x-kubernetes-preserve-unknown-fields"):
         unbounded.append(path)
         return 0
-    kind = node.get("type")
-    if kind in ("integer", "number"):
+    if kind in ("integer", "number", "boolean"):
         return 24
-    if kind == "boolean":
-        return 5
     if kind == "string" or node.get("x-kubernetes-int-or-string"):
-        if "enum" in node:
-            return max(len(str(value)) for value in node["enum"]) + 2
-        if "maxLength" not in node:
-            unbounded.append(path)
-            return 0
-        # kopf writes JSON with ASCII escapes: a character is 12 bytes at worst (an astral
-        # character as two \uXXXX escapes), 2 when a pattern keeps it ASCII (\" or \\).
-        checks = node.get("pattern", "") + " ".join(
-            rule["rule"] for rule in node.get("x-kubernetes-validations", [])
-        )
-        if any(pattern in checks for pattern in UNESCAPED_PATTERNS):
-            per_character = 1
-        elif "matches('^" in checks or "pattern" in node:
-            per_character = 2
-        else:
-            per_character = 12
-        return int(node["maxLength"]) * per_character + 2
+        return _largest_string(node, path, unbounded)
     if kind == "array":
         if "maxItems" not in node:
             unbounded.append(path)
@@ -155,16 +169,7 @@ def largest_json(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
             len(name) + 4 + largest_json(child, f"{path}.{name}", unbounded)
             for name, child in node["properties"].items()
         )
-    if "maxProperties" not in node:
-        unbounded.append(path)
-        return 0
-    rules = " ".join(rule["rule"] for rule in node.get("x-kubernetes-validations", []))
-    key = 317 if "size() <= 317" in rules else None
-    if key is None:
-        unbounded.append(f"{path} (keys)")
-        return 0
-    value = largest_json(node["additionalProperties"], f"{path}{{}}", unbounded)
-    return 2 + int(node["maxProperties"]) * (key + 4 + value)
+    return _largest_map(node, path, unbounded)
 
 
 def test_every_spec_value_is_bounded_and_the_largest_spec_fits_kopfs_annotation() -> None:
