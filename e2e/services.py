@@ -73,6 +73,20 @@ def wait_condition(
         ) from None
 
 
+def events(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events posted on an InferenceService."""
+    return [
+        e
+        for e in tools.items("events", namespace)
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "InferenceService"
+    ]
+
+
+def event_reasons(tools: Tools, namespace: str, name: str) -> set[str]:
+    return {e["reason"] for e in events(tools, namespace, name)}
+
+
 def pods(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
     return [
         p

@@ -13,23 +13,18 @@ import pytest
 
 from e2e.harness import OperatorProcess, Tools
 from e2e.polling import wait_until
-from e2e.services import condition, example, pods, running_pods, service, wait_condition
+from e2e.services import (
+    condition,
+    event_reasons,
+    example,
+    pods,
+    running_pods,
+    service,
+    wait_condition,
+)
 
 H100_NODES = {"gpu-h100-a", "gpu-h100-b"}
 CPU_NODES = {"cpu-a", "cpu-b"}
-
-
-def events(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in tools.items("events", namespace)
-        if e["involvedObject"].get("name") == name
-        and e["involvedObject"].get("kind") == "InferenceService"
-    ]
-
-
-def event_reasons(tools: Tools, namespace: str, name: str) -> set[str]:
-    return {e["reason"] for e in events(tools, namespace, name)}
 
 
 def owned_children(tools: Tools, namespace: str, name: str, uid: str) -> dict[str, dict[str, Any]]:
