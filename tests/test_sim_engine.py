@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tritonop.api.models import Autoscaling
-from tritonop.autoscale import metrics
+from tritonop.autoscale import observe as metrics
 from tritonop.sim.controllers import (
     HPAController,
     KPAController,
@@ -117,7 +117,7 @@ def test_least_request_balancing_beats_random_at_high_load() -> None:
 
 
 def test_operator_observation_matches_the_metrics_reader() -> None:
-    """The simulator builds Observations exactly as autoscale.metrics.observe does."""
+    """The simulator builds Observations exactly as autoscale.observe.observe does."""
     service = Service(ServiceConfig(initial_replicas=3), constant(50.0, 20.0))
     controller = OperatorController(DEFAULT_AUTOSCALING)
     previous: dict[str, metrics.PodScrape] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.status import (
+    PlacementFields,
     WorkloadState,
     merge_conditions,
     merge_status,
@@ -166,6 +167,5 @@ def test_status_messages_are_bounded() -> None:
     assert merged["conditions"][0]["message"].endswith("\u2026")
     assert len(merged["placement"]["message"]) == MAX_MESSAGE_LENGTH
     assert len(merged["lastScale"]["reason"]) == MAX_MESSAGE_LENGTH
-    assert merge_status({}, {"placement": {"mode": "GPU", "message": "ok"}}, generation=1, now="t")[
-        "placement"
-    ] == {"mode": "GPU", "message": "ok"}
+    short: PlacementFields = {"mode": "GPU", "reason": "R", "message": "ok"}
+    assert merge_status({}, {"placement": short}, generation=1, now="t")["placement"] == short

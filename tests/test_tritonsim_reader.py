@@ -1,4 +1,4 @@
-"""The operator's metrics reader (tritonop.autoscale.metrics) against emulators.
+"""The operator's metrics reader (tritonop.autoscale.metrics and .observe) against emulators.
 
 What the reader concludes (queue depth, queue time per request, request rate, problems) must
 match what the emulator actually did, and each fault mode must surface as a problem for its pod
@@ -17,7 +17,8 @@ import pytest
 import tritonclient.http.aio as aioclient
 from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, TritonEmulator
 
-from tritonop.autoscale.metrics import PodEndpoint, observe, remember, scrape_pods
+from tritonop.autoscale.metrics import scrape_pods
+from tritonop.autoscale.observe import PodEndpoint, observe, remember
 
 
 def free_port() -> int:

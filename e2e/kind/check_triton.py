@@ -25,7 +25,7 @@ import numpy as np
 import tritonclient.http as triton_http
 from e2e.polling import WaitTimeout, wait_until
 
-from tritonop.autoscale.metrics import parse_triton_metrics
+from tritonop.autoscale.observe import parse_triton_metrics
 
 ELEMENTS = 16
 

@@ -347,14 +347,15 @@ def _run(args: argparse.Namespace) -> int:
     """Start the operator (blocks until interrupted)."""
     import kopf
 
-    from tritonop import handlers
     from tritonop.config import Settings
+    from tritonop.handlers import Memo  # importing registers the handlers with kopf
+    from tritonop.k8s import Kube
+    from tritonop.runtime import Runtime, SystemClock
 
     overrides: dict[str, Any] = {}
     if args.namespace:
         overrides["namespaces"] = ",".join(args.namespace)
     settings = Settings(**overrides)
-    handlers.RUNTIME.settings = settings
     kopf.configure(
         verbose=settings.log_level == "DEBUG",
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
@@ -368,7 +369,9 @@ def _run(args: argparse.Namespace) -> int:
             logging.getLogger(chatty).setLevel(logging.WARNING)
     serve_metrics(settings.listen_address, settings.metrics_port, settings.metrics_token_file)
     namespaces = settings.namespace_list
+    runtime = Runtime(settings=settings, kube=Kube(), clock=SystemClock())
     kopf.run(
+        memo=Memo.build(runtime),
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",

@@ -224,12 +224,11 @@ class Kube:
         )
         API_WRITES.labels(kind="Deployment", verb="scale").inc()
 
-    def apply_status(
-        self, namespace: str, name: str, live: Mapping[str, Any] | None, status: dict[str, Any]
-    ) -> bool:
-        """Write an InferenceService's status unless it equals the live one; True when written."""
-        if live is not None and dict(live) == status:
-            return False
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Write an InferenceService's status; False when the service is gone.
+
+        The caller (statusbook.py) knows the status it last wrote and only calls for a change.
+        """
         body = {
             "apiVersion": API_VERSION,
             "kind": KIND,

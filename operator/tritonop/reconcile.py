@@ -1,8 +1,8 @@
 """Pure desired-state planning: from an InferenceService and a snapshot of the cluster to the
 children to apply, the replicas to set, the status to show and the events to post.
 
-Handlers gather the inputs (via k8s.py and kopf's indexes) and carry the plan out; every
-decision lives here so it is tested without a cluster.
+reconciler.py gathers the inputs (through the runtime's API client and the cluster view) and
+carries the plan out; every decision lives here so it is tested without a cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tritonop import conditions as c
 from tritonop.admission import policy_violations
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale.types import ConditionFlag
@@ -18,21 +19,17 @@ from tritonop.config import Settings
 from tritonop.placement import NodeInfo, Placement, decide
 from tritonop.render import label_selector_string, render_children, service_urls
 from tritonop.render.autoscaling import autoscaler_problem
-from tritonop.status import WorkloadState, workload_flags
+from tritonop.status import StatusFields, WorkloadState, workload_flags
 
 #: Autoscaler kinds a service may own, one per mode; the others are removed on a mode change.
 AUTOSCALER_KINDS: dict[str, str] = {"HPA": "HorizontalPodAutoscaler", "KEDA": "ScaledObject"}
 
-#: Ready reasons that are the reconcile's verdict on the spec itself: changes of the Deployment
-#: and its pods do not override them (only the next reconcile does).
-VERDICT_REASONS = ("SecretNotFound", "InvalidSpec", "PolicyViolation")
-
 #: Event reason per placement mode, posted when the placement changes.
 PLACEMENT_EVENTS: dict[str, tuple[bool, str]] = {
-    "GPU": (False, "PlacedOnGPU"),
-    "CPU": (False, "PlacedOnCPU"),
-    "CPUFallback": (True, "FellBackToCPU"),
-    "Unplaceable": (True, "Unplaceable"),
+    "GPU": (False, c.PLACED_ON_GPU),
+    "CPU": (False, c.PLACED_ON_CPU),
+    "CPUFallback": (True, c.FELL_BACK_TO_CPU),
+    "Unplaceable": (True, c.UNPLACEABLE),
 }
 
 
@@ -70,7 +67,7 @@ class Plan:
     """Kinds of children this service must no longer have (they are deleted if it owns them)."""
     replicas: int | None
     """Deployment replicas to set through the scale subresource; None leaves them alone."""
-    status_fields: dict[str, Any]
+    status_fields: StatusFields
     flags: tuple[ConditionFlag, ...]
     events: list[EventSpec] = field(default_factory=list)
 
@@ -95,7 +92,7 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     placement = decide(spec, facts.nodes, settings.gpu_fallback)
     violations = policy_violations(spec, settings)
     if violations:
-        return refused(service, facts, placement, "PolicyViolation", "; ".join(violations))
+        return refused(service, facts, placement, c.POLICY_VIOLATION, "; ".join(violations))
     replicas = initial_replicas(service, facts.workload)
     children = render_children(
         service,
@@ -126,18 +123,15 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
             f"Secret {secret!r} named in spec.modelRepository.secretRef does not exist in namespace "
             f"{service.namespace}; create it or fix the name (pods cannot start without it)"
         )
-        flags[0] = ConditionFlag("Ready", False, "SecretNotFound", message)
-        events.append(EventSpec(True, "SecretNotFound", message))
+        flags = c.with_condition(flags, ConditionFlag(c.READY, False, c.SECRET_NOT_FOUND, message))
+        events.append(EventSpec(True, c.SECRET_NOT_FOUND, message))
     problem = autoscaler_problem(service, settings, facts.keda_available)
     if problem is not None:
         reason, message = problem
-        flags.append(ConditionFlag("ScalingActive", False, reason, message))
+        flags.append(ConditionFlag(c.SCALING_ACTIVE, False, reason, message))
         # An autoscaler object the cluster cannot accept is not applied; the condition explains.
-        children = [c for c in children if c["kind"] not in AUTOSCALER_KINDS.values()]
-        if not any(
-            c.get("type") == "ScalingActive" and c.get("reason") == reason
-            for c in facts.live_status.get("conditions") or []
-        ):
+        children = [child for child in children if child["kind"] not in AUTOSCALER_KINDS.values()]
+        if c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != reason:
             events.append(EventSpec(True, reason, message))
     elif mode in ("None", "HPA", "KEDA"):
         flags.append(_delegated_scaling_flag(mode))
@@ -147,7 +141,7 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         warning, reason = PLACEMENT_EVENTS[placement.mode]
         events.append(EventSpec(warning, reason, placement.message))
 
-    fields: dict[str, Any] = {
+    fields: StatusFields = {
         "observedGeneration": service.generation,
         "placement": {
             "mode": placement.mode,
@@ -177,9 +171,7 @@ def refused(
 ) -> Plan:
     """A reconcile that applies nothing (what exists stays as it is): Ready=False says why,
     with a Warning Event when that is news."""
-    ready: Mapping[str, Any] = next(
-        (c for c in facts.live_status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
+    ready = c.find_condition(facts.live_status, c.READY)
     repeated = ready.get("reason") == reason and ready.get("message") == message
     return Plan(
         placement=placement,
@@ -187,7 +179,7 @@ def refused(
         stale_children=[],
         replicas=None,
         status_fields={"observedGeneration": service.generation},
-        flags=(ConditionFlag("Ready", False, reason, message),),
+        flags=(ConditionFlag(c.READY, False, reason, message),),
         events=[] if repeated else [EventSpec(True, reason, message)],
     )
 
@@ -196,20 +188,21 @@ def _delegated_scaling_flag(mode: str) -> ConditionFlag:
     """ScalingActive when the operator itself does not scale."""
     if mode == "None":
         return ConditionFlag(
-            "ScalingActive", False, "AutoscalingDisabled", "replicas follow spec.replicas"
+            c.SCALING_ACTIVE, False, c.AUTOSCALING_DISABLED, "replicas follow spec.replicas"
         )
-    owner = "the HorizontalPodAutoscaler" if mode == "HPA" else "KEDA's ScaledObject"
-    return ConditionFlag(
-        "ScalingActive", True, f"DelegatedTo{mode}", f"replicas are managed by {owner}"
-    )
+    if mode == "HPA":
+        reason, owner = c.DELEGATED_TO_HPA, "the HorizontalPodAutoscaler"
+    else:
+        reason, owner = c.DELEGATED_TO_KEDA, "KEDA's ScaledObject"
+    return ConditionFlag(c.SCALING_ACTIVE, True, reason, f"replicas are managed by {owner}")
 
 
-def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) -> dict[str, Any]:
+def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) -> StatusFields:
     """Status fields that mirror the Deployment (kept current by the Deployment watch)."""
     desired = workload.desired if workload.exists else (replicas or 0)
     if mode == "None" and replicas is not None:
         desired = replicas
-    fields: dict[str, Any] = {
+    fields: StatusFields = {
         "replicas": workload.replicas,
         "readyReplicas": workload.ready,
         "replicaSummary": f"{workload.ready}/{desired}",
@@ -221,7 +214,7 @@ def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) ->
 
 def workload_refresh(
     live_status: Mapping[str, Any], workload: WorkloadState, mode: str
-) -> tuple[dict[str, Any], tuple[ConditionFlag, ...]]:
+) -> tuple[StatusFields, tuple[ConditionFlag, ...]]:
     """Status fields and conditions after the Deployment or its pods changed.
 
     Placement comes from the last reconcile (in status); nothing is re-rendered.
@@ -230,13 +223,9 @@ def workload_refresh(
     flags = workload_flags(
         workload,
         placement.get("mode", "GPU") != "Unplaceable",
-        str(placement.get("reason", "Pending")),
+        str(placement.get("reason", c.PENDING)),
         str(placement.get("message", "")),
     )
-    conditions = {c.get("type"): c for c in live_status.get("conditions") or []}
-    ready = conditions.get("Ready") or {}
-    if ready.get("reason") in VERDICT_REASONS:
-        flags = tuple(
-            flag for flag in flags if flag.type != "Ready"
-        )  # the reconcile's verdict stands
+    if c.find_condition(live_status, c.READY).get("reason") in c.RECONCILE_VERDICTS:
+        flags = tuple(flag for flag in flags if flag.type != c.READY)  # the verdict stands
     return workload_fields(workload, mode, workload.desired if workload.exists else None), flags

@@ -5,15 +5,19 @@ the Deployment and its pods, the autoscaling loop). Each computes *its* part her
 data and `merge_status` folds it into the live status, keeping `lastTransitionTime` of every
 condition whose status did not change, so a reconcile that observes nothing new produces a
 status equal to the live one and nothing is written.
+
+Writers name the fields they set through `StatusFields`, the CRD's status schema
+(`InferenceServiceStatus`) as mypy sees it: a misspelt field is a type error, not a field the
+API server silently prunes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias, TypedDict
 
+from tritonop import conditions as c
 from tritonop.api.models import MAX_STATUS_MESSAGE
 from tritonop.autoscale.types import ConditionFlag
 
@@ -22,8 +26,50 @@ from tritonop.autoscale.types import ConditionFlag
 #: the API server refuse a status write against the CRD's maxLength.
 MAX_MESSAGE_LENGTH = MAX_STATUS_MESSAGE
 
-#: Order of conditions in status, summary first (stable order keeps writes minimal).
-CONDITION_ORDER = ("Ready", "Available", "Placed", "AbleToScale", "ScalingActive", "ScalingLimited")
+ServiceKey: TypeAlias = tuple[str, str]
+"""(namespace, name) of an InferenceService; its status, Deployment and pods are keyed by it."""
+
+
+class PlacementFields(TypedDict):
+    """status.placement (`PlacementStatus`)."""
+
+    mode: str
+    reason: str
+    message: str
+
+
+class MetricsFields(TypedDict, total=False):
+    """status.metrics (`MetricsStatus`): only the signals that were observed."""
+
+    queueDepth: float
+    queueTimeMs: float
+    requestRate: float
+
+
+ScaleFields = TypedDict("ScaleFields", {"from": int, "to": int, "reason": str})
+"""status.lastScale (`ScaleRecord`); `from` is a Python keyword, hence the functional form."""
+
+
+class StatusFields(TypedDict, total=False):
+    """The fields of an InferenceService's status a writer sets, by their CRD names.
+
+    A writer names only the fields it owns; `merge_status` keeps the others. None removes a
+    field that no longer applies (metrics after leaving Operator mode). Conditions are not
+    here: writers pass them as ConditionFlags, which `merge_conditions` turns into conditions.
+    """
+
+    observedGeneration: int
+    replicas: int
+    readyReplicas: int
+    desiredReplicas: int
+    replicaSummary: str
+    selector: str
+    placement: PlacementFields
+    url: str
+    grpcUrl: str
+    metrics: MetricsFields | None
+    lastScaleTime: str
+    lastScale: ScaleFields
 
 
 def bounded(text: str) -> str:
@@ -33,9 +79,16 @@ def bounded(text: str) -> str:
     return text[: MAX_MESSAGE_LENGTH - 1] + "\u2026"
 
 
-def now_rfc3339() -> str:
-    """The current time as Kubernetes writes timestamps (seconds, UTC, Z)."""
-    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+#: The free-text part of status objects that carry one (placement.message, lastScale.reason).
+_TEXT_FIELDS = {"placement": "message", "lastScale": "reason"}
+
+
+def _bounded_texts(key: str, value: Any) -> Any:
+    """A status field with its free text cut to MAX_MESSAGE_LENGTH."""
+    text_key = _TEXT_FIELDS.get(key)
+    if text_key is None or not isinstance(value, Mapping) or text_key not in value:
+        return value
+    return {**value, text_key: bounded(str(value[text_key]))}
 
 
 def merge_conditions(
@@ -64,22 +117,23 @@ def merge_conditions(
             else previous["lastTransitionTime"],
             "observedGeneration": generation,
         }
-    order = {name: index for index, name in enumerate(CONDITION_ORDER)}
+    order = {name: index for index, name in enumerate(c.CONDITION_ORDER)}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], len(order)), c["type"]))
 
 
 def merge_status(
     live: Mapping[str, Any] | None,
-    fields: Mapping[str, Any],
+    fields: StatusFields,
     flags: Iterable[ConditionFlag] = (),
     *,
     generation: int,
-    now: str | None = None,
+    now: str,
 ) -> dict[str, Any]:
     """The live status with `fields` overlaid and `flags` set as conditions.
 
     A field set to None is removed (it no longer applies, e.g. metrics after leaving
-    Operator mode).
+    Operator mode). `now` stamps the conditions whose status changes: the caller's clock, so
+    that this stays a function of its arguments.
     """
     merged = {k: v for k, v in (live or {}).items() if k != "conditions"}
     for key, value in fields.items():
@@ -88,21 +142,9 @@ def merge_status(
         else:
             merged[key] = _bounded_texts(key, value)
     merged["conditions"] = merge_conditions(
-        (live or {}).get("conditions") or [], flags, generation=generation, now=now or now_rfc3339()
+        (live or {}).get("conditions") or [], flags, generation=generation, now=now
     )
     return merged
-
-
-#: The free-text part of status objects that carry one (placement.message, lastScale.reason).
-_TEXT_FIELDS = {"placement": "message", "lastScale": "reason"}
-
-
-def _bounded_texts(key: str, value: Any) -> Any:
-    """A status field with its free text cut to MAX_MESSAGE_LENGTH."""
-    text_key = _TEXT_FIELDS.get(key)
-    if text_key is None or not isinstance(value, Mapping) or text_key not in value:
-        return value
-    return {**value, text_key: bounded(str(value[text_key]))}
 
 
 @dataclass(frozen=True)
@@ -147,15 +189,12 @@ def workload_state(
 def _unschedulable(pods: Iterable[Mapping[str, Any]]) -> str | None:
     """The scheduler's reason of the first Pending pod that could not be scheduled."""
     for pod in pods:
-        if (pod.get("status") or {}).get("phase") != "Pending":
+        status = pod.get("status") or {}
+        if status.get("phase") != "Pending":
             continue
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("status") == "False"
-                and condition.get("reason") == "Unschedulable"
-            ):
-                return str(condition.get("message") or "the scheduler found no node for the pod")
+        scheduled = c.find_condition(status, c.POD_SCHEDULED)
+        if scheduled.get("status") == "False" and scheduled.get("reason") == c.UNSCHEDULABLE:
+            return str(scheduled.get("message") or "the scheduler found no node for the pod")
     return None
 
 
@@ -166,29 +205,31 @@ def workload_flags(
     scheduler = workload.unschedulable_message
     if not placement_ok:
         message = f"{placement_message} Scheduler: {scheduler}" if scheduler else placement_message
-        placed = ConditionFlag("Placed", False, placement_reason, message)
+        placed = ConditionFlag(c.PLACED, False, placement_reason, message)
     elif scheduler:
         placed = ConditionFlag(
-            "Placed", False, "PodsUnschedulable", f"pods are Pending: {scheduler}"
+            c.PLACED, False, c.PODS_UNSCHEDULABLE, f"pods are Pending: {scheduler}"
         )
     else:
-        placed = ConditionFlag("Placed", True, placement_reason, placement_message)
+        placed = ConditionFlag(c.PLACED, True, placement_reason, placement_message)
     if not workload.exists:
         available = ConditionFlag(
-            "Available", False, "DeploymentMissing", "the Deployment is not created yet"
+            c.AVAILABLE, False, c.DEPLOYMENT_MISSING, "the Deployment is not created yet"
         )
     elif workload.available >= 1:
         available = ConditionFlag(
-            "Available",
+            c.AVAILABLE,
             True,
-            "MinimumReplicasAvailable",
+            c.MINIMUM_REPLICAS_AVAILABLE,
             f"{workload.available} replica(s) available",
         )
     elif workload.desired == 0:
-        available = ConditionFlag("Available", False, "ScaledToZero", "the service has 0 replicas")
+        available = ConditionFlag(
+            c.AVAILABLE, False, c.SCALED_TO_ZERO, "the service has 0 replicas"
+        )
     else:
         available = ConditionFlag(
-            "Available", False, "NoReplicasAvailable", "no Triton replica is ready yet"
+            c.AVAILABLE, False, c.NO_REPLICAS_AVAILABLE, "no Triton replica is ready yet"
         )
     rolled_out = (
         workload.exists
@@ -198,23 +239,23 @@ def workload_flags(
         and workload.replicas == workload.desired
     )
     if not placed.status:
-        ready = ConditionFlag("Ready", False, placed.reason, placed.message)
+        ready = ConditionFlag(c.READY, False, placed.reason, placed.message)
     elif not available.status:
-        ready = ConditionFlag("Ready", False, available.reason, available.message)
+        ready = ConditionFlag(c.READY, False, available.reason, available.message)
     elif not rolled_out:
         ready = ConditionFlag(
-            "Ready",
+            c.READY,
             False,
-            "RolloutInProgress",
+            c.ROLLOUT_IN_PROGRESS,
             f"{workload.ready}/{workload.desired} replicas ready, {workload.updated} updated",
         )
     else:
         ready = ConditionFlag(
-            "Ready", True, "ReplicasReady", f"{workload.ready}/{workload.desired} replicas ready"
+            c.READY, True, c.REPLICAS_READY, f"{workload.ready}/{workload.desired} replicas ready"
         )
     return (ready, available, placed)
 
 
 def invalid_spec_flags(message: str) -> tuple[ConditionFlag, ...]:
     """Conditions for a spec the operator cannot act on."""
-    return (ConditionFlag("Ready", False, "InvalidSpec", message),)
+    return (ConditionFlag(c.READY, False, c.INVALID_SPEC, message),)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tritonop import conditions
 from tritonop.api.models import Autoscaling
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale import promql
@@ -74,13 +75,13 @@ def autoscaler_problem(
         return None
     if not keda_crd_present:
         return (
-            "KEDANotInstalled",
+            conditions.KEDA_NOT_INSTALLED,
             "autoscaling.mode KEDA needs KEDA's ScaledObject CRD (scaledobjects.keda.sh), which "
             "this cluster does not have; install KEDA or use mode Operator or HPA",
         )
     if not settings.prometheus_url:
         return (
-            "PrometheusNotConfigured",
+            conditions.PROMETHEUS_NOT_CONFIGURED,
             "autoscaling.mode KEDA queries Prometheus for Triton's metrics, but the operator has "
             "no Prometheus address; set the chart value prometheusUrl "
             "(TRITONOP_PROMETHEUS_URL) or use mode Operator",

@@ -1,0 +1,97 @@
+"""A read-only view of the cluster, over kopf's in-memory indexes: how they are keyed and read.
+
+kopf keeps each index current from its watch streams and hands every handler the live index
+objects; the view reads them at the moment a decision needs them (not snapshotted when the
+handler starts), so a status computed under the status book's lock sees the latest Deployment.
+The view never writes: writes go through the runtime's KubeApi and the status book.
+
+Plain mappings stand in for kopf's indexes in unit tests: an index is a mapping from key to a
+collection of entries, which is all the view reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from tritonop.placement import NodeInfo, node_info
+from tritonop.status import ServiceKey, WorkloadState, workload_state
+
+Obj: TypeAlias = dict[str, Any]
+"""A Kubernetes object as the API returns it."""
+
+NodeIndex: TypeAlias = Mapping[str, Collection[NodeInfo]]
+"""Every node's placement facts, all under the one key ALL_NODES."""
+ObjectIndex: TypeAlias = Mapping[ServiceKey, Collection[Obj]]
+"""Objects by the InferenceService they belong to."""
+
+ALL_NODES: Final = "all"
+INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+"""The pods' label naming their InferenceService (render/labels.py sets it)."""
+
+
+def node_entry(node: Mapping[str, Any]) -> dict[str, NodeInfo]:
+    """A Node's entry in the node index."""
+    return {ALL_NODES: node_info(dict(node))}
+
+
+def pod_entry(
+    pod: Mapping[str, Any], namespace: str, labels: Mapping[str, str]
+) -> dict[ServiceKey, Obj]:
+    """A Triton pod's entry in the pod index: under the InferenceService its label names."""
+    return {(namespace, labels.get(INSTANCE_LABEL, "")): dict(pod)}
+
+
+def named_entry(obj: Mapping[str, Any], namespace: str, name: str) -> dict[ServiceKey, Obj]:
+    """An InferenceService's or Deployment's entry (a Deployment is named like its service)."""
+    return {(namespace, name): dict(obj)}
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The four indexes the operator keeps, read by InferenceService key.
+
+    The field names are the indexes' names: kopf passes each index to handlers as a keyword
+    argument named after its index handler, and `of` picks them from there.
+    """
+
+    node_index: NodeIndex
+    pod_index: ObjectIndex
+    deployment_index: ObjectIndex
+    service_index: ObjectIndex
+
+    @classmethod
+    def of(cls, handler_kwargs: Mapping[str, Any]) -> ClusterView:
+        """The view over the indexes among a kopf handler's keyword arguments."""
+        return cls(**{field.name: handler_kwargs[field.name] for field in dataclasses.fields(cls)})
+
+    def nodes(self) -> list[NodeInfo]:
+        return list(self.node_index.get(ALL_NODES, []))
+
+    def service(self, key: ServiceKey) -> Obj | None:
+        """The InferenceService object, or None once it is deleted."""
+        return _one(self.service_index, key)
+
+    def services(self) -> Iterator[tuple[ServiceKey, Obj]]:
+        """Every known InferenceService (a copy of the keys: the index may change meanwhile)."""
+        for key in list(self.service_index):
+            body = _one(self.service_index, key)
+            if body is not None:
+                yield key, body
+
+    def deployment(self, key: ServiceKey) -> Obj | None:
+        return _one(self.deployment_index, key)
+
+    def pods(self, key: ServiceKey) -> list[Obj]:
+        return list(self.pod_index.get(key, []))
+
+    def workload(self, key: ServiceKey) -> WorkloadState:
+        return workload_state(self.deployment(key), self.pods(key))
+
+
+def _one(index: ObjectIndex, key: ServiceKey) -> Obj | None:
+    """The single entry under `key` (services and Deployments are unique per key)."""
+    store = index.get(key)
+    return next(iter(store), None) if store is not None else None

@@ -1,0 +1,282 @@
+"""In-memory stand-ins for the operator's edges, so handler bodies run without kopf or a cluster.
+
+`FakeCluster` is both the runtime's KubeApi (it records every write and keeps the objects) and
+the source of a ClusterView whose indexes read those same objects live, as kopf's indexes
+follow the watch streams. Writes are skipped like the real client skips them (k8s.is_subset),
+so "nothing written" in a test means what it means against an API server.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tritonop import API_VERSION, KIND
+from tritonop.autoscale.observe import MetricsTarget
+from tritonop.autoscale.types import Observation
+from tritonop.config import Settings
+from tritonop.k8s import is_subset
+from tritonop.placement import NodeInfo, node_info
+from tritonop.runtime import Runtime
+from tritonop.status import ServiceKey
+from tritonop.statusbook import StatusBook
+from tritonop.view import ClusterView
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to: `advance`, or a StopAfter's wait."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> str:
+        return (EPOCH + timedelta(seconds=self.now)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Event:
+    name: str
+    warning: bool
+    reason: str
+    message: str
+
+
+class _Index(Mapping[ServiceKey, Collection[dict[str, Any]]]):
+    """A kopf-like index over the fake's objects of one kind, read live."""
+
+    def __init__(self, entries: Mapping[ServiceKey, Sequence[dict[str, Any]]]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, key: ServiceKey) -> Collection[dict[str, Any]]:
+        if not self._entries.get(key):
+            raise KeyError(key)
+        return list(self._entries[key])
+
+    def __iter__(self) -> Iterator[ServiceKey]:
+        return iter([key for key, items in self._entries.items() if items])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+@dataclass
+class FakeCluster:
+    """The API server and kopf's indexes, in memory."""
+
+    nodes: list[NodeInfo] = field(default_factory=list)
+    secrets: dict[ServiceKey, str] = field(default_factory=dict)
+    """Secret digests by (namespace, name)."""
+    crds: set[str] = field(default_factory=set)
+    services: dict[ServiceKey, list[dict[str, Any]]] = field(default_factory=dict)
+    deployments: dict[ServiceKey, list[dict[str, Any]]] = field(default_factory=dict)
+    pods: dict[ServiceKey, list[dict[str, Any]]] = field(default_factory=dict)
+    """Objects by (namespace, InferenceService name); a list per key, as kopf's stores are."""
+    children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    """Everything applied, by (kind, namespace, name)."""
+    writes: list[tuple[str, ...]] = field(default_factory=list)
+    """(verb, kind, namespace, name) of every write sent, in order."""
+    events: list[Event] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    """Every status written, in order."""
+    fail_apply: Exception | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    def add_service(self, name: str, spec: dict[str, Any], namespace: str = "ml") -> dict[str, Any]:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": f"uid-{name}",
+                "generation": 1,
+            },
+            "spec": spec,
+        }
+        self.services[(namespace, name)] = [body]
+        return body
+
+    def add_node(self, name: str, gpus: int = 0, product: str = "") -> None:
+        labels = {"nvidia.com/gpu.product": product} if product else {}
+        allocatable = {"cpu": "32", "memory": "128Gi"}
+        if gpus:
+            allocatable["nvidia.com/gpu"] = str(gpus)
+        self.nodes.append(
+            node_info(
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {},
+                    "status": {"allocatable": allocatable},
+                }
+            )
+        )
+
+    def set_pods(self, key: ServiceKey, *pods: dict[str, Any]) -> None:
+        self.pods[key] = list(pods)
+
+    def service(self, key: ServiceKey) -> dict[str, Any]:
+        return self.services[key][0]
+
+    def deployment(self, key: ServiceKey) -> dict[str, Any] | None:
+        items = self.deployments.get(key)
+        return items[0] if items else None
+
+    def roll_out(self, key: ServiceKey) -> None:
+        """The Deployment controller's part: every asked-for replica ready and updated."""
+        deployment = self.deployment(key)
+        assert deployment is not None
+        desired = deployment["spec"].get("replicas", 1)
+        deployment["metadata"]["generation"] = 1
+        deployment["status"] = {
+            "observedGeneration": 1,
+            "replicas": desired,
+            "readyReplicas": desired,
+            "availableReplicas": desired,
+            "updatedReplicas": desired,
+        }
+
+    def view(self) -> ClusterView:
+        return ClusterView(
+            node_index={"all": self.nodes},
+            pod_index=_Index(self.pods),
+            deployment_index=_Index(self.deployments),
+            service_index=_Index(self.services),
+        )
+
+    def runtime(self, clock: FakeClock, **settings: Any) -> Runtime:
+        return Runtime(settings=Settings(**settings), kube=self, clock=clock)
+
+    def book(self, clock: FakeClock) -> StatusBook:
+        return StatusBook(self, clock)
+
+    # ------------------------------------------------------------------ KubeApi
+
+    def secret_digest(self, namespace: str, name: str) -> str | None:
+        return self.secrets.get((namespace, name))
+
+    def crd_exists(self, name: str) -> bool:
+        return name in self.crds
+
+    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+        secret = self.children.get(("Secret", namespace, secret_name))
+        if secret is not None:
+            return base64.b64decode(secret["data"][field]).decode()
+        return f"key-of-{secret_name}"
+
+    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None = None) -> bool:
+        if self.fail_apply is not None:
+            raise self.fail_apply
+        kind, meta = desired["kind"], desired["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        current = self.children.get(key) if live is None else live
+        if current is not None and is_subset(desired, current):
+            return False
+        self.writes.append(("apply", *key))
+        merged = copy.deepcopy(desired)
+        if kind == "Deployment":
+            existing = self.deployment((meta["namespace"], meta["name"]))
+            if existing is not None:
+                merged["spec"]["replicas"] = existing["spec"].get("replicas", 1)
+                merged["status"] = existing.get("status", {})
+            self.deployments[(meta["namespace"], meta["name"])] = [merged]
+        self.children[key] = merged
+        return True
+
+    def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
+        live = self.children.get((kind, namespace, name))
+        owners = (live or {}).get("metadata", {}).get("ownerReferences") or []
+        if not any(owner.get("uid") == owner_uid for owner in owners):
+            return False
+        self.writes.append(("delete", kind, namespace, name))
+        del self.children[(kind, namespace, name)]
+        return True
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self.writes.append(("scale", "Deployment", namespace, name, str(replicas)))
+        deployment = self.deployment((namespace, name))
+        if deployment is not None:
+            deployment["spec"]["replicas"] = replicas
+
+    def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        items = self.services.get((namespace, name))
+        if not items:
+            return False
+        self.writes.append(("status", KIND, namespace, name))
+        self.statuses.append(copy.deepcopy(status))
+        items[0]["status"] = copy.deepcopy(status)
+        return True
+
+    def event(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
+        self.writes.append(("event", "Event", body["metadata"]["namespace"], reason))
+        self.events.append(Event(body["metadata"]["name"], warning, reason, message))
+
+
+def ready_pod(name: str, ip: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def starting_pod(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"phase": "Pending"}}
+
+
+class FakeSource:
+    """A MetricsSource that returns the Observation the test chose, stamped with the clock."""
+
+    def __init__(self, clock: FakeClock, **signals: Any) -> None:
+        self.clock = clock
+        self.signals = signals
+        self.targets: list[MetricsTarget] = []
+        self.forgotten: list[ServiceKey] = []
+
+    async def observe(self, target: MetricsTarget) -> Observation:
+        self.targets.append(target)
+        return Observation(
+            time=self.clock.monotonic(),
+            ready_replicas=len(target.pods),
+            starting_replicas=target.starting,
+            reporting_replicas=len(target.pods),
+            **self.signals,
+        )
+
+    def forget(self, key: ServiceKey) -> None:
+        self.forgotten.append(key)
+
+    async def close(self) -> None:
+        return None
+
+
+class StopAfter:
+    """A stop flag that turns true after `rounds` waits; each wait moves the clock on."""
+
+    def __init__(self, clock: FakeClock, rounds: int) -> None:
+        self.clock = clock
+        self.rounds = rounds
+        self.waits: list[float] = []
+
+    def __bool__(self) -> bool:
+        return len(self.waits) >= self.rounds
+
+    async def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        self.clock.advance(timeout)
+        return bool(self)

@@ -1,0 +1,226 @@
+"""The handler bodies, run directly on an in-memory cluster: what each event writes, and that an
+event which changes nothing writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from fakes import FakeClock, FakeCluster, starting_pod
+from tritonop import conditions as c
+from tritonop.api.validation import SpecError
+from tritonop.conditions import find_condition
+from tritonop.k8s import KEDA_CRD
+from tritonop.reconciler import (
+    NodeCapacity,
+    forget,
+    keda_crd_changed,
+    nodes_changed,
+    reconcile,
+    refresh_workload,
+    secret_changed,
+    workload_changed,
+)
+
+KEY = ("ml", "svc")
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+def gpu_spec(**extra: Any) -> dict[str, Any]:
+    return {
+        "modelRepository": {"uri": "s3://m/t"},
+        "gpu": {"count": 1, "products": [H100]},
+        "replicas": 2,
+        **extra,
+    }
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.add_node("h100", gpus=8, product=H100)
+    cluster.add_node("cpu")
+    return cluster
+
+
+def run(cluster: FakeCluster, clock: FakeClock, body: dict[str, Any], **settings: Any) -> Any:
+    book = cluster.book(clock)
+    reconcile(cluster.runtime(clock, **settings), book, cluster.view(), body, "create")
+    return book
+
+
+def test_first_reconcile_creates_children_scales_and_reports(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    run(cluster, clock, body)
+    kinds = [w[1] for w in cluster.writes if w[0] == "apply"]
+    assert kinds == ["Secret", "NetworkPolicy", "Deployment", "Service", "PodDisruptionBudget"]
+    assert ("scale", "Deployment", "ml", "svc", "2") in cluster.writes
+    status = cluster.service(KEY)["status"]
+    assert status["placement"]["mode"] == "GPU"
+    assert status["observedGeneration"] == 1
+    assert find_condition(status, c.READY)["status"] == "False"
+    assert [e.reason for e in cluster.events] == [c.PLACED_ON_GPU]
+
+
+def test_a_reconcile_that_observes_nothing_new_writes_nothing(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    book = cluster.book(clock)
+    runtime = cluster.runtime(clock)
+    reconcile(runtime, book, cluster.view(), body, "create")
+    before = len(cluster.writes)
+    clock.advance(300)
+    reconcile(runtime, book, cluster.view(), cluster.service(KEY), "resume")
+    assert cluster.writes[before:] == []
+
+
+def test_a_missing_secret_is_ready_false_with_how_to_fix(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    spec = gpu_spec(modelRepository={"uri": "s3://m/t", "secretRef": {"name": "creds"}})
+    body = cluster.add_service("svc", spec)
+    run(cluster, clock, body)
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert (ready["status"], ready["reason"]) == ("False", c.SECRET_NOT_FOUND)
+    assert "create it or fix the name" in ready["message"]
+    assert c.SECRET_NOT_FOUND in [e.reason for e in cluster.events]
+
+
+def test_an_invalid_spec_is_reported_once_and_raised(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service(
+        "svc", {"modelRepository": {"uri": "s3://m/t"}, "gpu": {"count": -2}}
+    )
+    book = cluster.book(clock)
+    runtime = cluster.runtime(clock)
+    with pytest.raises(SpecError) as raised:
+        reconcile(runtime, book, cluster.view(), body, "create")
+    assert any("spec.gpu.count" in problem for problem in raised.value.problems)
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert (ready["status"], ready["reason"]) == ("False", c.INVALID_SPEC)
+    with pytest.raises(SpecError):
+        reconcile(runtime, book, cluster.view(), cluster.service(KEY), "resume")
+    assert [e.reason for e in cluster.events] == [c.INVALID_SPEC]
+    assert [w[0] for w in cluster.writes] == ["status", "event"]
+
+
+def test_a_namespace_being_deleted_stops_the_reconcile_quietly(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = (
+        'namespaces "ml" is forbidden: unable to create new content because it is being terminated'
+    )
+    cluster.fail_apply = refused
+    run(cluster, clock, body)  # no exception
+    assert cluster.writes == []
+    cluster.fail_apply = ApiException(status=500, reason="Internal")
+    with pytest.raises(ApiException):
+        run(cluster, clock, body)
+
+
+def test_node_events_reconcile_only_services_whose_placement_changes(clock: FakeClock) -> None:
+    cluster = FakeCluster()
+    cluster.add_node("cpu")
+    body = cluster.add_service(
+        "svc", gpu_spec(gpu={"count": 1, "products": [H100], "fallback": "CPU"})
+    )
+    book, runtime, capacity = cluster.book(clock), cluster.runtime(clock), NodeCapacity()
+    reconcile(runtime, book, cluster.view(), body, "create")
+    assert cluster.service(KEY)["status"]["placement"]["mode"] == "CPUFallback"
+    before = len(cluster.writes)
+    nodes_changed(runtime, book, cluster.view(), capacity)  # first sight: same placement
+    nodes_changed(runtime, book, cluster.view(), capacity)  # unchanged capacity: skipped
+    assert cluster.writes[before:] == []
+    cluster.add_node("h100", gpus=8, product=H100)
+    nodes_changed(runtime, book, cluster.view(), capacity)
+    assert cluster.service(KEY)["status"]["placement"]["mode"] == "GPU"
+    assert ("apply", "Deployment", "ml", "svc") in cluster.writes[before:]
+
+
+def test_a_secret_change_reconciles_the_services_that_name_it(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    uses = gpu_spec(modelRepository={"uri": "s3://m/t", "secretRef": {"name": "creds"}})
+    cluster.add_service("svc", uses)
+    cluster.add_service("other", gpu_spec())
+    cluster.add_service("elsewhere", uses, namespace="prod")
+    cluster.secrets[("ml", "creds")] = "digest-1"
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    secret_changed(runtime, book, cluster.view(), "ml", "creds")
+    touched = {w[3] for w in cluster.writes if w[0] == "apply" and w[1] == "Deployment"}
+    assert touched == {"svc"}
+
+
+def test_keda_appearing_reconciles_keda_mode_services_only(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    keda = gpu_spec(autoscaling={"mode": "KEDA", "targets": {"queueDepth": 4}})
+    cluster.add_service("svc", keda)
+    cluster.add_service("plain", gpu_spec())
+    runtime = cluster.runtime(clock, prometheus_url="http://prom:9090")
+    book = cluster.book(clock)
+    keda_crd_changed(runtime, book, cluster.view())
+    assert find_condition(cluster.service(KEY)["status"], c.SCALING_ACTIVE)["reason"] == (
+        c.KEDA_NOT_INSTALLED
+    )
+    cluster.crds.add(KEDA_CRD)
+    keda_crd_changed(runtime, book, cluster.view())
+    assert ("apply", "ScaledObject", "ml", "svc") in cluster.writes
+    assert not any(w[3] == "plain" for w in cluster.writes)
+
+
+def test_the_deployment_watch_mirrors_state_and_recreates_a_deleted_deployment(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    refresh_workload(book, cluster.view(), KEY)  # not reconciled yet: the reconcile writes first
+    assert cluster.writes == []
+    reconcile(runtime, book, cluster.view(), body, "create")
+    cluster.roll_out(KEY)
+    workload_changed(runtime, book, cluster.view(), KEY, deleted=False)
+    status = cluster.service(KEY)["status"]
+    assert (status["readyReplicas"], status["replicaSummary"]) == (2, "2/2")
+    assert find_condition(status, c.READY)["status"] == "True"
+
+    cluster.set_pods(KEY, starting_pod("svc-1"))
+    del cluster.deployments[KEY]
+    del cluster.children[("Deployment", "ml", "svc")]
+    before = len(cluster.writes)
+    workload_changed(runtime, book, cluster.view(), KEY, deleted=True)
+    assert ("apply", "Deployment", "ml", "svc") in cluster.writes[before:]
+    assert ("scale", "Deployment", "ml", "svc", "2") in cluster.writes[before:]
+
+
+def test_a_deployment_removed_with_its_service_is_not_recreated(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    reconcile(runtime, book, cluster.view(), body, "create")
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    del cluster.deployments[KEY]
+    before = len(cluster.writes)
+    workload_changed(runtime, book, cluster.view(), KEY, deleted=True)
+    assert not any(w[0] == "apply" for w in cluster.writes[before:])
+
+
+def test_forget_drops_the_remembered_status(cluster: FakeCluster, clock: FakeClock) -> None:
+    body = cluster.add_service("svc", gpu_spec())
+    book = run(cluster, clock, body)
+    assert book.get(KEY, None)
+    forget(book, KEY)
+    assert book.get(KEY, None) == {}
