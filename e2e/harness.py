@@ -168,6 +168,10 @@ class OperatorProcess:
             "TRITONOP_HEALTH_PORT": str(self.health_port),
             "TRITONOP_AUTOSCALE_INTERVAL_SECONDS": "2",
             "TRITONOP_SCRAPE_TIMEOUT_SECONDS": "1",
+            # Every service is resynced often, so the suite exercises the resync (and the
+            # zero-idle-writes tests check that it writes nothing) and a rotated Secret rolls
+            # the pods within the tests' waits.
+            "TRITONOP_RESYNC_INTERVAL_SECONDS": "15",
             **self.env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     },
     ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

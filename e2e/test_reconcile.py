@@ -268,7 +268,9 @@ def test_secret_change_rolls_the_pods_and_a_missing_secret_is_reported(
     def digest() -> str:
         deployment = tools.get("deployment", "creds", namespace) or {}
         return str(
-            deployment["spec"]["template"]["metadata"]["annotations"].get("tritonop.io/secret-hash")
+            deployment["spec"]["template"]["metadata"]["annotations"].get(
+                "tritonop.io/secret-version"
+            )
         )
 
     before = digest()

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from e2e.harness import OperatorProcess, Tools
+import pytest
+import yaml
+
+from e2e.cluster.processes import free_ports
+from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
 from e2e.polling import wait_until
 from e2e.services import condition, events, running_pods, service, wait_condition
 
@@ -120,3 +128,503 @@ def test_a_service_outside_the_policy_is_not_applied_and_heals_when_it_complies(
     svc = tools.get("service", "public", namespace)
     assert svc is not None and svc["spec"]["type"] == "ClusterIP"
     assert not (svc["metadata"].get("annotations") or {})
+
+
+# ---------------------------------------------------------------- acceptance of issue 13
+
+
+def operator_writes_to(
+    cluster: Any, namespace: str, resource: str | None = None
+) -> list[dict[str, Any]]:
+    """The operator's write requests (audit log) in a namespace, optionally of one resource."""
+    return [
+        event
+        for event in cluster.audit_events(user=OPERATOR_USER, verbs=WRITE_VERBS)
+        if event["objectRef"].get("namespace") == namespace
+        and (resource is None or event["objectRef"].get("resource") == resource)
+    ]
+
+
+def warnings(tools: Tools, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in events(tools, namespace, name)
+        if e["reason"] == reason and e["type"] == "Warning"
+    ]
+
+
+USER_OBJECTS: list[dict[str, Any]] = [
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "checkout", "labels": {"app": "checkout"}},
+        "spec": {"selector": {"app": "checkout"}, "ports": [{"port": 443, "targetPort": 8443}]},
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "checkout", "labels": {"app": "checkout"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "template": {
+                "metadata": {"labels": {"app": "checkout"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.example/checkout:1"}]},
+            },
+        },
+    },
+    {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "checkout"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "checkout"}}},
+    },
+    {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        },
+    },
+]
+
+
+def snapshot(tools: Tools, namespace: str) -> dict[str, tuple[str, Any, Any, Any]]:
+    """What must not change of the user's objects: resourceVersion, spec, labels, owners."""
+    taken = {}
+    for obj in USER_OBJECTS:
+        live = tools.get(obj["kind"].lower(), "checkout", namespace)
+        assert live is not None, f"{obj['kind']} checkout is gone"
+        meta = live["metadata"]
+        taken[obj["kind"]] = (
+            meta["resourceVersion"],
+            live["spec"],
+            meta.get("labels"),
+            meta.get("ownerReferences"),
+        )
+    return taken
+
+
+@pytest.mark.kwok_only
+def test_existing_objects_named_like_a_new_service_are_left_alone_and_survive_it(
+    cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    """Acceptance 1, and the same-named Deployment of acceptance 2."""
+    tools = installed
+    tools.apply(USER_OBJECTS, namespace)
+    before = snapshot(tools, namespace)
+    body = service(
+        "checkout",
+        gpu={"count": 0},
+        autoscaling={
+            "mode": "HPA",
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "targets": {"queueDepth": 4},
+        },
+    )
+    tools.apply([body], namespace)
+    obj = wait_condition(
+        tools, namespace, "checkout", "Ready", "False", "ResourceExists", timeout=60
+    )
+    message = condition(obj, "Ready")["message"]
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        assert (
+            f"{kind} checkout already exists and this InferenceService does not control it"
+            in message
+        )
+    time.sleep(20)  # several retries (5 s, 10 s, ...) and a resync (15 s in the suite)
+    assert snapshot(tools, namespace) == before
+    children = [
+        w
+        for w in operator_writes_to(cluster, namespace)
+        if w["objectRef"]["resource"] != "inferenceservices"
+        and w["objectRef"]["resource"] != "events"
+    ]
+    assert children == [], f"the operator wrote children: {children}"
+    assert len(warnings(tools, namespace, "checkout", "ResourceExists")) == 1
+
+    tools.kubectl("delete", "tis", "checkout", "-n", namespace)
+    wait_until(lambda: tools.get("tis", "checkout", namespace) is None, 60, "the service to go")
+    time.sleep(5)  # the garbage collector's turn, had the objects been hung on the service
+    assert snapshot(tools, namespace) == before
+
+
+def test_the_silently_failing_specs_are_refused_at_admission(
+    installed: Tools, namespace: str
+) -> None:
+    """Acceptance 2: pvc:// with '..', a nodeSelector key that is no label key, an unknown
+    affinity field: the API server refuses them when they are applied (the same-named
+    Deployment is the test above)."""
+    cases: list[tuple[dict[str, Any], str]] = [
+        (
+            {"modelRepository": {"uri": "pvc://claim/a/../b"}},
+            "'..' is not allowed as a path element",
+        ),
+        ({"nodeSelector": {"bad key!": "x"}}, "nodeSelector keys must be"),
+        (
+            {"affinity": {"nodeAffinity": {"requiredDuringScheduling": {}}}},
+            "requiredDuringScheduling",
+        ),
+    ]
+    for spec, text in cases:
+        result = installed.kubectl(
+            "apply",
+            "--server-side",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=yaml.safe_dump(service("bad", **spec)),
+            check=False,
+        )
+        assert result.returncode != 0 and text in result.stderr, (spec, result.stderr)
+    assert installed.items("inferenceservices", namespace) == []
+
+
+@pytest.mark.kwok_only
+def test_a_refused_child_is_apply_failed_once_retried_without_a_storm_and_heals(
+    cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    """Acceptance 2 for what admission cannot see: a ResourceQuota refuses the NetworkPolicy
+    (403): ApplyFailed with the server's words and one Warning Event within one reconcile, a
+    bounded number of attempts while it lasts, and the service heals when the quota goes."""
+    tools = installed
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-network-policies"},
+        "spec": {"hard": {"count/networkpolicies.networking.k8s.io": "0"}},
+    }
+    tools.apply([quota], namespace)
+    tools.apply([service("quota", gpu={"count": 0})], namespace)
+    obj = wait_condition(tools, namespace, "quota", "Ready", "False", "ApplyFailed", timeout=30)
+    message = condition(obj, "Ready")["message"]
+    assert "NetworkPolicy quota" in message and "exceeded quota" in message
+    watched = 45.0
+    time.sleep(watched)
+    attempts = operator_writes_to(cluster, namespace, "networkpolicies")
+    codes = {a["responseStatus"]["code"] for a in attempts}
+    print(
+        f"\nNetworkPolicy attempts in {watched:.0f} s of refusal: {len(attempts)} (codes {codes})"
+    )
+    assert codes == {403}
+    # 5 s, then doubling up to the resync interval (15 s in the suite): at most one attempt per
+    # 5 s even at the start, and fewer later.
+    assert 2 <= len(attempts) <= 1 + watched / 5
+    assert len(warnings(tools, namespace, "quota", "ApplyFailed")) == 1
+    tools.kubectl("delete", "resourcequota", "no-network-policies", "-n", namespace)
+    wait_condition(tools, namespace, "quota", "Ready", "True", timeout=60)
+    assert tools.get("networkpolicy", "quota", namespace) is not None
+
+
+@pytest.mark.kwok_only
+def test_a_failing_service_does_not_delay_others_and_a_lost_deployment_is_repaired(
+    cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    """Acceptance 4: an always-failing service (its NetworkPolicy refused by a quota) does not
+    keep another from moving back to GPU when a fitting node appears; a Deployment deleted by
+    hand while the API server fails every Deployment create (a validating webhook nobody
+    serves, failurePolicy Fail: HTTP 500) is recreated once the errors stop."""
+    tools = installed
+    fallback = {"count": 1, "products": ["NVIDIA-L4"], "fallback": "CPU"}
+    policy_name = f"refuse-broken-{namespace}"
+    refuse_broken: list[dict[str, Any]] = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy_name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["deployments"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.metadata.name != 'aaa-broken'",
+                        "message": "deployments named aaa-broken are refused here",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy_name},
+            "spec": {
+                "policyName": policy_name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    ]
+    tools.apply(refuse_broken)
+    try:
+        wait_until(
+            lambda: (
+                installed.kubectl(
+                    "create",
+                    "deployment",
+                    "aaa-broken",
+                    "--image=x",
+                    "-n",
+                    namespace,
+                    "--dry-run=server",
+                    check=False,
+                ).returncode
+                != 0
+            ),
+            30,
+            "the admission policy to be in force",
+        )
+        # created first, so that every loop over the services meets it before the other
+        tools.apply([service("aaa-broken", gpu=fallback)], namespace)
+        wait_condition(tools, namespace, "aaa-broken", "Ready", "False", "ApplyFailed", timeout=60)
+        tools.apply([service("mover", gpu=fallback)], namespace)
+        wait_condition(tools, namespace, "mover", "Ready", "True", timeout=90)
+        _moves_next_to_a_failing_service(cluster, tools, namespace)
+    finally:
+        for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+            tools.kubectl("delete", kind, policy_name, check=False)
+    _lost_deployment_is_recreated(cluster, tools, namespace)
+
+
+def _moves_next_to_a_failing_service(cluster: Any, tools: Tools, namespace: str) -> None:
+    cluster.add_node(
+        "gpu-l4-new",
+        labels={"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.count": "8"},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        allocatable={"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"},
+    )
+    try:
+        added = time.monotonic()
+
+        def mover_on_gpu() -> bool:
+            current = tools.get("tis", "mover", namespace) or {}
+            return bool((current.get("status") or {}).get("placement", {}).get("mode") == "GPU")
+
+        wait_until(mover_on_gpu, 30, "the healthy service to move to the new GPU node")
+        print(
+            f"\nre-placed {time.monotonic() - added:.1f} s after the node appeared, "
+            "next to an always-failing service"
+        )
+        assert (
+            condition(tools.get("tis", "aaa-broken", namespace), "Ready")["reason"] == "ApplyFailed"
+        )
+    finally:
+        cluster.delete_node("gpu-l4-new")
+
+
+def _lost_deployment_is_recreated(cluster: Any, tools: Tools, namespace: str) -> None:
+    (port,) = free_ports(1)
+    webhook_name = f"fail-deployments-{namespace}"
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": webhook_name},
+        "webhooks": [
+            {
+                "name": "fail.deployments.e2e.tritonop.io",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/validate"},
+                "rules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["deployments"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 2,
+            }
+        ],
+    }
+    tools.apply([webhook])
+    try:
+        tools.kubectl("delete", "deployment", "mover", "-n", namespace)
+
+        def failed_recreates() -> list[dict[str, Any]] | None:
+            found = [
+                w
+                for w in operator_writes_to(cluster, namespace, "deployments")
+                if w["objectRef"].get("name") == "mover" and w["responseStatus"]["code"] >= 500
+            ]
+            return found or None
+
+        failures = wait_until(failed_recreates, 30, "the operator's recreate to hit the 500")
+        assert tools.get("deployment", "mover", namespace) is None
+    finally:
+        tools.kubectl("delete", "validatingwebhookconfiguration", webhook_name)
+    stopped = time.monotonic()
+    wait_until(
+        lambda: tools.get("deployment", "mover", namespace), 45, "the Deployment to be recreated"
+    )
+    print(
+        f"recreated {time.monotonic() - stopped:.1f} s after the errors stopped "
+        f"({len(failures)}+ failed attempts during them)"
+    )
+    wait_condition(tools, namespace, "mover", "Ready", "True", timeout=60)
+
+
+def test_the_operator_may_not_list_or_watch_secrets(installed: Tools) -> None:
+    """Acceptance 5 (as the operator's ServiceAccount, through impersonation)."""
+
+    def can(verb: str, *scope: str) -> str:
+        result = installed.kubectl(
+            "auth", "can-i", verb, "secrets", *scope, "--as", OPERATOR_USER, check=False
+        )
+        return result.stdout.strip()
+
+    assert can("list", "--all-namespaces") == "no"
+    assert can("watch", "--all-namespaces") == "no"
+    assert can("list", "-n", "default") == "no"
+    assert can("get", "-n", "default") == "yes"  # by name: the Secret a service names
+
+
+#: Unrelated Secrets for acceptance 3: 500 of 1 MB (750 000 random bytes, 1 000 000 characters
+#: of base64) in 5 namespaces: 500 MB in etcd and in the API server's watch cache.
+BULK_NAMESPACES = 5
+SECRETS_PER_NAMESPACE = 100
+SECRET_BYTES = 750_000
+RSS_ALLOWANCE_KIB = 30 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def peak_rss(pid: int, seconds: float) -> int:
+    """The highest RSS of `pid` sampled every 0.5 s for `seconds` (bounded)."""
+    peak, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.5)
+    return peak
+
+
+def create_bulk_secrets(cluster: Any, namespaces: list[str]) -> float:
+    """Create SECRETS_PER_NAMESPACE 1 MB Secrets in each namespace; returns the seconds taken."""
+    started = time.monotonic()
+
+    def create(target: tuple[str, int]) -> None:
+        namespace, index = target
+        data = base64.b64encode(os.urandom(SECRET_BYTES)).decode()
+        cluster.api(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"unrelated-{index:03d}"},
+                "data": {"blob": data},
+            },
+            timeout=60,
+        )
+
+    targets = [(ns, i) for ns in namespaces for i in range(SECRETS_PER_NAMESPACE)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, targets))
+    return time.monotonic() - started
+
+
+@pytest.mark.kwok_only
+def test_unrelated_secrets_cost_the_operator_nothing_and_a_rotated_secret_still_rolls(
+    cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    """Acceptance 3: 500 MB of Secrets in other namespaces leave the operator's memory where it
+    was (it cannot list or watch them: acceptance 5), and the Secret a service names, rotated,
+    still rolls its pods (at the next resync: pods roll on its resourceVersion)."""
+    tools = installed
+    assert operator.process is not None
+    pid = operator.process.pid
+    tools.kubectl(
+        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
+    )
+    tools.apply(
+        [
+            service(
+                "creds",
+                gpu={"count": 0},
+                modelRepository={"uri": "s3://models/triton", "secretRef": {"name": "s3"}},
+            )
+        ],
+        namespace,
+    )
+    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+    idle = peak_rss(pid, 20)  # one resync of every service (15 s in the suite) included
+
+    bulk = [f"{namespace[:40]}-bulk-{i}" for i in range(BULK_NAMESPACES)]
+    for name in bulk:
+        tools.kubectl("create", "namespace", name)
+    try:
+        took = create_bulk_secrets(cluster, bulk)
+        after = peak_rss(pid, 20)
+        total_mb = BULK_NAMESPACES * SECRETS_PER_NAMESPACE * SECRET_BYTES * 4 / 3 / 1e6
+        print(
+            f"\n{BULK_NAMESPACES * SECRETS_PER_NAMESPACE} unrelated Secrets ({total_mb:.0f} MB) "
+            f"created in {took:.0f} s; operator RSS idle {idle / 1024:.1f} MiB, peak after "
+            f"{after / 1024:.1f} MiB (allowance +{RSS_ALLOWANCE_KIB // 1024} MiB)"
+        )
+        assert after <= idle + RSS_ALLOWANCE_KIB
+
+        def version() -> str | None:
+            deployment = tools.get("deployment", "creds", namespace) or {}
+            annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+            found = annotations.get("tritonop.io/secret-version")
+            return None if found is None else str(found)
+
+        before = version()
+        secret = tools.get("secret", "s3", namespace)
+        assert before == (secret or {})["metadata"]["resourceVersion"]
+        first_pod = running_pods(tools, namespace, "creds", 1)[0]["metadata"]["name"]
+        rotated = time.monotonic()
+        tools.kubectl(
+            "patch",
+            "secret",
+            "s3",
+            "-n",
+            namespace,
+            "-p",
+            '{"stringData": {"AWS_ACCESS_KEY_ID": "b"}}',
+        )
+        wait_until(lambda: version() != before, 45, "the pod template to carry the new version")
+        wait_until(
+            lambda: [
+                p
+                for p in running_pods(tools, namespace, "creds", 1, timeout=5)
+                if p["metadata"]["name"] != first_pod
+            ],
+            90,
+            "the pods to roll",
+        )
+        print(f"rotated Secret rolled the pods {time.monotonic() - rotated:.1f} s after the patch")
+    finally:
+        for name in bulk:
+            tools.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -46,7 +46,7 @@ def test_every_handler_takes_what_kopf_adds_later() -> None:
     names = {name for each in registered().values() for name in each}
     assert names == {
         "configure", "release", "node_index", "pod_index", "deployment_index", "service_index",
-        "reconcile", "forget", "autoscaler", "nodes_changed", "secret_changed",
+        "reconcile", "forget", "autoscaler", "repair", "nodes_changed",
         "keda_crd_changed", "deployment_changed", "pod_changed",
     }  # fmt: skip
     for name in names:

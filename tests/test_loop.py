@@ -36,7 +36,7 @@ def operator_service(clock: FakeClock, **autoscaling: Any) -> FakeCluster:
         },
     )
     book = cluster.book(clock)
-    reconcile(cluster.runtime(clock), book, cluster.view(), body, "create")
+    reconcile(cluster.runtime(clock), book, cluster.retries, cluster.view(), body, "create")
     cluster.roll_out(KEY)
     cluster.set_pods(KEY, ready_pod("svc-a", "10.0.0.1"))
     refresh_workload(book, cluster.view(), KEY)

@@ -52,7 +52,7 @@ def facts(
 ) -> ClusterFacts:
     return ClusterFacts(
         nodes=[H100, CPU] if nodes is None else nodes,
-        secret_digest=None if secret_missing else "abc",
+        secret_version=None if secret_missing else "abc",
         secret_missing=secret_missing,
         keda_available=keda,
         live_status=live or {},

@@ -35,7 +35,7 @@ EXAMPLES = ROOT / "manifests" / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UID = "3f6c2a9e-1b7d-4c55-9a0e-2d8f6b1c7e40"
 NAMESPACE = "models"
-SECRET_HASH = "sha256-5d41402abc4b2a76"
+SECRET_VERSION = "48213"
 ADMIN_KEY = "0123456789abcdef0123456789abcdef"
 SETTINGS = Settings()
 LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -74,7 +74,7 @@ def golden_cases() -> list[tuple[str, str]]:
 
 def render_example(name: str, mode: str) -> str:
     service = load_example(name)
-    secret_hash = SECRET_HASH if service.spec.model_repository.secret_ref else None
+    secret_version = SECRET_VERSION if service.spec.model_repository.secret_ref else None
     objects = [
         *render_access(service, SETTINGS, admin_key=ADMIN_KEY),
         *render_workload(
@@ -82,7 +82,7 @@ def render_example(name: str, mode: str) -> str:
             PLACEMENTS[mode],
             SETTINGS,
             replicas=replicas_for(service),
-            secret_hash=secret_hash,
+            secret_version=secret_version,
         ),
     ]
     header = (
@@ -164,10 +164,10 @@ def deployment(
     *,
     replicas: int | None = 1,
     settings_: Settings = SETTINGS,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> dict[str, Any]:
     return render_workload(
-        service, placement, settings_, replicas=replicas, secret_hash=secret_hash
+        service, placement, settings_, replicas=replicas, secret_version=secret_version
     )[0]
 
 
@@ -417,12 +417,12 @@ def test_rollout_keeps_serving() -> None:
 
 def test_secret_env_and_hash_annotation() -> None:
     service = make_service(modelRepository={"uri": "s3://b/m", "secretRef": {"name": "creds"}})
-    rendered = deployment(service, secret_hash="abc123")
+    rendered = deployment(service, secret_version="abc123")
     assert container(rendered)["envFrom"] == [{"secretRef": {"name": "creds"}}]
     annotations = rendered["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["tritonop.io/secret-hash"] == "abc123"
+    assert annotations["tritonop.io/secret-version"] == "abc123"
     without_hash = deployment(service)["spec"]["template"]["metadata"]["annotations"]
-    assert "tritonop.io/secret-hash" not in without_hash
+    assert "tritonop.io/secret-version" not in without_hash
     assert "envFrom" not in container(deployment(make_service()))
 
 
@@ -546,8 +546,8 @@ def test_render_is_deterministic() -> None:
         tolerations=[USER_TOLERATION],
         resources={"requests": {"memory": "8Gi", "cpu": "2"}},
     )
-    first = render_children(service, GPU, SETTINGS, replicas=2, secret_hash="h")
-    second = render_children(service, GPU, SETTINGS, replicas=2, secret_hash="h")
+    first = render_children(service, GPU, SETTINGS, replicas=2, secret_version="h")
+    second = render_children(service, GPU, SETTINGS, replicas=2, secret_version="h")
     assert first == second
     assert manifests_to_yaml(first) == manifests_to_yaml(second)
     # resource maps come out sorted whatever order the spec lists them in
@@ -558,7 +558,7 @@ def test_render_is_deterministic() -> None:
         resources={"requests": {"cpu": "2", "memory": "8Gi"}},
     )
     assert manifests_to_yaml(
-        render_children(reordered, GPU, SETTINGS, replicas=2, secret_hash="h")
+        render_children(reordered, GPU, SETTINGS, replicas=2, secret_version="h")
     ) == (manifests_to_yaml(first))
 
 

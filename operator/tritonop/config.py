@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         "0 disables the restricted security context for images that need root.",
     )
     cluster_domain: str = Field(default="cluster.local", description="DNS domain for status.url.")
+    resync_interval_seconds: float = Field(
+        default=300.0,
+        ge=10,
+        le=86400,
+        description="How often every InferenceService is reconciled even when no event came: it "
+        "repairs drift and lost events (a child deleted while the API server failed, a rotated "
+        "credentials Secret) and writes nothing when nothing changed. Also the longest wait "
+        "between retries of a failing service (5 s, doubling up to this).",
+    )
     network_policy: bool = Field(
         default=True,
         description="Give every InferenceService a NetworkPolicy: its HTTP and gRPC ports admit "

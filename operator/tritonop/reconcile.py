@@ -47,8 +47,8 @@ class ClusterFacts:
     """What the operator knows of the cluster around one InferenceService."""
 
     nodes: Sequence[NodeInfo] | None
-    secret_digest: str | None
-    """Digest of spec.modelRepository.secretRef's data; None when unset or missing."""
+    secret_version: str | None
+    """resourceVersion of spec.modelRepository.secretRef's Secret; None when unset or missing."""
     secret_missing: bool
     keda_available: bool
     live_status: Mapping[str, Any]
@@ -99,7 +99,7 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         placement,
         settings,
         replicas=None,
-        secret_hash=facts.secret_digest,
+        secret_version=facts.secret_version,
         admin_key=facts.admin_key,
     )
     mode = spec.autoscaling_mode

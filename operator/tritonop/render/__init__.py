@@ -63,16 +63,18 @@ def render_workload(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """[Deployment, Service, PodDisruptionBudget] for one InferenceService.
 
     `replicas=None` leaves Deployment spec.replicas out, for HPA and KEDA modes where another
-    controller owns it; `secret_hash` (a digest of the credentials Secret's data) becomes a pod
+    controller owns it; `secret_version` (the credentials Secret's resourceVersion, which says nothing about its data) becomes a pod
     annotation so that a changed Secret rolls the pods.
     """
     return [
-        render_deployment(service, placement, settings, replicas=replicas, secret_hash=secret_hash),
+        render_deployment(
+            service, placement, settings, replicas=replicas, secret_version=secret_version
+        ),
         render_service(service),
         render_pod_disruption_budget(service),
     ]
@@ -99,12 +101,14 @@ def render_children(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
     admin_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every child the operator applies: access, the workload, then the mode's autoscaler."""
     return [
         *render_access(service, settings, admin_key=admin_key),
-        *render_workload(service, placement, settings, replicas=replicas, secret_hash=secret_hash),
+        *render_workload(
+            service, placement, settings, replicas=replicas, secret_version=secret_version
+        ),
         *render_autoscaler(service, settings),
     ]

@@ -37,8 +37,10 @@ from tritonop.render.templating import render_manifest
 
 #: Where a pvc:// repository is mounted inside the container.
 MODELS_MOUNT_PATH = "/models"
-#: Pod annotation whose value changes when the credentials Secret changes, rolling the pods.
-SECRET_HASH_ANNOTATION = "tritonop.io/secret-hash"
+#: Pod annotation whose value changes when the credentials Secret changes, rolling the pods: its
+#: resourceVersion, which reveals nothing about the data (a digest of the data would, to anyone
+#: who can read the Deployment and guess candidate credentials).
+SECRET_VERSION_ANNOTATION = "tritonop.io/secret-version"
 #: Pod annotation recording the placement mode the pod was rendered for (for `kubectl describe`).
 PLACEMENT_ANNOTATION = "tritonop.io/placement"
 #: Period of the startup probe; failureThreshold is derived from spec.triton.startupTimeoutSeconds.
@@ -193,7 +195,7 @@ def deployment_context(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None,
+    secret_version: str | None,
 ) -> dict[str, Any]:
     """Everything deployment.yaml.j2 needs, as plain data."""
     spec = service.spec
@@ -202,8 +204,8 @@ def deployment_context(
     # pod publish series labelled as another namespace's pods. The chart's PodMonitor is the
     # way to scrape Triton (README, "Security").
     pod_annotations: dict[str, str] = {PLACEMENT_ANNOTATION: placement.mode}
-    if secret_hash:
-        pod_annotations[SECRET_HASH_ANNOTATION] = secret_hash
+    if secret_version:
+        pod_annotations[SECRET_VERSION_ANNOTATION] = secret_version
     volumes, mounts = _volumes(spec)
     secret = spec.model_repository.secret_ref
     return {
@@ -245,11 +247,11 @@ def render_deployment(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> dict[str, Any]:
     """Triton's Deployment (apps/v1)."""
     context = deployment_context(
-        service, placement, settings, replicas=replicas, secret_hash=secret_hash
+        service, placement, settings, replicas=replicas, secret_version=secret_version
     )
     return render_manifest("deployment.yaml.j2", context)
 
