@@ -201,15 +201,21 @@ USER_OBJECTS: list[dict[str, Any]] = [
 ]
 
 
-def snapshot(tools: Tools, namespace: str) -> dict[str, tuple[str, Any, Any, Any]]:
-    """What must not change of the user's objects: resourceVersion, spec, labels, owners."""
+def snapshot(tools: Tools, namespace: str) -> dict[str, tuple[Any, Any, Any, Any]]:
+    """What must not change of the user's objects: spec, labels, annotations, owners. (Not the
+    resourceVersion: their own controllers keep writing their status.)"""
     taken = {}
     for obj in USER_OBJECTS:
         live = tools.get(obj["kind"].lower(), "checkout", namespace)
         assert live is not None, f"{obj['kind']} checkout is gone"
         meta = live["metadata"]
+        annotations = {
+            key: value
+            for key, value in (meta.get("annotations") or {}).items()
+            if not key.startswith("deployment.kubernetes.io/")  # the Deployment controller's
+        }
         taken[obj["kind"]] = (
-            meta["resourceVersion"],
+            annotations,
             live["spec"],
             meta.get("labels"),
             meta.get("ownerReferences"),
