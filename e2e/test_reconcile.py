@@ -18,6 +18,7 @@ from e2e.services import (
     event_reasons,
     example,
     pods,
+    rotate_and_wait_for_the_roll,
     running_pods,
     service,
     wait_condition,
@@ -265,26 +266,4 @@ def test_secret_change_rolls_the_pods_and_a_missing_secret_is_reported(
     )
     wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
 
-    def digest() -> str:
-        deployment = tools.get("deployment", "creds", namespace) or {}
-        return str(
-            deployment["spec"]["template"]["metadata"]["annotations"].get(
-                "tritonop.io/secret-version"
-            )
-        )
-
-    before = digest()
-    first_pod = running_pods(tools, namespace, "creds", 1)[0]["metadata"]["name"]
-    tools.kubectl(
-        "patch", "secret", "s3", "-n", namespace, "-p", '{"stringData": {"AWS_ACCESS_KEY_ID": "b"}}'
-    )
-    wait_until(lambda: digest() != before, 60, "the pod template to carry the new Secret digest")
-    wait_until(
-        lambda: [
-            p
-            for p in running_pods(tools, namespace, "creds", 1, timeout=5)
-            if p["metadata"]["name"] != first_pod
-        ],
-        90,
-        "the pods to roll",
-    )
+    rotate_and_wait_for_the_roll(tools, namespace, "creds", "s3")

@@ -370,3 +370,30 @@ def test_one_failing_service_does_not_keep_others_from_moving(clock: FakeClock) 
     assert cluster.service(("ml", "healthy"))["status"]["placement"]["mode"] == "GPU"
     assert cluster.retries.pending(("ml", "broken")) is not None
     assert cluster.retries.pending(("ml", "healthy")) is None
+
+
+def test_a_deployment_with_our_labels_but_another_controller_is_not_ours(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    """The Deployment index selects by the operator's labels, which anyone can set: only the
+    controller's uid makes a Deployment the service's (its replicas are read and scaled)."""
+    impostor = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "svc",
+            "namespace": "ml",
+            "labels": {"app.kubernetes.io/managed-by": "tritonop"},
+        },
+        "spec": {"replicas": 7},
+    }
+    cluster.deployments[KEY] = [impostor]
+    cluster.children[("Deployment", "ml", "svc")] = impostor
+    body = cluster.add_service("svc", gpu_spec())
+    assert cluster.view().deployment(KEY) is None
+    assert not cluster.view().workload(KEY).exists
+    run(cluster, clock, body)
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert ready["reason"] == c.RESOURCE_EXISTS and "it has no controller" in ready["message"]
+    assert impostor["spec"] == {"replicas": 7}
+    assert not [w for w in cluster.writes if w[0] in ("apply", "scale")]
