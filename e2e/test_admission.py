@@ -67,6 +67,24 @@ INVALID: list[tuple[str, str, dict[str, Any] | None, str]] = [
         "spec.autoscaling.targets",
     ),
     (
+        "objective latency of zero",
+        "bad-t",
+        spec_with(autoscaling={"objective": {"latencyMs": 0, "attainment": 0.99}}),
+        "spec.autoscaling.objective.latencyMs",
+    ),
+    (
+        "objective attainment of one",
+        "bad-u",
+        spec_with(autoscaling={"objective": {"latencyMs": 500, "attainment": 1}}),
+        "spec.autoscaling.objective.attainment",
+    ),
+    (
+        "objective alone in hpa mode",
+        "bad-v",
+        spec_with(autoscaling={"mode": "HPA", "objective": {"latencyMs": 500, "attainment": 0.9}}),
+        "spec.autoscaling.targets",
+    ),
+    (
         "unknown autoscaling mode",
         "bad-l",
         spec_with(autoscaling={"mode": "Magic", "targets": {"queueDepth": 1}}),
@@ -290,3 +308,27 @@ def test_specs_at_the_edges_of_the_rules_are_accepted(installed: Tools, namespac
     stored = yaml.safe_load(result.stdout)["spec"]
     assert stored["affinity"] == spec["affinity"]
     assert stored["nodeSelector"] == spec["nodeSelector"]
+
+
+def test_an_objective_alone_is_admitted_and_kept_as_written(
+    installed: Tools, namespace: str
+) -> None:
+    autoscaling = {
+        "maxReplicas": 4,
+        "objective": {"latencyMs": 500, "attainment": 0.99},
+        "coldStartSeconds": 45,
+    }
+    body = {
+        "apiVersion": "tritonop.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "objective-only"},
+        "spec": spec_with(autoscaling=autoscaling),
+    }
+    installed.kubectl(
+        "apply", "--server-side", "-n", namespace, "-f", "-", input=yaml.safe_dump(body)
+    )
+    (stored,) = installed.items("inferenceservices", namespace)
+    kept = stored["spec"]["autoscaling"]
+    assert kept["objective"] == {"latencyMs": 500, "attainment": 0.99}
+    assert kept["coldStartSeconds"] == 45
+    assert "queueDepth" not in kept["targets"] and "queueTimeMs" not in kept["targets"]

@@ -363,6 +363,22 @@ def test_queue_time_target_alone_drives_a_scale_up(plane: DataPlane, figures: Re
     assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
 
 
+def restore_metrics(plane: DataPlane, name: str, pods: list[str]) -> tuple[float, float]:
+    """Give `pods` their metrics back; when that was, and how long until ScalingActive=True."""
+    for pod in pods:
+        plane.podrunner.configure(
+            PodSettings(metrics_fault=MetricsFault.OK), namespace=plane.namespace, pod=pod
+        )
+    restored_at = time.monotonic()
+    wait_until(
+        lambda: scaling_active(plane.view, plane.namespace, name).get("status") == "True",
+        3 * INTERVAL + 2,
+        "ScalingActive=True after the metrics recovered",
+        interval=POLL_S,
+    )
+    return restored_at, time.monotonic() - restored_at
+
+
 def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figures: Record) -> None:
     """Fail-static: with one pod's metrics answering HTTP 500 and another's garbage, the operator
     reports ScalingActive=False naming both and never scales down, although the load dropped;
@@ -428,20 +444,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
             assert scaling_active(view, namespace, name).get("status") == "False"
 
         hold(broken_until, no_scale_down)
-        podrunner.configure(
-            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=failing
-        )
-        podrunner.configure(
-            PodSettings(metrics_fault=MetricsFault.OK), namespace=namespace, pod=garbled
-        )
-        restored_at = time.monotonic()
-        wait_until(
-            lambda: scaling_active(view, namespace, name).get("status") == "True",
-            3 * INTERVAL + 2,
-            "ScalingActive=True after the metrics recovered",
-            interval=POLL_S,
-        )
-        active_again_after = time.monotonic() - restored_at
+        restored_at, active_again_after = restore_metrics(plane, name, [failing, garbled])
         scaled_down_at = next_scale_write(
             plane, name, restored_at, window + 20, "the scale-down after recovery"
         )
@@ -473,6 +476,113 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
         t for t in operator_scale_writes(view, namespace, name) if broken_at < t < restored_at
     ], "a scale write while broken"
     assert timeline.replicas()[-1][1] < held
+
+
+def fixed_service(name: str) -> dict[str, Any]:
+    """A one-replica InferenceService without autoscaling: what the reconcile alone handles."""
+    service = autoscaled_service(name)
+    del service["spec"]["autoscaling"]
+    service["spec"]["replicas"] = 1
+    return service
+
+
+def reconcile_seconds(plane: DataPlane, name: str) -> float:
+    """Apply a fixed service and time it until its Deployment exists and its status says so."""
+    plane.installed.apply([fixed_service(name)], plane.namespace)
+    applied_at = time.monotonic()
+
+    def reconciled() -> bool:
+        obj = plane.view.service(plane.namespace, name) or {}
+        return bool(
+            plane.view.deployment(plane.namespace, name) is not None
+            and (obj.get("status") or {}).get("observedGeneration") == 1
+        )
+
+    wait_until(reconciled, 30, f"{name} reconciled", interval=POLL_S)
+    return time.monotonic() - applied_at
+
+
+def event_loop_lag(operator: OperatorProcess) -> float:
+    """The operator's own tritonop_event_loop_lag_seconds (largest lag of its last window)."""
+    found = re.search(r"^tritonop_event_loop_lag_seconds ([0-9.e+-]+)$", operator.metrics(), re.M)
+    assert found, "tritonop_event_loop_lag_seconds missing from the operator's /metrics"
+    return float(found.group(1))
+
+
+def test_absurd_metrics_hold_their_service_and_spare_the_operator(
+    plane: DataPlane, figures: Record
+) -> None:
+    """Two pods serving the issue's absurd page pair (pending 7,000 -> 8,000, successes +5e-9,
+    queue time +5 µs: a demand of ~1e9 replicas at face value): their service holds its
+    replicas (never above maxReplicas) with ScalingActive=False, InvalidMetrics; the operator's /healthz stays up, its
+    event loop stays responsive, and another service is reconciled as fast as before."""
+    namespace, name = plane.namespace, "absurd"
+    view, podrunner, operator = plane.view, plane.podrunner, plane.operator
+    service = autoscaled_service(name, min_replicas=2, max_replicas=6)
+    rate = AdjustableRate(8.0, peak=8.0)
+    with steady_load(plane, service, rate, duration_s=90, max_requests=1500) as scenario:
+        timeline = scenario.timeline
+
+        def two_ready() -> bool:
+            deployment = view.deployment(namespace, name) or {}
+            return (deployment.get("status") or {}).get("readyReplicas") == 2
+
+        wait_until(two_ready, 60, "two ready replicas", interval=POLL_S)
+        before_s = reconcile_seconds(plane, "before")
+        lag_before = event_loop_lag(operator)
+        pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
+        for pod in pods:
+            podrunner.configure(
+                PodSettings(metrics_fault=MetricsFault.ABSURD), namespace=namespace, pod=pod
+            )
+        broken_at = time.monotonic()
+
+        def invalid() -> dict[str, Any] | None:
+            active = scaling_active(view, namespace, name)
+            if active.get("status") == "False" and active.get("reason") == "InvalidMetrics":
+                return active
+            return None
+
+        active = wait_until(invalid, 3 * INTERVAL + 2, "ScalingActive=False, InvalidMetrics")
+        invalid_at = time.monotonic()
+        invalid_after = invalid_at - broken_at
+        during_s = reconcile_seconds(plane, "during")
+        health: list[bool] = []
+        lags: list[float] = []
+
+        def operator_fine() -> None:
+            health.append(operator.healthy())
+            lags.append(event_loop_lag(operator))
+            deployment = view.deployment(namespace, name) or {}
+            assert deployment["spec"]["replicas"] <= 6, "more than maxReplicas"
+            time.sleep(0.5)
+
+        hold(broken_at + 6 * INTERVAL + 2, operator_fine)
+        restored_at, active_again_after = restore_metrics(plane, name, pods)
+    scenario.load.wait()
+
+    # The first absurd page alone (7,000 pending, whole counters) is a deep queue, and may be
+    # scaled for, up to maxReplicas; from the second on, the pages are invalid and hold.
+    writes = [
+        t for t in operator_scale_writes(view, namespace, name) if invalid_at < t < restored_at
+    ]
+    figures(
+        "absurd",
+        invalid_after_s=round(invalid_after, 1),
+        invalid_message=active.get("message"),
+        healthz_ok=f"{sum(health)}/{len(health)}",
+        event_loop_lag_s={"before": lag_before, "during_max": max(lags)},
+        reconcile_s={"before": round(before_s, 2), "during": round(during_s, 2)},
+        active_again_after_s=round(active_again_after, 1),
+        replicas_while_absurd=sorted({r for t, r in timeline.replicas() if t >= broken_at}),
+        scale_writes_while_invalid=len(writes),
+    )
+    assert all(health), f"/healthz failed {health.count(False)} of {len(health)} times"
+    assert max(lags) < 1.0, f"event loop lag {max(lags):.2f}s while reading absurd pages"
+    assert during_s <= max(5.0, 3 * before_s), (
+        f"reconcile took {during_s:.1f}s (before {before_s:.1f}s)"
+    )
+    assert not writes, "a scale write while the metrics were invalid"
 
 
 def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(

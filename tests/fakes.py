@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from tritonop import API_VERSION, KIND
 from tritonop.autoscale.observe import MetricsTarget
 from tritonop.autoscale.types import Observation
@@ -97,6 +99,10 @@ class FakeCluster:
     """Raised by applies of these kinds (the API server refusing one child)."""
     retries: Retries = field(default_factory=Retries)
     """The operator's retry book, kept here so tests hand one to the handler bodies."""
+    fail_scale: list[Exception] = field(default_factory=list)
+    """Errors the next scale writes raise, one each, in order (then they succeed)."""
+    fail_status: list[Exception] = field(default_factory=list)
+    """Errors the next status writes raise, one each, in order."""
 
     # ------------------------------------------------------------------ setup
 
@@ -215,6 +221,9 @@ class FakeCluster:
         return True
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        if self.fail_scale:
+            self.writes.append(("scale-refused", "Deployment", namespace, name, str(replicas)))
+            raise self.fail_scale.pop(0)
         self.writes.append(("scale", "Deployment", namespace, name, str(replicas)))
         deployment = self.deployment((namespace, name))
         if deployment is not None:
@@ -224,6 +233,9 @@ class FakeCluster:
         items = self.services.get((namespace, name))
         if not items:
             return False
+        if self.fail_status:
+            self.writes.append(("status-refused", KIND, namespace, name))
+            raise self.fail_status.pop(0)
         self.writes.append(("status", KIND, namespace, name))
         self.statuses.append(copy.deepcopy(status))
         items[0]["status"] = copy.deepcopy(status)
@@ -232,6 +244,26 @@ class FakeCluster:
     def event(self, body: Mapping[str, Any], *, warning: bool, reason: str, message: str) -> None:
         self.writes.append(("event", "Event", body["metadata"]["namespace"], reason))
         self.events.append(Event(body["metadata"]["name"], warning, reason, message))
+
+
+@dataclass
+class _Response:
+    """What ApiException reads from a urllib3 response."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    data: bytes = b""
+
+    def getheaders(self) -> dict[str, str]:
+        return self.headers
+
+
+def api_error(status: int, reason: str, **headers: str) -> ApiException:
+    """The ApiException the real client raises for an HTTP error answer, headers included."""
+    return ApiException(
+        http_resp=_Response(status, reason, {k.replace("_", "-"): v for k, v in headers.items()})
+    )
 
 
 def ready_pod(name: str, ip: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tritonop.api import SpecError, parse_object, parse_spec
-from tritonop.api.models import InferenceServiceSpec
+from tritonop.api.models import Autoscaling, InferenceServiceSpec
 
 
 def isvc(spec: dict[str, Any], name: str = "demo") -> dict[str, Any]:
@@ -104,6 +104,29 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "no targets",
         {**MINIMAL, "autoscaling": {"mode": "Operator"}},
         "targets needs queueDepth or queueTimeMs",
+    ),
+    (
+        "objective without latency",
+        {**MINIMAL, "autoscaling": {"objective": {"latencyMs": 0, "attainment": 0.99}}},
+        "spec.autoscaling.objective.latencyMs: must be greater than 0",
+    ),
+    (
+        "attainment of one",
+        {**MINIMAL, "autoscaling": {"objective": {"latencyMs": 500, "attainment": 1}}},
+        "spec.autoscaling.objective.attainment: must be between 0 and 1 (exclusive)",
+    ),
+    (
+        "attainment of zero",
+        {**MINIMAL, "autoscaling": {"objective": {"latencyMs": 500, "attainment": 0}}},
+        "spec.autoscaling.objective.attainment: must be between 0 and 1 (exclusive)",
+    ),
+    (
+        "objective alone in hpa mode",
+        {
+            **MINIMAL,
+            "autoscaling": {"mode": "HPA", "objective": {"latencyMs": 500, "attainment": 0.9}},
+        },
+        "only mode Operator can scale on an objective alone",
     ),
     (
         "zero target",
@@ -365,3 +388,13 @@ def test_typed_affinity_round_trips_as_the_pod_spec_carries_it() -> None:
     spec = parse_spec("demo", {**MINIMAL, "affinity": affinity})
     assert spec.affinity.manifest() == affinity
     assert parse_spec("demo", MINIMAL).affinity.manifest() == {}
+
+
+def test_an_objective_alone_is_enough_in_operator_mode() -> None:
+    autoscaling = Autoscaling.model_validate(
+        {"objective": {"latencyMs": 500, "attainment": 0.99}, "coldStartSeconds": 45}
+    )
+    assert autoscaling.objective is not None
+    assert (autoscaling.objective.latency_ms, autoscaling.objective.attainment) == (500, 0.99)
+    assert autoscaling.cold_start_seconds == 45
+    assert autoscaling.targets.queue_depth is None and autoscaling.targets.queue_time_ms is None

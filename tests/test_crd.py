@@ -67,6 +67,9 @@ def test_cel_rules_cover_what_the_schema_cannot_say() -> None:
     assert any("s3|gs|as|pvc" in r for r in rules(".spec.modelRepository.uri"))
     assert "self > 0.0" in rules(".spec.autoscaling.targets.queueDepth")
     assert "self > 0.0" in rules(".spec.autoscaling.targets.queueTimeMs")
+    assert "self > 0.0" in rules(".spec.autoscaling.objective.latencyMs")
+    assert "self > 0.0 && self < 1.0" in rules(".spec.autoscaling.objective.attainment")
+    assert any("has(self.objective)" in r for r in rules(".spec.autoscaling"))
     assert any("metadata.name" in r for r in rules(""))
 
 
@@ -74,6 +77,7 @@ def test_optional_objects_are_not_defaulted_into_invalid_shapes() -> None:
     nodes = dict(walk(schema()))
     assert "default" not in nodes[".spec.modelRepository.secretRef"]
     assert "default" not in nodes[".spec.autoscaling"]
+    assert "default" not in nodes[".spec.autoscaling.objective"]  # {} lacks its required fields
     assert nodes[".spec.gpu"]["default"] == {}
     assert nodes[".spec.gpu.count"]["default"] == 1
 

@@ -8,11 +8,15 @@ tests do.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import kopf
+from prometheus_client import generate_latest
 
 from fakes import FakeClock, FakeCluster
 from tritonop import handlers
@@ -45,8 +49,8 @@ def test_the_indexes_are_named_as_the_view_reads_them() -> None:
 def test_every_handler_takes_what_kopf_adds_later() -> None:
     names = {name for each in registered().values() for name in each}
     assert names == {
-        "configure", "release", "node_index", "pod_index", "deployment_index", "service_index",
-        "reconcile", "forget", "autoscaler", "repair", "nodes_changed",
+        "configure", "watch_loop_lag", "release", "node_index", "pod_index", "deployment_index",
+        "service_index", "reconcile", "forget", "autoscaler", "repair", "nodes_changed",
         "keda_crd_changed", "deployment_changed", "pod_changed",
     }  # fmt: skip
     for name in names:
@@ -71,3 +75,23 @@ async def test_the_memo_chooses_the_metrics_source_on_the_runtimes_clock() -> No
     assert observation.time == 42.0
     prometheus = handlers.Memo.build(cluster.runtime(clock, prometheus_url="http://p:9090"))
     assert isinstance(prometheus.metrics, PrometheusSource)
+
+
+# kopf's decorators type the handlers as its callback protocol; they are plain coroutines.
+startup = cast(Callable[..., Awaitable[None]], handlers.watch_loop_lag)
+cleanup = cast(Callable[..., Awaitable[None]], handlers.release)
+
+
+async def test_the_memo_measures_event_loop_lag_into_the_operators_metrics() -> None:
+    memo = handlers.Memo.build(FakeCluster().runtime(FakeClock()))
+    memo.lag.tick, memo.lag.window = 0.01, 0.5
+    await startup(memo=memo)
+    await asyncio.sleep(0.05)
+    time.sleep(0.3)  # a handler that blocks the loop
+    await asyncio.sleep(0.3)  # the window (started 0.65 s ago) has ended, the next one has not
+    await cleanup(memo=memo)
+    text = generate_latest().decode()
+    lag = [
+        line for line in text.splitlines() if line.startswith("tritonop_event_loop_lag_seconds ")
+    ]
+    assert lag and float(lag[0].split()[1]) >= 0.25

@@ -8,9 +8,25 @@ from typing import Any
 
 import pytest
 
-from fakes import FakeClock, FakeCluster, FakeSource, StopAfter, ready_pod, starting_pod
+from fakes import (
+    FakeClock,
+    FakeCluster,
+    FakeSource,
+    StopAfter,
+    api_error,
+    ready_pod,
+    starting_pod,
+)
 from tritonop import conditions as c
-from tritonop.autoscale.loop import operator_mode, rate_window, run_autoscaler, split_pods
+from tritonop.autoscale.loop import (
+    WriteFailure,
+    autoscale_once,
+    next_delay,
+    operator_mode,
+    rate_window,
+    run_autoscaler,
+    split_pods,
+)
 from tritonop.conditions import find_condition
 from tritonop.reconciler import reconcile, refresh_workload
 
@@ -134,3 +150,116 @@ def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:
         False,
         False,
     ]
+
+
+# ------------------------------------------------------------------ API errors in an interval
+
+
+def scale_writes(cluster: FakeCluster) -> list[tuple[str, ...]]:
+    return [w for w in cluster.writes if w[0] in ("scale", "scale-refused")]
+
+
+async def test_a_429_then_a_500_on_the_scale_write_scale_at_the_next_interval(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [
+        api_error(429, "Too Many Requests"),
+        api_error(500, "Internal Server Error"),
+    ]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    runtime = cluster.runtime(clock, autoscale_interval_seconds=5.0)
+    book = cluster.book(clock)
+    view = cluster.view()
+
+    first = await autoscale_once(runtime, book, KEY, view, source, None)
+    assert first.failure is not None and first.failure.status == 429
+    assert cluster.deployment(KEY)["spec"]["replicas"] == 1  # type: ignore[index]
+    able = find_condition(cluster.service(KEY)["status"], c.ABLE_TO_SCALE)
+    assert (able["status"], able["reason"]) == ("False", c.FAILED_UPDATE_SCALE)
+    assert "HTTP 429 Too Many Requests; retried after backing off" in able["message"]
+    assert cluster.events == []  # nothing happened: no ScaledUp
+    assert first.state is not None and first.state.scale_events == ()  # nor for the rate limits
+
+    clock.advance(next_delay(5.0, first.failure, throttled=1))
+    second = await autoscale_once(runtime, book, KEY, view, source, first.state)
+    assert second.failure is not None and second.failure.status == 500
+    able = find_condition(cluster.service(KEY)["status"], c.ABLE_TO_SCALE)
+    assert "HTTP 500 Internal Server Error; retried at the next interval" in able["message"]
+
+    clock.advance(next_delay(5.0, second.failure, throttled=0))
+    third = await autoscale_once(runtime, book, KEY, view, source, second.state)
+    assert third.failure is None
+    wanted = int(scale_writes(cluster)[-1][-1])
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused", "scale-refused", "scale"]
+    assert cluster.deployment(KEY)["spec"]["replicas"] == wanted > 1  # type: ignore[index]
+    assert clock.now == 1010.0  # two intervals after the first attempt
+    status = cluster.service(KEY)["status"]
+    assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"
+    assert status["lastScale"]["to"] == wanted
+    assert [e.reason for e in cluster.events] == [c.SCALED_UP]
+    # The policy's history ran on through the failures: the window holds all three intervals
+    # (and the restart's starting point), it did not start over.
+    assert third.state is not None
+    assert [when for when, _ in third.state.recommendations] == [1000.0, 1000.0, 1005.0, 1010.0]
+    assert third.state.scale_events == ((1010.0, wanted - 1),)
+
+
+async def test_the_loop_backs_off_on_429_honours_retry_after_and_recovers(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [
+        api_error(429, "Too Many Requests", Retry_After="12"),
+        api_error(429, "Too Many Requests"),
+        api_error(429, "Too Many Requests"),
+    ]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    stopped = await autoscale(cluster, clock, source, rounds=5)
+    assert stopped.waits == [12.0, 10.0, 20.0, 5.0, 5.0]
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused"] * 3 + ["scale"]
+
+
+def test_next_delay_is_bounded() -> None:
+    throttled = WriteFailure("scale", 429, "HTTP 429", retry_after=3600.0)
+    assert next_delay(5.0, throttled, throttled=1) == 60.0
+    assert next_delay(5.0, throttled, throttled=9) == 60.0
+    assert next_delay(120.0, throttled, throttled=1) == 120.0  # never less than the interval
+    assert next_delay(5.0, WriteFailure("status", 409, "HTTP 409"), throttled=0) == 5.0
+    assert next_delay(5.0, None, throttled=0) == 5.0
+
+
+async def test_a_refused_status_write_is_retried_and_the_loop_lives_on(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_status = [api_error(409, "Conflict")]
+    source = FakeSource(clock, queue_depth=2.0, queue_time_ms=10.0, request_rate=20.0)
+    stopped = await autoscale(cluster, clock, source, rounds=2)
+    statuses = [w[0] for w in cluster.writes if w[0].startswith("status")]
+    assert statuses == ["status-refused", "status"]
+    assert stopped.waits == [5.0, 5.0]
+    assert cluster.service(KEY)["status"]["metrics"]["queueDepth"] == 2.0
+
+
+async def test_an_unreachable_api_server_is_a_failed_interval_not_a_dead_loop(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(clock)
+    cluster.fail_scale = [ConnectionRefusedError(111, "Connection refused")]
+    cluster.fail_status = [ConnectionRefusedError(111, "Connection refused")]
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    await autoscale(cluster, clock, source, rounds=2)
+    assert [w[0] for w in scale_writes(cluster)] == ["scale-refused", "scale"]
+
+
+async def test_a_refused_event_does_not_undo_the_scale(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise api_error(500, "Internal Server Error")
+
+    cluster.event = refuse  # type: ignore[method-assign]
+    await autoscale(cluster, clock, source, rounds=1)
+    status = cluster.service(KEY)["status"]
+    assert status["lastScale"]["to"] > 1
+    assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"

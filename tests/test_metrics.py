@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -15,11 +14,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from pages import DEFAULT_MAX_BYTES, free_port, read, read_once, started_reader
 from tritonop.autoscale.metrics import (
+    MetricsReader,
     PrometheusSource,
     ScrapeSource,
     metrics_url,
-    scrape_pods,
     source_for,
 )
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint, observe, remember
@@ -38,12 +38,6 @@ def fixture(name: str) -> str:
 def test_metrics_url_brackets_ipv6() -> None:
     assert metrics_url("10.1.2.3") == "http://10.1.2.3:8002/metrics"
     assert metrics_url("fd00::12", 9000) == "http://[fd00::12]:9000/metrics"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -72,7 +66,7 @@ async def pod_servers() -> AsyncIterator[tuple[int, asyncio.Event]]:
     async def cpu(_: web.Request) -> web.Response:
         return web.Response(text=fixture("triton_metrics_cpu_idle.txt"))
 
-    port = _free_port()
+    port = free_port()
     runners = []
     for last_octet, handler in enumerate([normal, slow, error, garbage, cpu], start=1):
         app = web.Application()
@@ -89,7 +83,7 @@ async def pod_servers() -> AsyncIterator[tuple[int, asyncio.Event]]:
             await runner.cleanup()
 
 
-async def test_scrape_pods_reports_each_failure_and_stays_within_timeout(
+async def test_reader_reports_each_failure_and_stays_within_timeout(
     pod_servers: tuple[int, asyncio.Event],
 ) -> None:
     port, _ = pod_servers
@@ -102,9 +96,10 @@ async def test_scrape_pods_reports_each_failure_and_stays_within_timeout(
         PodEndpoint("refused", "127.0.0.6"),
     ]
     timeout = 0.6
-    started = time.monotonic()
-    results = await scrape_pods(pods, timeout=timeout, concurrency=8, port=port)
-    elapsed = time.monotonic() - started
+    async with started_reader(timeout=timeout, concurrency=8) as reader:
+        started = time.monotonic()
+        results = await read(reader, pods, port)
+        elapsed = time.monotonic() - started
     assert timeout <= elapsed < timeout + 0.4
     assert set(results) == {pod.name for pod in pods}
     assert results["normal"].sample is not None
@@ -122,17 +117,18 @@ async def test_pods_queued_behind_the_semaphore_share_the_deadline(
 ) -> None:
     port, _ = pod_servers
     pods = [PodEndpoint("slow", "127.0.0.2"), PodEndpoint("normal", "127.0.0.1")]
-    started = time.monotonic()
-    results = await scrape_pods(pods, timeout=0.4, concurrency=1, port=port)
-    assert time.monotonic() - started < 0.4 + 0.3
+    async with started_reader(timeout=0.4, concurrency=1) as reader:
+        started = time.monotonic()
+        results = await read(reader, pods, port)
+        assert time.monotonic() - started < 0.4 + 0.3
     assert results["slow"].error == results["normal"].error == "timed out after 0.4s"
 
 
 async def test_scraped_pages_feed_observe(pod_servers: tuple[int, asyncio.Event]) -> None:
     port, _ = pod_servers
     pods = [PodEndpoint("normal", "127.0.0.1"), PodEndpoint("error", "127.0.0.3")]
-    first = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
-    second = await scrape_pods(pods, timeout=1.0, concurrency=4, port=port)
+    first = await read_once(pods, port=port, timeout=1.0, concurrency=4)
+    second = await read_once(pods, port=port, timeout=1.0, concurrency=4)
     result = observe(
         remember({}, first), second, ready_replicas=2, starting_replicas=0, models=[], now=2.0
     )
@@ -144,7 +140,7 @@ async def test_scraped_pages_feed_observe(pod_servers: tuple[int, asyncio.Event]
 
 
 async def test_scrape_nothing_returns_at_once() -> None:
-    assert await scrape_pods([], timeout=1.0, concurrency=1) == {}
+    assert await read_once([], port=free_port()) == {}
 
 
 async def test_scrape_source_remembers_each_service_until_forgotten(
@@ -152,15 +148,18 @@ async def test_scrape_source_remembers_each_service_until_forgotten(
 ) -> None:
     port, _ = pod_servers
     ticks = iter(float(t) for t in range(100, 200))
-    source = ScrapeSource(timeout=1.0, concurrency=4, clock=lambda: next(ticks), port=port)
+    reader = MetricsReader(
+        timeout=1.0, max_bytes=DEFAULT_MAX_BYTES, concurrency=4, clock=lambda: next(ticks)
+    )
+    source = ScrapeSource(reader, port=port)
     one = MetricsTarget("ml", "one", (PodEndpoint("normal", "127.0.0.1"),), 1, ())
     other = MetricsTarget("ml", "other", (PodEndpoint("cpu", "127.0.0.5"),), 0, ())
     try:
         first = await source.observe(one)
-        session = source._session
+        session = reader._session
         await source.observe(other)
         second = await source.observe(one)
-        assert source._session is session is not None
+        assert reader._session is session is not None
         source.forget(one.key)
         after_forget = await source.observe(one)
     finally:
@@ -169,7 +168,7 @@ async def test_scrape_source_remembers_each_service_until_forgotten(
     assert first.queue_depth == 3.0 and first.request_rate is None  # one scrape: no rates yet
     assert second.request_rate == 0.0  # the same page again: rates from the remembered scrape
     assert after_forget.request_rate is None  # forgotten: starts over
-    assert source._session is None
+    assert reader._session is None
 
 
 # ---------------------------------------------------------------------------- Prometheus source
@@ -208,7 +207,7 @@ async def prometheus() -> AsyncIterator[Callable[[Callable[[str], tuple[int, Any
         app.router.add_post("/api/v1/query", query)
         runner = web.AppRunner(app, shutdown_timeout=0.2)
         await runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         runners.append(runner)
         return f"http://127.0.0.1:{port}/", seen
@@ -298,7 +297,7 @@ async def test_prometheus_source_with_no_ready_pods_asks_nothing(prometheus: Any
 
 
 async def test_prometheus_unreachable_is_a_problem() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = await observe_once(PrometheusSource(url, 1.0), target(["isvc-a-b"]))
     assert result.queue_depth is None
     assert len(result.problems) == 3

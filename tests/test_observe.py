@@ -11,8 +11,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from tritonop.autoscale.observe import (
+    MAX_LINE_BYTES,
+    MAX_MODEL_VERSIONS,
+    MAX_SERIES,
     MetricsParseError,
     MetricsTarget,
+    MetricsTooLarge,
     PodEndpoint,
     PodScrape,
     PrometheusError,
@@ -128,8 +132,9 @@ def test_failure_counter_without_reason_label_from_older_triton() -> None:
         ("<html><body>502 Bad Gateway</body></html>", "not Prometheus text"),
         ("\x00\x01\x02 binary", "not Prometheus text"),
         ('{"status": "ok"}', "not Prometheus text"),
-        ('nv_inference_pending_request_count{model="m",version="1"} NaN\n', "invalid value nan"),
-        ('nv_inference_pending_request_count{model="m",version="1"} -1\n', "invalid value -1"),
+        ("<html>\n<body>502</body>\n", "not Prometheus text: line 1 is '<html>'"),
+        ('nv_inference_request_success{model="m",version="1"} 12', "it was cut short"),
+        ('nv_inference_request_success{model="m",version="1" twelve\n', "not Prometheus text"),
         (
             "# TYPE nv_inference_request_success counter\n"
             'nv_inference_request_success{model="m",version="1"} 1\n'
@@ -141,6 +146,181 @@ def test_failure_counter_without_reason_label_from_older_triton() -> None:
 def test_garbage_is_a_parse_error(text: str, message: str) -> None:
     with pytest.raises(MetricsParseError, match=message):
         parse_triton_metrics(text)
+
+
+REAL = FIXTURES / "triton-metrics"
+
+
+KURA = "kura_triton24_reason_custom_metric.txt"
+"""Kura's fixture file lacks the final newline the exposition format requires and Triton always
+writes (it was saved by an editor, not read off a socket); served as is, it reads as cut short."""
+
+
+def real_page(name: str) -> bytes:
+    """A real page as Triton serves it (Kura's with its final newline back)."""
+    body = (REAL / name).read_bytes()
+    return body + b"\n" if name == KURA else body
+
+
+def real(name: str) -> TritonSample:
+    return parse_triton_metrics(real_page(name))
+
+
+def test_kuras_file_as_saved_reads_as_cut_short() -> None:
+    with pytest.raises(MetricsParseError, match="it was cut short"):
+        parse_triton_metrics((REAL / KURA).read_bytes())
+
+
+def test_real_pages_parse_with_reasons_summaries_ensembles_and_six_decimals() -> None:
+    queued = real("triton-2.51-cpu-python-backend-under-load.txt")
+    simple = queued.models[("simple", "1")]
+    assert (simple.pending, simple.request_success, simple.queue_duration_us) == (
+        107,
+        400,
+        347234812,
+    )
+    assert simple.request_failure == {"OTHER": 0, "BACKEND": 0, "CANCELED": 0, "REJECTED": 0}
+    batching = real("triton-2.51-cpu-dynamic-batching-under-load.txt")
+    assert batching.models[("simple_dyn", "1")].inference_count == 1019
+    assert batching.models[("simple_dyn", "1")].exec_count == 130
+    kura = real(KURA)
+    assert sorted(model for model, _ in kura.models) == ["identity_long", "preprocessor"]
+    assert "nv_inference_request_summary_us" in kura.families  # declared, never parsed
+    ensemble = real("gh5296_ensemble_sixdecimal.partial.txt")
+    assert ensemble.models[("backbone", "1")].exec_count == 100.0
+    assert ensemble.models[("model_head_1", "1")].request_duration_us == 5557899.0
+    assert usable_models(ensemble, [])[1] == (
+        "missing family nv_inference_pending_request_count (Triton older than 23.03, or metrics "
+        "disabled?), nv_inference_request_success, nv_inference_queue_duration_us (Triton runs "
+        "with --metrics-config counter_latencies=false?)"
+    )
+    reasons = real("gh8561_triton_reason_labels.partial.txt")
+    assert set(reasons.models[("resnet_50", "1")].request_failure) == {
+        "OTHER",
+        "BACKEND",
+        "CANCELED",
+        "REJECTED",
+    }
+    zeros = real("trtllm_readme_2311_base_zeros.txt")
+    assert zeros.models[("tensorrt_llm", "1")].request_failure == {"": 0}
+    old = real("gh2755_triton2003_help_type_no_samples.partial.txt")
+    assert old.models == {}
+    assert {"nv_inference_request_success", "nv_gpu_utilization"} <= old.families
+    for page in REAL.glob("*.txt"):
+        assert real(page.name).implausible == (), page.name
+
+
+def test_only_the_autoscaling_families_reach_the_parser() -> None:
+    text = (
+        "# HELP nv_gpu_utilization GPU utilization\n# TYPE nv_gpu_utilization gauge\n"
+        'nv_gpu_utilization{gpu_uuid="GPU-1"} not-a-number\n'  # never parsed: not a signal
+        "process_cpu_seconds_total{} also garbage\n" + triton_page({("m", "1"): (2, 10, 100)})
+    )
+    sample = parse_triton_metrics(text)
+    assert sample.models[("m", "1")].pending == 2
+    assert "nv_gpu_utilization" in sample.families
+
+
+def test_a_series_line_longer_than_any_triton_prints_is_refused() -> None:
+    labels = ",".join(f'l{i}="v"' for i in range(400))
+    text = f"nv_inference_request_success{{{labels}}} 1\n"
+    with pytest.raises(MetricsParseError, match=f"more than the {MAX_LINE_BYTES}"):
+        parse_triton_metrics(text)
+
+
+def test_more_series_than_the_bound_is_too_large() -> None:
+    lines = "".join(
+        f'nv_inference_pending_request_count{{model="m{i}",version="1"}} 0\n'
+        for i in range(MAX_SERIES + 1)
+    )
+    with pytest.raises(MetricsTooLarge, match=f"more than {MAX_SERIES} series"):
+        parse_triton_metrics(lines)
+
+
+def test_more_model_versions_than_the_bound_is_too_large() -> None:
+    def page(versions: int) -> str:
+        return "".join(
+            f'nv_inference_pending_request_count{{model="m",version="{v}"}} 0\n'
+            for v in range(versions)
+        )
+
+    assert len(parse_triton_metrics(page(MAX_MODEL_VERSIONS)).models) == MAX_MODEL_VERSIONS
+    with pytest.raises(MetricsTooLarge, match=f"more than {MAX_MODEL_VERSIONS} model versions"):
+        parse_triton_metrics(page(MAX_MODEL_VERSIONS + 1))
+
+
+def test_multi_gpu_series_of_triton_21_are_summed_per_model() -> None:
+    lines = ["# TYPE nv_inference_request_success counter"]
+    for gpu, count in (("GPU-a", 10), ("GPU-b", 32)):
+        lines.append(
+            f'nv_inference_request_success{{gpu_uuid="{gpu}",model="m",version="1"}} {count}'
+        )
+        lines.append(
+            f'nv_inference_queue_duration_us{{gpu_uuid="{gpu}",model="m",version="1"}} {count * 100}'
+        )
+        lines.append(
+            f'nv_inference_request_failure{{gpu_uuid="{gpu}",model="m",version="1"}} {count // 10}'
+        )
+    sample = parse_triton_metrics("\n".join(lines) + "\n")
+    stats = sample.models[("m", "1")]
+    assert (stats.request_success, stats.queue_duration_us) == (42, 4200)
+    assert stats.request_failure == {"": 4}
+    # Triton 21.x has no pending-count family yet: the problem names the release needed.
+    assert "Triton older than 23.03" in (usable_models(sample, [])[1] or "")
+    twice = lines[1] + "\n" + lines[1] + "\n"
+    with pytest.raises(MetricsParseError, match=r'duplicate series .*gpu_uuid="GPU-a"'):
+        parse_triton_metrics(twice)
+
+
+@pytest.mark.parametrize(
+    ("line", "finding"),
+    [
+        ('nv_inference_pending_request_count{model="m",version="1"} NaN', "is nan"),
+        ('nv_inference_pending_request_count{model="m",version="1"} -1', "is -1.0"),
+        ('nv_inference_pending_request_count{model="m",version="1"} 7000.5', "not a whole"),
+        ('nv_inference_request_success{model="m",version="1"} 1e-9', "not a whole"),
+        ('nv_inference_exec_count{model="m",version="1"} 2.5', "not a whole"),
+        ('nv_inference_queue_duration_us{model="m",version="1"} +Inf', "is inf"),
+    ],
+)
+def test_values_no_triton_prints_make_the_page_implausible(line: str, finding: str) -> None:
+    sample = parse_triton_metrics(line + "\n")
+    assert len(sample.implausible) == 1
+    assert sample.implausible[0].startswith("model='m' version='1': nv_inference_")
+    assert finding in sample.implausible[0]
+
+
+def test_fractional_microseconds_are_plausible() -> None:
+    # Durations are whole in Triton, but the rule is about counts: emulators print fractions.
+    text = triton_page({("m", "1"): (0, 3, 1234.5)})
+    assert parse_triton_metrics(text).implausible == ()
+
+
+def test_the_absurd_page_pair_is_invalid_metrics_and_not_remembered() -> None:
+    # The issue's pair: successes +5e-9, queue time +5 µs, pending 7,000 -> 8,000.
+    before = {"a": scrape("a", 100.0, triton_page({("m", "1"): (7000, 1000, 1_000_000)}))}
+    after_page = triton_page({("m", "1"): (8000, 1000 + 5e-9, 1_000_005)})
+    after = {"a": scrape("a", 105.0, after_page)}
+    result = observe_one(before, after)
+    assert result.reporting_replicas == 0
+    assert result.queue_depth is None
+    assert result.problems[0].startswith("a: InvalidMetrics: model='m' version='1': ")
+    assert "not a whole number" in result.problems[0]
+    assert result.implausible and result.implausible[0].startswith("a: model='m'")
+    assert remember(before, after) == before
+
+
+def test_counter_deltas_beyond_the_interval_are_invalid_metrics() -> None:
+    before = {"a": scrape("a", 100.0, triton_page({("m", "1"): (0, 0, 0)}))}
+    flood = {"a": scrape("a", 101.0, triton_page({("m", "1"): (0, 5_000_000, 5)}))}
+    result = observe_one(before, flood)
+    assert "5e+06 successes in 1s" in result.implausible[0]
+    endless = {"a": scrape("a", 101.0, triton_page({("m", "1"): (4, 1, 4e9)}))}
+    result = observe_one(before, endless)
+    assert "more than an hour's wait each" in result.implausible[0]
+    assert result.reporting_replicas == 0
+    busy = {"a": scrape("a", 101.0, triton_page({("m", "1"): (4, 10, 3e9)}))}
+    assert observe_one(before, busy).implausible == ()  # 5 minutes each: slow, not absurd
 
 
 def test_empty_body_parses_to_nothing_and_is_unusable() -> None:

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+import time
+from typing import Any, Literal
 
 import pytest
 
 from tritonop.api.models import Autoscaling, ScalingPolicy
-from tritonop.autoscale.policy import (
+from tritonop.autoscale.behavior import (
     DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
-    LEARN_SETTLE_SECONDS,
-    RESTART_HOLD_SECONDS,
-    PolicyState,
     Rules,
-    decide,
-    erlang_c,
-    mdc_queue_length,
-    mdc_utilization,
-    mdc_utilization_for_wait,
-    mdc_wait,
     normalize,
     ratio_recommendation,
     resolve_behavior,
     scale_down_limit,
     scale_up_limit,
+)
+from tritonop.autoscale.policy import (
+    LEARN_SETTLE_SECONDS,
+    RESTART_HOLD_SECONDS,
+    PolicyState,
+    decide,
+)
+from tritonop.autoscale.queueing import (
+    erlang_c,
+    mdc_queue_length,
+    mdc_utilization,
+    mdc_utilization_for_wait,
+    mdc_wait,
     size_for,
     target_utilization,
 )
@@ -103,11 +109,16 @@ def test_default_behavior_matches_hpa_except_the_scale_down_window() -> None:
     assert kubernetes_down.stabilization_window_seconds == 300
 
 
-def _rules(window: float, select: str, *policies: tuple[str, int, int]) -> Rules:
+def _rules(
+    window: float, select: Literal["Max", "Min", "Disabled"], *policies: tuple[str, int, int]
+) -> Rules:
     return Rules(
         window,
-        select,  # type: ignore[arg-type]
-        tuple(ScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in policies),
+        select,
+        tuple(
+            ScalingPolicy.model_validate({"type": t, "value": v, "periodSeconds": p})
+            for t, v, p in policies
+        ),
     )
 
 
@@ -446,3 +457,81 @@ def test_learned_cost_sizes_a_quiet_service_by_its_request_rate() -> None:
     state = PolicyState(request_cost=state.request_cost)
     decisions, _ = run(autoscaling, quiet, current=4, state=state)
     assert decisions[-1].desired_replicas == 2
+
+
+# ------------------------------------------------------------------------------------------
+# implausible and hostile observations (issue 11)
+# ------------------------------------------------------------------------------------------
+
+
+def _hostile_pair(autoscaling: Autoscaling) -> tuple[PolicyState, Observation, float]:
+    """Two scrapes of 4 pods: successes grow by 5e-9 and queue time by 5 us per pod in 5 s
+    while pending grows from 7,000 to 8,000 per pod: a demand beyond 1e9 replicas."""
+    first = observation(100.0, 4, depth=7000.0, queue_time_ms=None, rate=None)
+    _, state = decide(autoscaling, 4, first, PolicyState(), 100.0, INTERVAL)
+    successes, queued_us = 4 * 5e-9, 4 * 5.0
+    second = observation(
+        105.0,
+        4,
+        depth=8000.0,
+        queue_time_ms=queued_us / successes / 1000.0,
+        rate=successes / INTERVAL,
+    )
+    return state, second, 105.0
+
+
+def test_absurd_demand_returns_at_once_within_bounds_and_holds_with_invalid_metrics() -> None:
+    autoscaling = spec(maxReplicas=10)
+    state, hostile, now = _hostile_pair(autoscaling)
+    started = time.process_time()
+    decision, after = decide(autoscaling, 4, hostile, state, now, INTERVAL)
+    elapsed = time.process_time() - started
+    assert elapsed < 0.05, f"decide() took {elapsed * 1000:.1f} ms of CPU"
+    assert decision.desired_replicas == 4  # held: no scale-up bought by an absurd page
+    active = condition(decision, "ScalingActive")
+    assert (active.status, active.reason) == (False, "InvalidMetrics")
+    implied = re.search(r"a demand of (\S+) busy replicas", active.message)
+    assert implied is not None and float(implied.group(1)) >= 1e9, active.message
+    assert after.request_cost is None and after.backlog == state.backlog  # nothing learned
+
+
+def test_an_absurd_learned_cost_is_forgotten_so_a_poisoned_state_heals() -> None:
+    autoscaling = spec(maxReplicas=10)
+    poisoned = PolicyState(request_cost=1e12, reporting=2, reporting_since=0.0)
+    busy = observation(100.0, 2, depth=8.0, queue_time_ms=400.0, rate=20.0)
+    decision, healed = decide(autoscaling, 2, busy, poisoned, 100.0, INTERVAL)
+    assert condition(decision, "ScalingActive").reason == "InvalidMetrics"
+    assert healed.request_cost is None
+    again = observation(105.0, 2, depth=8.0, queue_time_ms=400.0, rate=20.0)
+    decision, _ = decide(autoscaling, 2, again, healed, 105.0, INTERVAL)
+    assert condition(decision, "ScalingActive").reason == "ValidMetrics"
+    assert decision.desired_replicas > 2  # the queue above target scales up again
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"queue_depth": math.nan},
+        {"queue_time_ms": math.inf},
+        {"request_rate": -1.0},
+        {"time": math.nan},
+        {"reporting_replicas": 5},
+        {"implausible": ("pod-a: nv_inference_request_success 2.5 is not a whole number",)},
+    ],
+)
+def test_implausible_observations_hold_with_invalid_metrics(fields: dict[str, Any]) -> None:
+    autoscaling = spec()
+    base = observation(100.0, 3, depth=40.0, queue_time_ms=900.0, rate=30.0)
+    bad = Observation(**{**base.__dict__, **fields})
+    decision, after = decide(autoscaling, 3, bad, PolicyState(), 100.0, INTERVAL)
+    assert decision.desired_replicas == 3
+    active = condition(decision, "ScalingActive")
+    assert (active.status, active.reason) == (False, "InvalidMetrics")
+    assert after.backlog is None
+
+
+def test_sizing_is_bounded_work_for_any_demand_and_limit() -> None:
+    targets = spec().targets
+    assert size_for(5e9, 0, targets, None, 10).replicas > 10  # extrapolated, not searched
+    assert size_for(1e6, 0, targets, 0.05, 100_000).replicas == math.ceil(1e6 / 0.95)
+    assert size_for(0.0, 0, targets, None, 10).replicas == 1

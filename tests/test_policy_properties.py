@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tritonop.api.models import Autoscaling
-from tritonop.autoscale.policy import PolicyState, decide, mdc_queue_length
+from tritonop.autoscale.policy import PolicyState, decide
+from tritonop.autoscale.queueing import mdc_queue_length
 from tritonop.autoscale.types import Observation
 
 INTERVAL = 5.0
@@ -215,3 +218,59 @@ def test_steady_load_converges_to_a_steady_replica_count(
         history.append(current)
     settled = history[120:]
     assert len(set(settled)) == 1, f"still moving after 10 minutes: {settled}"
+
+
+#: Floats a hostile or broken page can make the reader produce, besides arbitrary ones.
+NASTY_FLOATS = st.sampled_from(
+    [math.nan, math.inf, -math.inf, 5e-324, 2.2e-308, 1e-300, 1e300, 1.7e308, -0.0, -1.0]
+)
+
+
+def any_float() -> st.SearchStrategy[float | None]:
+    return st.none() | NASTY_FLOATS | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@st.composite
+def hostile_observations(draw: st.DrawFn, time: float) -> Observation:
+    ready = draw(st.integers(0, 64))
+    return Observation(
+        time=draw(st.just(time) | NASTY_FLOATS | st.floats()),
+        ready_replicas=ready,
+        starting_replicas=draw(st.integers(0, 8)),
+        reporting_replicas=draw(st.integers(0, ready)),
+        queue_depth=draw(any_float()),
+        queue_time_ms=draw(any_float()),
+        request_rate=draw(any_float()),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    autoscaling=autoscaling_specs(),
+    big_max=st.booleans(),
+    data=st.data(),
+)
+def test_policy_is_total_and_bounded_on_arbitrary_floats(
+    autoscaling: Autoscaling, big_max: bool, data: st.DataObject
+) -> None:
+    """Whatever the floats (NaN, inf, denormals, 1e300), decide() returns at once (bounded
+    work: a few ms of CPU) with a count within the bounds, and never raises."""
+    if big_max:  # sizing work must not grow with maxReplicas either
+        autoscaling = autoscaling.model_copy(update={"max_replicas": 100_000})
+    state = PolicyState()
+    current = data.draw(st.integers(0, 40))
+    slowest = 0.0
+    for step in range(1, data.draw(st.integers(1, 4)) + 1):
+        now = step * INTERVAL
+        observation = data.draw(hostile_observations(now))
+        started = time.process_time()
+        decision, state = decide(autoscaling, current, observation, state, now, INTERVAL)
+        slowest = max(slowest, time.process_time() - started)
+        assert autoscaling.min_replicas <= decision.desired_replicas <= autoscaling.max_replicas
+        assert [c.type for c in decision.conditions] == [
+            "AbleToScale",
+            "ScalingActive",
+            "ScalingLimited",
+        ]
+        current = decision.desired_replicas
+    assert slowest < 0.05, f"decide() took {slowest * 1000:.1f} ms of CPU"

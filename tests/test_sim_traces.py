@@ -57,6 +57,35 @@ def test_bursty_pattern_alternates_calm_and_bursts_from_the_seed() -> None:
     assert [other.rate(t) for t in range(0, 3600, 5)] != rates
 
 
+def test_heavy_burst_pattern_has_ten_second_bursts_at_ten_times_the_mean() -> None:
+    heavy = pattern("heavy-burst", random.Random(5))
+    rates = [heavy.rate(t / 10) for t in range(36000)]
+    assert set(rates) == {2.0, 50.0} and rates[0] == 2.0
+    mean = sum(rates) / len(rates)
+    assert 3.5 < mean < 6.0 and 8 < 50.0 / mean < 14  # bursts at ~10x the mean
+    # every burst lasts exactly 10 s (shorter than any cold start the benchmark uses)
+    bursts, length = [], 0
+    for rate in rates:
+        if rate == 50.0:
+            length += 1
+        elif length:
+            bursts.append(length)
+            length = 0
+    assert len(bursts) >= 10 and set(bursts) == {100}
+    again = pattern("heavy-burst", random.Random(5))
+    assert [again.rate(t / 10) for t in range(36000)] == rates
+
+
+def test_scaled_pattern_multiplies_rate_and_peak() -> None:
+    step = pattern("step", random.Random(0), scale=0.2)
+    assert step.rate(0) == pytest.approx(1.0) and step.rate(600) == pytest.approx(8.0)
+    assert step.peak == pytest.approx(8.0)
+    arrivals = poisson_arrivals(step, random.Random(1))
+    assert len(arrivals) == pytest.approx(0.2 * (5 * 2400 + 40 * 1200), rel=0.05)
+    with pytest.raises(ValueError, match="scale"):
+        pattern("step", random.Random(0), scale=0)
+
+
 def test_unknown_pattern_names_the_choices() -> None:
     with pytest.raises(ValueError, match="step, ramp"):
         pattern("sawtooth", random.Random(0))

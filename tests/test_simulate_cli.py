@@ -92,6 +92,34 @@ def test_spec_without_autoscaling_uses_defaults_and_says_so(
     assert json.loads(captured.out)["requests"] == 300
 
 
+def test_cold_start_scores_after_the_first_cold_start_and_says_so(
+    spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--spec", str(spec_file), "--pattern", "heavy-burst", "--duration", "300"]
+    assert main([*argv, "--start", "cold", "--policy", "static:2"]) == 0
+    assert "arriving after 25 s" in capsys.readouterr().out
+    assert main([*argv, "--start", "cold", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["scored_from_s"] == 25.0
+    assert 0 <= summary["slo_attainment_all_requests"] <= 1
+    assert main([*argv, "--json"]) == 0  # warm (default): everything is scored
+    assert "scored_from_s" not in json.loads(capsys.readouterr().out)
+
+
+def test_metric_delay_and_rate_scale_change_the_run(
+    spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--spec", str(spec_file), "--pattern", "step", "--json"]
+    assert main([*argv, "--duration", "900"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--duration", "900", "--rate-scale", "0.5"]) == 0
+    half = json.loads(capsys.readouterr().out)
+    assert half["requests"] == pytest.approx(base["requests"] / 2, rel=0.1)
+    assert main([*argv, "--duration", "900", "--metric-delay-s", "30"]) == 0
+    late = json.loads(capsys.readouterr().out)
+    assert late["slo_attainment"] < base["slo_attainment"]  # the step is seen 30 s later
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -101,6 +129,8 @@ def test_spec_without_autoscaling_uses_defaults_and_says_so(
         (["--interval", "0"], "interval"),
         (["--instances", "0"], "instances"),
         (["--cold-start-s", "-1"], "cold start"),
+        (["--metric-delay-s", "-1"], "metric delay"),
+        (["--rate-scale", "2"], "--rate-scale applies to --pattern only"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(

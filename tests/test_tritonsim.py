@@ -33,6 +33,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from pages import ones_inputs
+
 BASE = EmulatorConfig(http_port=0, metrics_port=0, service=ServiceSettings(service_time_ms=10))
 
 StartEmulator = Callable[..., TritonEmulator]
@@ -255,11 +257,7 @@ async def test_queue_metrics_follow_a_burst() -> None:
     emulator = TritonEmulator(replace(BASE, service=settings))
     await emulator.start()
     client = aioclient.InferenceServerClient(emulator.url)
-    inputs = []
-    for name in ("INPUT0", "INPUT1"):
-        tensor = aioclient.InferInput(name, [1, 16], "INT32")
-        tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
-        inputs.append(tensor)
+    inputs = ones_inputs()
     try:
         for _ in range(3):  # one at a time: nothing ever waits
             await client.infer("simple", inputs)
@@ -309,11 +307,7 @@ async def test_dynamic_batching_and_queue_limit() -> None:
     emulator = TritonEmulator(replace(BASE, service=batching))
     await emulator.start()
     client = aioclient.InferenceServerClient(emulator.url)
-    inputs = []
-    for name in ("INPUT0", "INPUT1"):
-        tensor = aioclient.InferInput(name, [1, 16], "INT32")
-        tensor.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
-        inputs.append(tensor)
+    inputs = ones_inputs()
     try:
         config = await client.get_model_config("simple")
         assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 150_000

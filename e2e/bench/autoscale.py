@@ -1,232 +1,581 @@
-"""Autoscaling benchmark: every policy on every built-in load pattern, judged against an oracle.
+"""Autoscaling benchmark: every policy on every load, at two service profiles, in two modes.
 
-    python e2e/bench/autoscale.py                 # seed 1, writes e2e/bench/RESULTS.md
-    python e2e/bench/autoscale.py --seeds 1,2,3   # robustness across arrival seeds
+    python e2e/bench/autoscale.py                    # everything; writes e2e/bench/RESULTS.md
+    python e2e/bench/autoscale.py --quick            # step, heavy-burst and the real trace
+    python e2e/bench/autoscale.py --loads spike --profiles 1s --json out.json
 
-For each pattern (one hour, Poisson arrivals, 50 ms requests on one instance per replica,
-20 s cold start, 500 ms objective, least-request balancing) it runs the operator's policy,
-Kubernetes' HPA, Knative's KPA, static:N for a range of N, and the oracle; it prints a table
-of SLO attainment and replica-seconds relative to the oracle, checks the targets below, and
-writes the same as Markdown to RESULTS.md. The sensitivity section reruns the operator with
-Kubernetes' 300 s scale-down window and every policy behind a plain Service (random
-balancing). It also times a one-hour trace of 20,000 requests.
+Loads: the built-in patterns of `tritonop.sim.traces` (step, ramp, diurnal, spike, bursty,
+heavy-burst; one hour of Poisson arrivals each) and real production arrivals
+(`azure-conv`: e2e/bench/traces/azure-llm-2023-conv.csv, see its README). Profiles:
 
-Targets (operator, with the pattern defaults and e2e/bench/spec.yaml):
-  step: SLO attainment >= 98%, replica-seconds <= 1.5x oracle
-  ramp, diurnal: SLO attainment >= 99.5%, replica-seconds <= 1.3x oracle
-  spike, bursty: replica-seconds <= 2x oracle
-  every pattern: not Pareto-dominated by hpa or kpa (neither has both a higher SLO
-  attainment and fewer replica-seconds)
-  honest oracle: on every pattern it meets the SLO at least as well as the cheapest static:N
-  that meets it (>= 99.5% of requests), for fewer replica-seconds.
+  50ms: 50 ms per request, 20 s cold start, 500 ms objective, spec.yaml, patterns as built in;
+  1s:   1 s per request, 30 s cold start, 5 s objective, spec-1s.yaml, patterns at a fifth of
+        their rate (the real trace is replayed as recorded at both profiles).
+
+Modes: `targets` runs the operator on the profile's spec as written; `objective` runs it on
+the same spec with `autoscaling.objective: {latencyMs: <the profile's objective>,
+attainment: 0.99}` instead of its targets (skipped, with the reason, while the API has no
+`objective`). `hpa` and `kpa` cannot use an objective and run on the targets in both modes;
+`oracle` and `static:N` use neither.
+
+Every policy starts from the same state (`warm`: autoscaled policies with the replicas the
+first minute needs, static:N with N), decides every 5 s, sees metrics of the same age and has
+the same cold start; requests in flight at the end are paid for (tritonop.sim.scenario). A
+second table reruns each load from minReplicas with the first cold start unscored (`cold`).
+
+Targets (the issue's; each printed as PASS, FAIL, or OUT OF REACH when the oracle itself
+misses it, with figures). A row is one load at one profile in one mode:
+  objective mode, every row: SLO attainment >= 99%, replica-seconds <= the cheapest static:N
+    that meets 99%; <= 1.3x the oracle on step, ramp, diurnal; <= 1.6x on bursty;
+  both modes, every row: the operator is not Pareto-dominated by any static:N, hpa or kpa
+    (none has both a higher attainment and fewer replica-seconds);
+  targets mode, 50ms profile: step >= 98%, ramp and diurnal >= 99.5% SLO attainment, at
+    <= 1.5x, 1.3x, 1.3x the oracle's replica-seconds (the results the bench had before);
+  every load and profile: the oracle is a floor: at least the attainment of every static:N,
+    and no more replica-seconds than the cheapest static:N that meets 99%.
+
+Also: the scale-down window and balancer sensitivity of the operator (50ms, targets mode;
+--no-sensitivity skips it) and, with --robustness-seeds, the patterns at other seeds (their
+checks count too, except those that need static:N).
+
+Exits 1 when a target FAILs (OUT OF REACH does not fail). RESULTS.md is written only by a run
+of every load, profile and mode (or with --results).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import os
 import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tritonop.api.models import Autoscaling
-from tritonop.api.validation import parse_object
-from tritonop.sim.engine import Balancer, ServiceConfig, SimulationResult
-from tritonop.sim.scenario import Scenario, pattern_arrivals, run
-from tritonop.sim.traces import PATTERNS, RateProfile, poisson_arrivals
+from tritonop.api.validation import SpecError, parse_object
+from tritonop.sim.engine import ServiceConfig, SimulationResult
+from tritonop.sim.replica import ReplicaConfig
+from tritonop.sim.scenario import Scenario, StartRule, pattern_arrivals, run, trace_duration
+from tritonop.sim.traces import PATTERNS, RateProfile, parse_trace_csv, poisson_arrivals
 
 HERE = Path(__file__).resolve().parent
-SPEC = HERE / "spec.yaml"
+REPO = HERE.parents[1]
 RESULTS = HERE / "RESULTS.md"
-STATIC_RANGE = range(1, 9)
-ADEQUATE = 0.995
-"""The SLO attainment a static:N needs to count as meeting the objective."""
-POLICIES = ("operator", "hpa", "kpa")
-TARGETS: dict[str, tuple[float | None, float]] = {
+INTERVAL_S = 5.0
+OBJECTIVE = 0.99
+"""The attainment of the objective mode, and what a static:N must reach to 'meet' a row."""
+MODES = ("targets", "objective")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A service the loads run against: the model's speed, its cold start, its objective."""
+
+    name: str
+    spec: Path
+    service_time_ms: float
+    cold_start_s: float
+    slo_ms: float
+    pattern_scale: float
+    """Built-in patterns run at this multiple of their rate (real traces never are scaled)."""
+
+    def service(self, seed: int) -> ServiceConfig:
+        return ServiceConfig(
+            replica=ReplicaConfig(service_time_ms=self.service_time_ms),
+            cold_start_s=self.cold_start_s,
+            slo_ms=self.slo_ms,
+            seed=seed,
+        )
+
+
+PROFILES = {
+    "50ms": Profile("50ms", HERE / "spec.yaml", 50.0, 20.0, 500.0, 1.0),
+    "1s": Profile("1s", HERE / "spec-1s.yaml", 1000.0, 30.0, 5000.0, 0.2),
+}
+TRACES = {"azure-conv": "azure-llm-2023-conv.csv"}
+"""Real traces: looked up in e2e/bench/traces/, then in ../shared/traces/ beside the repo."""
+LOADS = (*PATTERNS, *TRACES)
+QUICK_LOADS = ("step", "heavy-burst", "azure-conv")
+
+TARGETS_MODE: dict[str, tuple[float, float]] = {
     "step": (0.98, 1.5),
     "ramp": (0.995, 1.3),
     "diurnal": (0.995, 1.3),
-    "spike": (None, 2.0),
-    "bursty": (None, 2.0),
 }
+"""Targets mode, 50ms profile: (SLO attainment at least, replica-seconds x oracle at most)."""
+OBJECTIVE_COST: dict[str, float] = {"step": 1.3, "ramp": 1.3, "diurnal": 1.3, "bursty": 1.6}
+"""Objective mode, both profiles: replica-seconds x oracle at most."""
 
 
-@dataclass(frozen=True)
-class Row:
-    """One policy's outcome on one pattern."""
-
-    policy: str
-    result: SimulationResult
-    seconds: float
+# --------------------------------------------------------------------------------------------
+# specs and loads
+# --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PatternRun:
-    """Every policy on one pattern, plus the verdicts."""
-
-    pattern: str
-    seed: int
-    rows: dict[str, Row]
-    statics: list[Row]
-    cheapest_static: Row | None
-    checks: list[tuple[str, bool]]
-
-    @property
-    def oracle(self) -> SimulationResult:
-        return self.rows["oracle"].result
+def spec_document(profile: Profile) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(profile.spec.read_text())
+    return document
 
 
-def load_spec() -> Autoscaling:
-    autoscaling = parse_object(yaml.safe_load(SPEC.read_text())).spec.autoscaling
-    assert autoscaling is not None, f"{SPEC} must have spec.autoscaling"
+def targets_spec(profile: Profile) -> Autoscaling:
+    autoscaling = parse_object(spec_document(profile)).spec.autoscaling
+    assert autoscaling is not None, f"{profile.spec} must have spec.autoscaling"
     return autoscaling
 
 
-def timed(policy: str, scenario: Scenario) -> Row:
+def objective_spec(profile: Profile) -> Autoscaling | str:
+    """The profile's spec with an objective instead of targets, or why there is none."""
+    if "objective" not in Autoscaling.model_fields:
+        return (
+            "the API has no autoscaling.objective yet (it lands with the policy work of "
+            "issue 10); the objective mode runs once it does"
+        )
+    document = copy.deepcopy(spec_document(profile))
+    autoscaling = document["spec"]["autoscaling"]
+    autoscaling.pop("targets", None)
+    autoscaling["objective"] = {"latencyMs": profile.slo_ms, "attainment": OBJECTIVE}
+    try:
+        parsed = parse_object(document).spec.autoscaling
+    except SpecError as error:
+        return f"the objective spec is rejected: {error}"
+    assert parsed is not None
+    return parsed
+
+
+def trace_path(name: str) -> Path | None:
+    """Where the real trace `name` is (the repo's copy first), or None."""
+    file = TRACES[name]
+    for candidate in (HERE / "traces" / file, REPO.parent / "shared" / "traces" / file):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_arrivals(load: str, profile: Profile, seed: int) -> tuple[list[float], float] | str:
+    """Arrivals and duration of `load` at `profile`, or why the load is unavailable."""
+    if load in TRACES:
+        path = trace_path(load)
+        if path is None:
+            return (
+                f"trace {TRACES[load]} not found in {HERE / 'traces'} nor in "
+                f"{REPO.parent / 'shared' / 'traces'} (see e2e/bench/traces/README.md)"
+            )
+        arrivals = parse_trace_csv(path.read_text())
+        return arrivals, trace_duration(arrivals, INTERVAL_S)
+    return pattern_arrivals(load, seed, profile.pattern_scale)
+
+
+# --------------------------------------------------------------------------------------------
+# running one cell (one load at one profile)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One policy's figures on one cell."""
+
+    policy: str
+    attainment: float
+    attainment_all: float
+    p50_ms: float
+    p99_ms: float
+    replica_seconds: float
+    max_replicas: int
+    scale_events: int
+    seconds: float
+    """Wall-clock seconds the run took (the oracle's includes its planning)."""
+
+    @classmethod
+    def of(cls, result: SimulationResult, seconds: float, policy: str | None = None) -> Outcome:
+        return cls(
+            policy=policy or result.controller,
+            attainment=result.slo_attainment,
+            attainment_all=result.slo_attainment_all,
+            p50_ms=result.latency_percentile_ms(50),
+            p99_ms=result.latency_percentile_ms(99),
+            replica_seconds=result.replica_seconds,
+            max_replicas=result.max_replicas,
+            scale_events=result.scale_events,
+            seconds=seconds,
+        )
+
+
+@dataclass
+class Cell:
+    """Every policy on one load at one profile."""
+
+    load: str
+    profile: str
+    seed: int
+    requests: int = 0
+    duration: float = 0.0
+    skipped: str | None = None
+    operator: dict[str, Outcome] = field(default_factory=dict)
+    """Per mode; a mode that cannot run has its reason in `mode_skipped`."""
+    mode_skipped: dict[str, str] = field(default_factory=dict)
+    mode_errors: dict[str, str] = field(default_factory=dict)
+    """Modes whose operator run raised: a failed row, with the error."""
+    baselines: dict[str, Outcome] = field(default_factory=dict)
+    """hpa, kpa, oracle."""
+    statics: list[Outcome] = field(default_factory=list)
+    cold: list[Outcome] = field(default_factory=list)
+    """The same policies started from minReplicas, the first cold start unscored."""
+    cpu_seconds: float = 0.0
+    """CPU time of the whole cell (steadier than wall-clock time on a shared machine)."""
+
+    @property
+    def oracle(self) -> Outcome:
+        return self.baselines["oracle"]
+
+    @property
+    def cheapest_static(self) -> Outcome | None:
+        meeting = [s for s in self.statics if s.attainment >= OBJECTIVE]
+        return min(meeting, key=lambda s: s.replica_seconds, default=None)
+
+
+def timed(policy: str, scenario: Scenario, label: str | None = None) -> Outcome:
     started = time.perf_counter()
     result = run(policy, scenario)
-    return Row(policy, result, time.perf_counter() - started)
+    return Outcome.of(result, time.perf_counter() - started, label)
 
 
-def run_pattern(
-    name: str,
-    seed: int,
-    autoscaling: Autoscaling,
-    config: ServiceConfig,
-    policies: Sequence[str] = POLICIES,
-    statics: bool = True,
-) -> PatternRun:
-    arrivals, duration = pattern_arrivals(name, seed)
-    scenario = Scenario(autoscaling, replace(config, seed=seed), arrivals, duration)
-    rows = {policy: timed(policy, scenario) for policy in (*policies, "oracle")}
-    static_rows = [timed(f"static:{n}", scenario) for n in STATIC_RANGE] if statics else []
-    adequate = [row for row in static_rows if row.result.slo_attainment >= ADEQUATE]
-    cheapest = min(adequate, key=lambda row: row.result.replica_seconds, default=None)
-    return PatternRun(name, seed, rows, static_rows, cheapest, check(name, rows, cheapest))
+def mode_specs(
+    profile: Profile, modes: Sequence[str]
+) -> tuple[dict[str, Autoscaling], dict[str, str]]:
+    """The operator's spec per mode, and the modes that cannot run with the reason."""
+    specs: dict[str, Autoscaling] = {}
+    skipped: dict[str, str] = {}
+    for mode in modes:
+        spec = targets_spec(profile) if mode == "targets" else objective_spec(profile)
+        if isinstance(spec, str):
+            skipped[mode] = spec
+        else:
+            specs[mode] = spec
+    return specs, skipped
 
 
-def check(name: str, rows: dict[str, Row], cheapest: Row | None) -> list[tuple[str, bool]]:
-    """The targets of the module docstring, as (description, passed)."""
-    checks: list[tuple[str, bool]] = []
-    oracle = rows["oracle"].result
-    if "operator" in rows:
-        ours = rows["operator"].result
-        slo_target, cost_target = TARGETS[name]
+def run_cell(
+    load: str, profile_name: str, seed: int, modes: Sequence[str], statics: bool, cold: bool
+) -> Cell:
+    """Every policy on `load` at the profile; statics from 1 up to where none can do better."""
+    profile = PROFILES[profile_name]
+    cell = Cell(load, profile_name, seed)
+    loaded = load_arrivals(load, profile, seed)
+    if isinstance(loaded, str):
+        cell.skipped = loaded
+        return cell
+    arrivals, duration = loaded
+    cell.requests, cell.duration = len(arrivals), duration
+    targets = targets_spec(profile)
+    specs, cell.mode_skipped = mode_specs(profile, modes)
+
+    def scenario(spec: Autoscaling, start: StartRule = "warm") -> Scenario:
+        return Scenario(spec, profile.service(seed), arrivals, duration, INTERVAL_S, start)
+
+    for policy in ("oracle", "hpa", "kpa"):
+        cell.baselines[policy] = timed(policy, scenario(targets))
+    for mode, spec in list(specs.items()):
+        try:
+            cell.operator[mode] = timed("operator", scenario(spec), f"operator ({mode})")
+        except Exception as error:  # a policy that crashes fails its rows, the bench goes on
+            cell.mode_errors[mode] = f"{type(error).__name__}: {error}"
+            del specs[mode]
+    if statics:
+        # up to full attainment, and at least up to the operator's mean replicas (a static
+        # count above that costs more than the operator and cannot dominate it)
+        costliest = max((o.replica_seconds for o in cell.operator.values()), default=0.0)
+        for count in range(1, targets.max_replicas + 1):
+            outcome = timed(f"static:{count}", scenario(targets))
+            cell.statics.append(outcome)
+            if outcome.attainment >= 1.0 and count * duration >= costliest:
+                break
+    if cold:
+        runs = [(policy, targets, policy) for policy in ("oracle", "hpa", "kpa")]
+        runs += [("operator", spec, f"operator ({mode})") for mode, spec in specs.items()]
+        cheapest = cell.cheapest_static
+        if cheapest is not None:
+            runs.append((cheapest.policy, targets, cheapest.policy))
+        cell.cold = [timed(policy, scenario(spec, "cold"), label) for policy, spec, label in runs]
+    return cell
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------------
+
+PASS, FAIL, OUT_OF_REACH = "PASS", "FAIL", "OUT OF REACH"
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    text: str
+
+
+def _figures(outcome: Outcome) -> str:
+    return f"{outcome.policy} {outcome.attainment:.2%} at {outcome.replica_seconds:.0f} replica-s"
+
+
+def check_cell(cell: Cell) -> list[Check]:
+    """The module docstring's targets for one cell (both modes)."""
+    if cell.skipped:
+        return []
+    checks: list[Check] = []
+    where = f"{cell.load}/{cell.profile}"
+    oracle = cell.oracle
+    cheapest = cell.cheapest_static
+    if cell.statics:
+        best = max(cell.statics, key=lambda s: s.attainment)
+        floor_ok = oracle.attainment >= best.attainment and (
+            cheapest is None or oracle.replica_seconds <= cheapest.replica_seconds
+        )
+        text = f"{where}: oracle is a floor: {_figures(oracle)}; best static {_figures(best)}" + (
+            f"; cheapest meeting {OBJECTIVE:.0%}: {_figures(cheapest)}" if cheapest else ""
+        )
+        checks.append(Check(PASS if floor_ok else FAIL, text))
+    for mode, error in cell.mode_errors.items():
+        checks.append(Check(FAIL, f"{where} {mode}: the operator's policy raised {error}"))
+    rivals = [*cell.statics, cell.baselines["hpa"], cell.baselines["kpa"]]
+    for mode, ours in cell.operator.items():
+        label = f"{where} {mode}:"
         ratio = ours.replica_seconds / oracle.replica_seconds
-        if slo_target is not None:
+        dominators = [
+            r
+            for r in rivals
+            if r.attainment > ours.attainment and r.replica_seconds < ours.replica_seconds
+        ]
+        checks.append(
+            Check(
+                FAIL if dominators else PASS,
+                f"{label} operator ({ours.attainment:.2%}, {ours.replica_seconds:.0f} replica-s) "
+                f"not Pareto-dominated by {'any static:N, ' if cell.statics else ''}hpa or kpa"
+                + (
+                    f" - dominated by {', '.join(_figures(r) for r in dominators[:3])}"
+                    if dominators
+                    else ""
+                ),
+            )
+        )
+        if mode == "targets" and cell.profile == "50ms" and cell.load in TARGETS_MODE:
+            slo_target, cost_target = TARGETS_MODE[cell.load]
+            checks.append(_attainment_check(label, ours, oracle, slo_target))
             checks.append(
-                (
-                    f"{name}: operator SLO attainment {ours.slo_attainment:.2%} >= {slo_target:.1%}",
-                    ours.slo_attainment >= slo_target,
+                Check(
+                    PASS if ratio <= cost_target else FAIL,
+                    f"{label} operator replica-seconds {ratio:.2f}x oracle <= {cost_target:g}x",
                 )
             )
-        checks.append(
-            (
-                f"{name}: operator replica-seconds {ratio:.2f}x oracle <= {cost_target:g}x",
-                ratio <= cost_target,
-            )
-        )
-        for baseline in ("hpa", "kpa"):
-            if baseline not in rows:
-                continue
-            other = rows[baseline].result
-            dominated = (
-                other.slo_attainment > ours.slo_attainment
-                and other.replica_seconds < ours.replica_seconds
-            )
-            checks.append((f"{name}: operator not Pareto-dominated by {baseline}", not dominated))
-    if cheapest is not None:
-        honest = (
-            oracle.slo_attainment >= cheapest.result.slo_attainment
-            and oracle.replica_seconds < cheapest.result.replica_seconds
-        )
-        checks.append(
-            (
-                f"{name}: oracle ({oracle.slo_attainment:.2%}, {oracle.replica_seconds:.0f} "
-                f"replica-s) at least as good as {cheapest.policy} "
-                f"({cheapest.result.slo_attainment:.2%}, "
-                f"{cheapest.result.replica_seconds:.0f} replica-s) and cheaper",
-                honest,
-            )
-        )
+        if mode == "objective":
+            checks.append(_attainment_check(label, ours, oracle, OBJECTIVE))
+            if not cell.statics:
+                pass  # robustness runs: no static:N to compare with
+            elif cheapest is None:
+                checks.append(
+                    Check(
+                        OUT_OF_REACH,
+                        f"{label} no static:N up to maxReplicas meets {OBJECTIVE:.0%} (best "
+                        f"{_figures(max(cell.statics, key=lambda s: s.attainment))}): no "
+                        "cheapest static meeting it to undercut",
+                    )
+                )
+            else:
+                checks.append(
+                    Check(
+                        PASS if ours.replica_seconds <= cheapest.replica_seconds else FAIL,
+                        f"{label} operator {ours.replica_seconds:.0f} replica-s <= cheapest "
+                        f"static meeting {OBJECTIVE:.0%}: {_figures(cheapest)}",
+                    )
+                )
+            if cell.load in OBJECTIVE_COST:
+                limit = OBJECTIVE_COST[cell.load]
+                checks.append(
+                    Check(
+                        PASS if ratio <= limit else FAIL,
+                        f"{label} operator replica-seconds {ratio:.2f}x oracle <= {limit:g}x",
+                    )
+                )
     return checks
 
 
-def table(run: PatternRun) -> list[str]:
-    """Markdown rows for one pattern."""
-    oracle_cost = run.oracle.replica_seconds
+def _attainment_check(label: str, ours: Outcome, oracle: Outcome, target: float) -> Check:
+    text = f"{label} operator SLO attainment {ours.attainment:.2%} >= {target:.1%}"
+    if ours.attainment >= target:
+        return Check(PASS, text)
+    if oracle.attainment < target:
+        return Check(OUT_OF_REACH, f"{text} (the oracle itself reaches {oracle.attainment:.2%})")
+    return Check(FAIL, text)
+
+
+# --------------------------------------------------------------------------------------------
+# reporting
+# --------------------------------------------------------------------------------------------
+
+HEADER = (
+    "| policy | SLO attainment | p50 ms | p99 ms | replica-seconds | x oracle | max replicas"
+    " | scale events |"
+)
+
+
+def cell_table(cell: Cell, checks: Sequence[Check]) -> list[str]:
+    """Markdown for one cell: its policies, the statics, the checks."""
+    title = f"### {cell.load} at {cell.profile}"
+    if cell.skipped:
+        return [title, "", f"Skipped: {cell.skipped}.", ""]
+    profile = PROFILES[cell.profile]
     lines = [
-        f"### {run.pattern} (seed {run.seed}, {run.oracle.requests} requests)",
+        title,
         "",
-        "| policy | SLO attainment | p50 ms | p99 ms | replica-seconds | x oracle | max replicas"
-        " | scale events |",
+        f"Seed {cell.seed}, {cell.requests} requests over {cell.duration:.0f} s; "
+        f"{profile.service_time_ms:g} ms per request, {profile.cold_start_s:g} s cold start, "
+        f"objective {profile.slo_ms:g} ms.",
+        "",
+        HEADER,
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    shown = [*run.rows.values()]
-    if run.cheapest_static is not None:
-        shown.append(run.cheapest_static)
-    for row in shown:
-        result = row.result
-        label = row.policy + (
-            " (cheapest static meeting 99.5%)" if row is run.cheapest_static else ""
-        )
+    cheapest = cell.cheapest_static
+    shown = [*cell.operator.values(), *cell.baselines.values()]
+    if cheapest is not None:
+        shown.append(replace(cheapest, policy=f"{cheapest.policy} (cheapest meeting 99%)"))
+    oracle_cost = cell.oracle.replica_seconds
+    for o in shown:
         lines.append(
-            f"| {label} | {result.slo_attainment:.2%} | {result.latency_percentile_ms(50):.0f} "
-            f"| {result.latency_percentile_ms(99):.0f} | {result.replica_seconds:.0f} "
-            f"| {result.replica_seconds / oracle_cost:.2f} | {result.max_replicas} "
-            f"| {result.scale_events} |"
+            f"| {o.policy} | {o.attainment:.2%} | {o.p50_ms:.0f} | {o.p99_ms:.0f} "
+            f"| {o.replica_seconds:.0f} | {o.replica_seconds / oracle_cost:.2f} "
+            f"| {o.max_replicas} | {o.scale_events} |"
         )
-    if run.statics:
-        statics = ", ".join(f"{row.policy} {row.result.slo_attainment:.2%}" for row in run.statics)
+    for mode, reason in cell.mode_skipped.items():
+        lines.append(f"| operator ({mode}) | skipped: {reason} | | | | | | |")
+    for mode, error in cell.mode_errors.items():
+        lines.append(f"| operator ({mode}) | raised {error} | | | | | | |")
+    if cell.statics:
+        statics = ", ".join(f"{s.policy} {s.attainment:.2%}" for s in cell.statics)
         lines += ["", f"Static replicas (SLO attainment): {statics}."]
-    lines += ["", *(f"- {'PASS' if ok else 'FAIL'} {text}" for text, ok in run.checks), ""]
+    lines += ["", *(f"- {c.status} {c.text}" for c in checks), ""]
     return lines
 
 
-def performance() -> tuple[int, float]:
-    """Seconds to simulate one hour of 20,000 requests (about 5.6 req/s) under the operator."""
-    rng = random.Random(7)
-    rate = 20_000 / 3600
-    arrivals = poisson_arrivals(RateProfile("flat", 3600.0, rate, lambda t: rate), rng)
-    scenario = Scenario(load_spec(), ServiceConfig(), arrivals, 3600.0)
-    started = time.process_time()
-    run("operator", scenario)
-    return len(arrivals), time.process_time() - started
-
-
-def sensitivity(autoscaling: Autoscaling, seed: int) -> list[str]:
-    """The operator with Kubernetes' 300 s scale-down window; every policy behind random
-    balancing (a plain Kubernetes Service)."""
+def summary_table(cells: Sequence[Cell]) -> list[str]:
+    """Operator (per mode) against the oracle and the cheapest static that meets 99%."""
     lines = [
-        "## Sensitivity",
+        "| load | profile | mode | operator | x oracle | oracle | cheapest static meeting 99% "
+        "| hpa | kpa |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def short(o: Outcome | None) -> str:
+        if o is None:
+            return "none"
+        return f"{o.attainment:.2%} / {o.replica_seconds:.0f}"
+
+    for cell in cells:
+        if cell.skipped:
+            lines.append(f"| {cell.load} | {cell.profile} | | skipped: {cell.skipped} | | | | | |")
+            continue
+        cheapest = cell.cheapest_static
+        statics = f"{cheapest.policy} {short(cheapest)}" if cheapest else "none"
+        if not cell.statics:
+            statics = "not run"
+        for mode in MODES:
+            ours = cell.operator.get(mode)
+            if ours is None:
+                if mode in cell.mode_skipped:
+                    lines.append(
+                        f"| {cell.load} | {cell.profile} | {mode} | not run (no objective "
+                        "API yet) | | | | | |"
+                    )
+                if mode in cell.mode_errors:
+                    lines.append(
+                        f"| {cell.load} | {cell.profile} | {mode} | raised "
+                        f"{cell.mode_errors[mode]} | | | | | |"
+                    )
+                continue
+            lines.append(
+                f"| {cell.load} | {cell.profile} | {mode} | {short(ours)} "
+                f"| {ours.replica_seconds / cell.oracle.replica_seconds:.2f} "
+                f"| {short(cell.oracle)} | {statics} | {short(cell.baselines['hpa'])} "
+                f"| {short(cell.baselines['kpa'])} |"
+            )
+    return [*lines, ""]
+
+
+def cold_table(cells: Sequence[Cell]) -> list[str]:
+    lines = [
+        "| load | profile | policy | SLO attainment after the first cold start | over every "
+        "request | replica-seconds |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for cell in cells:
+        for o in cell.cold:
+            lines.append(
+                f"| {cell.load} | {cell.profile} | {o.policy} | {o.attainment:.2%} "
+                f"| {o.attainment_all:.2%} | {o.replica_seconds:.0f} |"
+            )
+    return [*lines, ""]
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """One pattern at 50ms in targets mode, under another scale-down window or balancer."""
+
+    load: str
+    windows: list[tuple[str, Outcome]]
+    """(window, operator outcome) for the operator's default and Kubernetes' 300 s."""
+    random: dict[str, Outcome]
+    """Every autoscaled policy behind random balancing (a plain Service, kube-proxy)."""
+
+
+def run_sensitivity(load: str, seed: int) -> Sensitivity:
+    profile = PROFILES["50ms"]
+    loaded = load_arrivals(load, profile, seed)
+    assert not isinstance(loaded, str)
+    arrivals, duration = loaded
+    spec = targets_spec(profile)
+    slow = spec.model_copy(
+        update={
+            "behavior": spec.behavior.model_validate(
+                {"scaleDown": {"stabilizationWindowSeconds": 300}}
+            )
+        }
+    )
+    base = Scenario(spec, profile.service(seed), arrivals, duration, INTERVAL_S)
+    windows = [
+        ("60 s", timed("operator", base)),
+        ("300 s", timed("operator", replace(base, autoscaling=slow))),
+    ]
+    plain = replace(base, service=replace(base.service, balancer="random"))
+    random_rows = {p: timed(p, plain) for p in ("operator", "hpa", "kpa", "oracle")}
+    return Sensitivity(load, windows, random_rows)
+
+
+def sensitivity_tables(rows: Sequence[Sensitivity], cells: Sequence[Cell]) -> list[str]:
+    """The sensitivity tables; x oracle against the main table's oracle of the same load."""
+    oracle_cost = {
+        cell.load: cell.oracle.replica_seconds
+        for cell in cells
+        if cell.profile == "50ms" and not cell.skipped
+    }
+    lines = [
+        "## Sensitivity (50ms profile, targets mode)",
         "",
         "### Scale-down window: the operator's default 60 s against Kubernetes' 300 s",
         "",
         "| pattern | window | SLO attainment | replica-seconds | x oracle |",
         "|---|---:|---:|---:|---:|",
     ]
-    slow = autoscaling.model_copy(
-        update={
-            "behavior": autoscaling.behavior.model_validate(
-                {"scaleDown": {"stabilizationWindowSeconds": 300}}
-            )
-        }
-    )
-    for name in PATTERNS:
-        arrivals, duration = pattern_arrivals(name, seed)
-        base = Scenario(autoscaling, replace(ServiceConfig(), seed=seed), arrivals, duration)
-        oracle = run("oracle", base).replica_seconds
-        for label, spec in (("60 s", autoscaling), ("300 s", slow)):
-            result = run("operator", replace(base, autoscaling=spec))
+    for row in rows:
+        for window, o in row.windows:
             lines.append(
-                f"| {name} | {label} | {result.slo_attainment:.2%} | "
-                f"{result.replica_seconds:.0f} | {result.replica_seconds / oracle:.2f} |"
+                f"| {row.load} | {window} | {o.attainment:.2%} | {o.replica_seconds:.0f} "
+                f"| {o.replica_seconds / oracle_cost[row.load]:.2f} |"
             )
-        print(f"  sensitivity: {name} scale-down windows done", file=sys.stderr, flush=True)
     lines += [
         "",
         "### Random balancing (a plain Service through kube-proxy), every policy",
@@ -234,148 +583,255 @@ def sensitivity(autoscaling: Autoscaling, seed: int) -> list[str]:
         "| pattern | policy | SLO attainment | replica-seconds | x oracle (random) |",
         "|---|---|---:|---:|---:|",
     ]
-    balancer: Balancer = "random"
-    for name in PATTERNS:
-        config = replace(ServiceConfig(), seed=seed, balancer=balancer)
-        run_ = run_pattern(name, seed, autoscaling, config, statics=False)
-        for policy, row in run_.rows.items():
-            result = row.result
+    for row in rows:
+        oracle = row.random["oracle"].replica_seconds
+        for policy, o in row.random.items():
             lines.append(
-                f"| {name} | {policy} | {result.slo_attainment:.2%} | "
-                f"{result.replica_seconds:.0f} | "
-                f"{result.replica_seconds / run_.oracle.replica_seconds:.2f} |"
+                f"| {row.load} | {policy} | {o.attainment:.2%} | {o.replica_seconds:.0f} "
+                f"| {o.replica_seconds / oracle:.2f} |"
             )
-        print(f"  sensitivity: {name} random balancing done", file=sys.stderr, flush=True)
     return [*lines, ""]
 
 
-def robustness(autoscaling: Autoscaling, seeds: Sequence[int]) -> tuple[list[str], list[str]]:
-    """The operator against hpa, kpa and the oracle on more arrival seeds: a compact table and
-    the failed checks (static:N is skipped here, so the oracle check is not repeated)."""
+def robustness_table(cells: Sequence[Cell], checks: dict[CheckKey, list[Check]]) -> list[str]:
     lines = [
         "## Robustness across arrival seeds",
         "",
-        "| seed | pattern | operator SLO | operator x oracle | hpa SLO | hpa x oracle "
-        "| kpa SLO | kpa x oracle | checks |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "The patterns at other seeds, without static:N (so without the checks that need it).",
+        "",
+        "| seed | load | profile | mode | operator | x oracle | hpa | kpa | checks |",
+        "|---:|---|---|---|---:|---:|---:|---:|---|",
     ]
-    failures: list[str] = []
-    for seed in seeds:
-        for name in PATTERNS:
-            run_ = run_pattern(name, seed, autoscaling, ServiceConfig(), statics=False)
-            cost = run_.oracle.replica_seconds
-            cells = []
-            for policy in POLICIES:
-                result = run_.rows[policy].result
-                cells += [f"{result.slo_attainment:.2%}", f"{result.replica_seconds / cost:.2f}"]
-            failed = [text for text, ok in run_.checks if not ok]
-            failures += [f"seed {seed}: {text}" for text in failed]
-            verdict = "all PASS" if not failed else "FAIL: " + "; ".join(failed)
-            lines.append(f"| {seed} | {name} | {' | '.join(cells)} | {verdict} |")
-        print(f"  robustness: seed {seed} done", file=sys.stderr, flush=True)
-    return [*lines, ""], failures
+    for cell in cells:
+        failed = [c.text for c in checks[(cell.seed, cell.load, cell.profile)] if c.status != PASS]
+        verdict = "all PASS" if not failed else "; ".join(failed)
+        for mode, ours in cell.operator.items():
+            lines.append(
+                f"| {cell.seed} | {cell.load} | {cell.profile} | {mode} "
+                f"| {ours.attainment:.2%} / {ours.replica_seconds:.0f} "
+                f"| {ours.replica_seconds / cell.oracle.replica_seconds:.2f} "
+                f"| {cell.baselines['hpa'].attainment:.2%} | {cell.baselines['kpa'].attainment:.2%} "
+                f"| {verdict} |"
+            )
+    return [*lines, ""]
+
+
+def performance() -> tuple[int, float]:
+    """CPU seconds to simulate one hour of 20,000 requests (about 5.6 req/s) under the operator."""
+    rng = random.Random(7)
+    rate = 20_000 / 3600
+    arrivals = poisson_arrivals(RateProfile("flat", 3600.0, rate, lambda t: rate), rng)
+    scenario = Scenario(targets_spec(PROFILES["50ms"]), ServiceConfig(), arrivals, 3600.0)
+    started = time.process_time()
+    run("operator", scenario)
+    return len(arrivals), time.process_time() - started
+
+
+def _cell_job(arguments: tuple[str, str, int, tuple[str, ...], bool, bool]) -> Cell:
+    started = time.process_time()
+    cell = run_cell(*arguments)
+    cell.cpu_seconds = time.process_time() - started
+    return cell
+
+
+def _sensitivity_job(arguments: tuple[str, int]) -> tuple[Sensitivity, float]:
+    started = time.process_time()
+    return run_sensitivity(*arguments), time.process_time() - started
+
+
+def _selection(text: str, choices: Sequence[str], what: str) -> list[str]:
+    chosen = [item for item in text.split(",") if item]
+    unknown = [item for item in chosen if item not in choices]
+    if unknown:
+        raise SystemExit(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return chosen
+
+
+CheckKey = tuple[int, str, str]
+"""(seed, load, profile)."""
+
+
+@dataclass
+class Report:
+    """Everything one run measured, for the console, Markdown and JSON."""
+
+    cells: list[Cell]
+    robustness: list[Cell]
+    sensitivity: list[Sensitivity]
+    checks: dict[CheckKey, list[Check]]
+    elapsed: float
+    cpu: float
+    jobs: int
+    speed: tuple[int, float]
+    """(requests, CPU seconds) of the simulator speed figure."""
+
+    @property
+    def every_check(self) -> list[Check]:
+        return [c for cell_checks in self.checks.values() for c in cell_checks]
+
+    def count(self, status: str) -> int:
+        return sum(1 for c in self.every_check if c.status == status)
+
+    @property
+    def verdict(self) -> str:
+        return (
+            f"{len(self.every_check)} checks: {self.count(PASS)} PASS, {self.count(FAIL)} FAIL, "
+            f"{self.count(OUT_OF_REACH)} OUT OF REACH"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="1", help="comma-separated arrival seeds (default 1)")
-    parser.add_argument("--patterns", default=",".join(PATTERNS), help="comma-separated patterns")
-    parser.add_argument("--no-sensitivity", action="store_true", help="skip the sensitivity runs")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--loads", default=",".join(LOADS), help="comma-separated loads")
+    parser.add_argument("--profiles", default=",".join(PROFILES), help="50ms,1s")
+    parser.add_argument("--modes", default=",".join(MODES), help="targets,objective")
+    parser.add_argument("--quick", action="store_true", help=f"loads {','.join(QUICK_LOADS)}")
+    parser.add_argument("--seed", type=int, default=1, help="arrival seed of the patterns")
     parser.add_argument(
         "--robustness-seeds",
-        default="2,3,4,5",
-        help="more seeds for the compact robustness table (empty: skip)",
+        default="",
+        metavar="S,S",
+        help="also run the patterns at these seeds, without static:N (default none)",
     )
-    parser.add_argument("--results", default=str(RESULTS), help="Markdown output file")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold-start table")
+    parser.add_argument(
+        "--no-sensitivity", action="store_true", help="skip the scale-down/balancer tables"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument(
+        "--results", help="Markdown output (default RESULTS.md, written only by a full run)"
+    )
     args = parser.parse_args(argv)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
-    patterns = args.patterns.split(",")
-    autoscaling = load_spec()
+    loads = list(QUICK_LOADS) if args.quick else _selection(args.loads, LOADS, "load")
+    profiles = _selection(args.profiles, list(PROFILES), "profile")
+    modes = tuple(_selection(args.modes, MODES, "mode"))
+    extra_seeds = [int(seed) for seed in args.robustness_seeds.split(",") if seed]
+    full = set(loads) == set(LOADS) and set(profiles) == set(PROFILES) and set(modes) == set(MODES)
+    results = Path(args.results) if args.results else (RESULTS if full else None)
     started = time.monotonic()
 
-    count, seconds = performance()
-    print(f"performance: one hour of {count} requests simulated in {seconds:.2f} s CPU")
+    speed = performance()
+    print(
+        f"performance: one hour of {speed[0]} requests under the operator in {speed[1]:.2f} s CPU"
+    )
+    main_jobs = [
+        (load, profile, args.seed, modes, True, not args.no_cold)
+        for load in loads
+        for profile in profiles
+    ]
+    robust_jobs = [
+        (load, profile, seed, modes, False, False)
+        for seed in extra_seeds
+        for load in loads
+        if load in PATTERNS
+        for profile in profiles
+    ]
+    patterns = [load for load in loads if load in PATTERNS and "50ms" in profiles]
+    report = Report([], [], [], {}, 0.0, 0.0, args.jobs, speed)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        sensitivity = (
+            []
+            if args.no_sensitivity
+            else [pool.submit(_sensitivity_job, (p, args.seed)) for p in patterns]
+        )
+        for cell in pool.map(_cell_job, [*main_jobs, *robust_jobs]):
+            key = (cell.seed, cell.load, cell.profile)
+            report.checks[key] = check_cell(cell)
+            report.cpu += cell.cpu_seconds
+            if len(report.cells) < len(main_jobs):
+                report.cells.append(cell)
+                print("\n".join(cell_table(cell, report.checks[key])), flush=True)
+            else:
+                report.robustness.append(cell)
+        for future in sensitivity:
+            row, cpu = future.result()
+            report.sensitivity.append(row)
+            report.cpu += cpu
+    report.elapsed = time.monotonic() - started
 
-    runs: list[PatternRun] = []
-    for seed in seeds:
-        for name in patterns:
-            result = run_pattern(name, seed, autoscaling, ServiceConfig())
-            runs.append(result)
-            print("\n".join(table(result)), flush=True)
+    print("\n## Operator against the oracle and the cheapest static\n")
+    print("\n".join(summary_table(report.cells)))
+    if not args.no_cold:
+        print("## From minReplicas (cold start)\n")
+        print("\n".join(cold_table(report.cells)))
+    if report.robustness:
+        print("\n".join(robustness_table(report.robustness, report.checks)))
+    if report.sensitivity:
+        print("\n".join(sensitivity_tables(report.sensitivity, report.cells)))
+    print(
+        f"{report.verdict}; {report.elapsed:.0f} s with {args.jobs} processes, "
+        f"{report.cpu:.0f} s of CPU"
+    )
+    for c in report.every_check:
+        if c.status != PASS:
+            print(f"{c.status} {c.text}")
+    if args.json:
+        payload = {
+            "seconds": round(report.elapsed, 1),
+            "cpu_seconds": round(report.cpu, 1),
+            "jobs": args.jobs,
+            "cells": [asdict(cell) for cell in report.cells],
+            "robustness": [asdict(cell) for cell in report.robustness],
+            "sensitivity": [asdict(row) for row in report.sensitivity],
+            "checks": [
+                {"seed": seed, "load": load, "profile": profile, **asdict(c)}
+                for (seed, load, profile), cell_checks in report.checks.items()
+                for c in cell_checks
+            ],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+    if results is not None:
+        results.write_text("\n".join(markdown(report)))
+        print(f"wrote {results}")
+    return 1 if report.count(FAIL) else 0
 
-    failures = [text for r in runs for text, ok in r.checks if not ok]
+
+def markdown(report: Report) -> list[str]:
+    requests, cpu = report.speed
     lines = [
         "# Autoscaling benchmark",
         "",
-        "Generated by `python e2e/bench/autoscale.py"
-        + (f" --seeds {args.seeds}" if args.seeds != "1" else "")
-        + "` (do not edit by hand). Each pattern is one hour of Poisson arrivals "
-        "(`tritonop.sim.traces`); each replica runs one model instance of 50 ms per request "
-        "(20 req/s at most), starts serving 20 s after it is requested, and costs "
-        "replica-seconds from request to removal. Requests reach replicas through a "
-        "least-request balancer. The objective: 500 ms from arrival to response. The spec is "
-        "[spec.yaml](spec.yaml): targets queueDepth 2 and queueTimeMs 100, 1 to 20 replicas, "
-        "no behavior (every policy with its own defaults).",
+        "Generated by `python e2e/bench/autoscale.py` (do not edit by hand); what is simulated, "
+        "the policies and the rules that make the comparison fair are in [README.md](README.md).",
         "",
-        "Policies: `operator` (tritonop's policy, 5 s interval), `hpa` (Kubernetes HPA on the "
-        "prometheus-adapter metrics, 15 s sync, 60 s rate window, 300 s scale-down window), "
-        "`kpa` (Knative, 2 s tick, 60 s/6 s windows, target concurrency queueDepth + instances "
-        "at 70%), `static:N`, and `oracle` (knows the arrivals; per 30 s window the fewest "
-        "replicas that serve every request within the objective, started a cold start ahead).",
+        f"**{report.verdict}.** The run took {report.elapsed:.0f} s of wall-clock time with "
+        f"{report.jobs} processes and {report.cpu:.0f} s of CPU; the simulator runs one hour of "
+        f"{requests} requests under the operator in {cpu:.2f} s of CPU.",
         "",
-        f"Simulator speed: one hour of {count} requests under the operator in {seconds:.2f} s "
-        "of CPU.",
+        "## Operator against the oracle and the cheapest static",
         "",
-        f"**Targets: {'all PASS' if not failures else f'{len(failures)} FAIL'}** "
-        f"({sum(len(r.checks) for r in runs)} checks).",
+        "Each cell: SLO attainment / replica-seconds. `x oracle` is the operator's "
+        "replica-seconds over the oracle's. The cheapest static is the fewest fixed replicas "
+        f"that serve {OBJECTIVE:.0%} of the requests within the objective.",
         "",
-        "## Results",
+        *summary_table(report.cells),
+        "## Failed and out-of-reach targets",
         "",
     ]
-    for r in runs:
-        lines += table(r)
-    lines += [
-        "## Reading the step pattern",
-        "",
-        "The step from 5 to 40 req/s at minute 10 cannot be served without misses by any policy "
-        "that reacts to it: the first interval that sees it ends at most 5 s later, a new "
-        "replica serves 20 s after that, and meanwhile one replica completes 20 of the 40 "
-        "requests arriving each second. The backlog of about 500 requests stays in that "
-        "replica's own queue (Triton queues per server), so every request that reached it in "
-        "those ~25 s waits longer than 500 ms: about 1,000 of the hour's 60,000 requests, "
-        "1.7%. Only the oracle, which starts replicas before the step, avoids them.",
-        "",
-    ]
-    lines += [
-        "## Reading the baselines",
-        "",
-        "`hpa` applies the ratio rule to the queue numbers themselves. Queueing is not "
-        "proportional to load: during a burst the backlog keeps growing while new pods start, so "
-        "each 15 s sync asks for more and the HPA climbs to maxReplicas; once the backlog is "
-        "gone the queue reads near zero at any moderate load, so after its 300 s window it "
-        "drops to a count that saturates again. `kpa` sizes by requests in flight per pod, "
-        "assuming they are proportional to load; the derived target (2 queued + 1 executing, "
-        "at 70%: 2.1 per pod) is reached only close to saturation, so it alternates between "
-        "too few replicas and a panic to maxReplicas. The operator's policy turns the same "
-        "targets into a utilisation through a queueing model, sizes by the arrival rate, and "
-        "counts starting pods as capacity, which is what keeps it near the oracle.",
-        "",
-    ]
-    if args.robustness_seeds:
-        extra_seeds = [int(seed) for seed in args.robustness_seeds.split(",")]
-        robust_lines, robust_failures = robustness(autoscaling, extra_seeds)
-        lines += robust_lines
-        failures += robust_failures
-        lines[lines.index("## Results") - 2] += f" Robustness seeds {args.robustness_seeds}: " + (
-            "all PASS." if not robust_failures else f"{len(robust_failures)} FAIL."
-        )
-    if not args.no_sensitivity:
-        lines += sensitivity(autoscaling, seeds[0])
-    Path(args.results).write_text("\n".join(lines))
-    print(f"\nwrote {args.results} in {time.monotonic() - started:.0f} s")
-    for text in failures:
-        print(f"FAIL {text}")
-    return 1 if failures else 0
+    misses = [c for c in report.every_check if c.status != PASS]
+    lines += [f"- {c.status} {c.text}" for c in misses] or ["None."]
+    lines += ["", "## Every load and profile", ""]
+    for cell in report.cells:
+        lines += cell_table(cell, report.checks[(cell.seed, cell.load, cell.profile)])
+    if any(cell.cold for cell in report.cells):
+        lines += [
+            "## From minReplicas (cold start)",
+            "",
+            "The other start rule: every policy, static:N included, starts with minReplicas "
+            "ready; requests arriving before one interval plus one cold start (25 s at 50ms, "
+            "35 s at 1s) are not scored, since no policy could have served them otherwise. "
+            "The static row is the cheapest static meeting 99% from the warm start.",
+            "",
+            *cold_table(report.cells),
+        ]
+    if report.robustness:
+        lines += robustness_table(report.robustness, report.checks)
+    if report.sensitivity:
+        lines += sensitivity_tables(report.sensitivity, report.cells)
+    return lines
 
 
 if __name__ == "__main__":

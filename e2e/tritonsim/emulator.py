@@ -38,6 +38,7 @@ from .metrics import (
     GARBAGE_EXPOSITION,
     ModelMetrics,
     ServerMetrics,
+    absurd_exposition,
     render_exposition,
     triton_registry,
 )
@@ -84,6 +85,9 @@ class MetricsFault(enum.StrEnum):
     """HTTP 200 with text no Prometheus parser accepts."""
     HANG = "hang"
     """Accept the request and never answer (until the mode changes or the emulator stops)."""
+    ABSURD = "absurd"
+    """HTTP 200 with pages that parse but that no Triton prints (see `absurd_exposition`):
+    read twice, they imply a demand of a billion replicas."""
 
 
 class ModelState(enum.StrEnum):
@@ -270,6 +274,7 @@ class TritonEmulator:
         self._request_ids = itertools.count()
         self._runtimes: dict[str, _ModelRuntime] = {}
         self._metrics_fault = MetricsFault.OK
+        self._absurd_reads = 0
         self._fault_changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
@@ -690,6 +695,10 @@ class TritonEmulator:
             return web.Response(status=500, text="Internal Server Error: metrics fault injected\n")
         if self._metrics_fault is MetricsFault.GARBAGE:
             return web.Response(body=GARBAGE_EXPOSITION, content_type="text/plain")
+        if self._metrics_fault is MetricsFault.ABSURD:
+            self._absurd_reads += 1
+            body = absurd_exposition(self.config.models, self._absurd_reads - 1)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
         response = web.Response(body=self.metrics_text())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response

@@ -211,3 +211,26 @@ GARBAGE_EXPOSITION = (
     b'nv_inference_request_success{model="simple",version="1" twelve\n'
     b"\x00\xff<html>upstream connect error</html>\n"
 )
+
+
+def absurd_exposition(models: Sequence[str], reads: int) -> bytes:
+    """The `absurd` fault mode's page after `reads` earlier reads (issue 11's hostile pair).
+
+    The first read shows 7,000 pending requests; every later one 8,000, the success counter
+    5e-9 higher and the queue-duration counter 5 µs higher than the read before: a demand of
+    about a billion replicas if taken at face value, from a counter that no Triton could have
+    incremented by a fraction.
+    """
+    success = 1000 + reads * 5e-9
+    queued = 1_000_000 + reads * 5
+    pending = 7000 if reads == 0 else 8000
+    lines = []
+    for family, value in (
+        ("nv_inference_request_success", repr(success)),
+        ("nv_inference_queue_duration_us", str(queued)),
+        ("nv_inference_pending_request_count", str(pending)),
+    ):
+        kind, help_text = TRITON_FAMILIES[family]
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
+        lines += [f'{family}{{model="{model}",version="1"}} {value}' for model in models]
+    return ("\n".join(lines) + "\n").encode()

@@ -70,10 +70,21 @@ class Settings(BaseSettings):
         description="How often Operator-mode autoscaling reads metrics and decides.",
     )
     scrape_timeout_seconds: float = Field(
-        default=2.0, gt=0, le=30, description="Timeout of one pod's metrics request."
+        default=2.0,
+        gt=0,
+        le=30,
+        description="Deadline of one service's metrics reads: every ready pod's page fetched "
+        "and parsed within it, or reported as timed out.",
     )
     scrape_concurrency: int = Field(
         default=16, ge=1, le=256, description="Metrics requests in flight at once, across all pods."
+    )
+    scrape_max_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest Triton metrics page read, in bytes (Triton prints a few KiB per "
+        "model); a larger page is the pod's MetricsTooLarge problem.",
     )
     triton_run_as_user: int = Field(
         default=1000,

@@ -32,6 +32,7 @@ from tritonop.api.validation import SpecError
 from tritonop.autoscale.loop import operator_mode, run_autoscaler
 from tritonop.autoscale.metrics import MetricsSource, source_for
 from tritonop.k8s import KEDA_CRD
+from tritonop.observability import LoopLagMonitor
 from tritonop.placement import NodeInfo
 from tritonop.reconciler import NodeCapacity
 from tritonop.repair import run_repair
@@ -66,6 +67,7 @@ class Memo:
     retries: Retries
     capacity: NodeCapacity
     metrics: MetricsSource
+    lag: LoopLagMonitor
 
     @classmethod
     def build(cls, runtime: Runtime) -> Memo:
@@ -77,6 +79,7 @@ class Memo:
             retries=Retries(),
             capacity=NodeCapacity(),
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
+            lag=LoopLagMonitor(),
         )
 
 
@@ -109,9 +112,16 @@ def configure(settings: kopf.OperatorSettings, memo: Memo, **_: Any) -> None:
         settings.peering.standalone = True
 
 
+@kopf.on.startup()
+async def watch_loop_lag(memo: Memo, **_: Any) -> None:
+    """Start measuring the event loop's lag (the operator's /metrics shows it)."""
+    memo.lag.start()
+
+
 @kopf.on.cleanup()
 async def release(memo: Memo, **_: Any) -> None:
-    """Close the metrics source's HTTP session."""
+    """Close the metrics source's HTTP session (and its parser process); stop measuring lag."""
+    await memo.lag.stop()
     await memo.metrics.close()
 
 

@@ -7,6 +7,7 @@ labels and are removed when the InferenceService is deleted, so the series count
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -66,6 +67,13 @@ METRICS_PROBLEMS = Counter(
     ["namespace", "name"],
 )
 
+EVENT_LOOP_LAG = Gauge(
+    "tritonop_event_loop_lag_seconds",
+    "Largest delay of the operator's event loop over the last window: how late a timer due "
+    "every tick ran. Every watch, handler, autoscaling loop and /healthz shares this loop; "
+    "lag above a second means something blocks it.",
+)
+
 PER_SERVICE = (DESIRED_REPLICAS, CURRENT_REPLICAS, READY_REPLICAS, SCALE_EVENTS, METRICS_PROBLEMS)
 SIGNALS = ("queue_depth", "queue_time_ms", "request_rate")
 
@@ -79,3 +87,42 @@ def forget_service(namespace: str, name: str) -> None:
     for signal in SIGNALS:
         with contextlib.suppress(KeyError):
             SIGNAL.remove(namespace, name, signal)
+
+
+class LoopLagMonitor:
+    """Measures the event loop's lag into EVENT_LOOP_LAG: started at operator startup.
+
+    A timer due every `tick` seconds notes how late it runs; each `window` the largest delay
+    is published (a maximum, so one stall between two Prometheus scrapes still shows).
+    """
+
+    def __init__(self, tick: float = 0.1, window: float = 5.0) -> None:
+        self.tick = tick
+        self.window = window
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start measuring on the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._measure())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        worst = 0.0
+        window_end = loop.time() + self.window
+        while True:
+            due = loop.time() + self.tick
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            worst = max(worst, now - due)
+            if now >= window_end:
+                EVENT_LOOP_LAG.set(worst)
+                worst = 0.0
+                window_end = now + self.window

@@ -34,9 +34,11 @@ OBJECT_RULES: dict[str, list[Schema]] = {
             "reason": "FieldValueInvalid",
         },
         {
-            "rule": "self.mode == 'None' || has(self.targets.queueDepth) || has(self.targets.queueTimeMs)",
-            "message": "targets needs queueDepth or queueTimeMs (or both) unless mode is None; "
-            "e.g. targets: {queueDepth: 4}",
+            "rule": "self.mode == 'None' || has(self.targets.queueDepth) || "
+            "has(self.targets.queueTimeMs) || (self.mode == 'Operator' && has(self.objective))",
+            "message": "targets needs queueDepth or queueTimeMs (or both) unless mode is None, "
+            "or in mode Operator an objective; e.g. targets: {queueDepth: 4} or objective: "
+            "{latencyMs: 500, attainment: 0.99}",
             "fieldPath": ".targets",
             "reason": "FieldValueRequired",
         },
@@ -157,8 +159,10 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
                 and "default" not in sub
                 and "anyOf" not in sub
                 and name not in node.get("required", [])
+                and not child.get("required")
             ):
-                # An empty default lets the server apply the nested defaults.
+                # An empty default lets the server apply the nested defaults (an object with
+                # required fields has none to apply: {} would only be rejected).
                 child["default"] = {}
             props[name] = child
         node["properties"] = props

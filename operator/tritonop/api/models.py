@@ -651,6 +651,48 @@ class Targets(APIModel):
         return value
 
 
+class Objective(APIModel):
+    """A latency objective: Operator mode chooses its own headroom to meet it at lowest cost."""
+
+    latency_ms: float = Field(
+        description=(
+            "Request latency (queue + compute) the service promises, in milliseconds (> 0)."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self > 0.0", "message": "must be greater than 0"}
+            ]
+        },
+    )
+    attainment: float = Field(
+        description=(
+            "Fraction of requests that must meet latencyMs, strictly between 0 and 1 (e.g. 0.99)."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self > 0.0 && self < 1.0",
+                    "message": "must be between 0 and 1 (exclusive), e.g. 0.99",
+                }
+            ]
+        },
+    )
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _positive_latency(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("attainment")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be between 0 and 1 (exclusive), e.g. 0.99")
+        return value
+
+
 class ScalingPolicy(APIModel):
     """One rate limit on scaling, as in HPA v2's HPAScalingPolicy."""
 
@@ -731,7 +773,26 @@ class Autoscaling(APIModel):
     )
     targets: Targets = Field(
         default_factory=Targets,
-        description="Targets; at least one is required unless mode is None. The largest recommendation wins.",
+        description=(
+            "Targets; at least one is required unless mode is None or (in mode Operator) an "
+            "objective is set. The largest recommendation wins."
+        ),
+    )
+    objective: Objective | None = Field(
+        default=None,
+        description=(
+            "Latency objective (mode Operator only; HPA and KEDA modes ignore it and say so): "
+            "the policy holds the headroom that the cold start and the bursts it has seen call "
+            "for, so that the attainment is met at the lowest cost. With targets too, the "
+            "stricter of the two wins."
+        ),
+    )
+    cold_start_seconds: Annotated[int, Field(ge=1, le=7200)] | None = Field(
+        default=None,
+        description=(
+            "Seconds a new replica takes from creation to Ready (1..7200), for the objective's "
+            "headroom. Unset: learned from how long the service's own new pods take."
+        ),
     )
     models: list[ModelName] = Field(
         default_factory=list,
@@ -756,10 +817,18 @@ class Autoscaling(APIModel):
             self.mode != "None"
             and self.targets.queue_depth is None
             and self.targets.queue_time_ms is None
+            and not (self.mode == "Operator" and self.objective is not None)
         ):
+            if self.mode == "Operator":
+                raise ValueError(
+                    "targets needs queueDepth or queueTimeMs (or both), or an objective, when "
+                    "mode is Operator; e.g. targets: {queueDepth: 4} or objective: "
+                    "{latencyMs: 500, attainment: 0.99}"
+                )
             raise ValueError(
                 "targets needs queueDepth or queueTimeMs (or both) when mode is "
-                f"{self.mode}; e.g. targets: {{queueDepth: 4}}"
+                f"{self.mode} (only mode Operator can scale on an objective alone); e.g. "
+                "targets: {queueDepth: 4}"
             )
         if self.min_replicas == 0 and self.mode != "KEDA":
             raise ValueError("minReplicas 0 needs mode KEDA (scale to zero); set minReplicas >= 1")

@@ -15,16 +15,21 @@ returns chosen Observations and a stop flag.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
 from tritonop.autoscale.metrics import MetricsSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
 from tritonop.autoscale.policy import PolicyState, decide
-from tritonop.autoscale.types import Decision, Observation
+from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 from tritonop.observability import (
     CURRENT_REPLICAS,
     DESIRED_REPLICAS,
@@ -90,6 +95,69 @@ def rate_window(interval: float) -> float:
     return max(interval * 6, MIN_RATE_WINDOW_SECONDS)
 
 
+MAX_BACKOFF_SECONDS = 60.0
+"""Longest wait after the API server throttled the loop (429), Retry-After included."""
+
+WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    ApiException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+"""What a refused or unanswered write raises: an API status, or the connection failing."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """A write of one interval that the API server refused or never answered."""
+
+    write: str
+    """Which write: "scale" or "status"."""
+    status: int | None
+    """The HTTP status (409, 429, 500, ...); None when there was no answer."""
+    message: str
+    retry_after: float | None = None
+    """The server's Retry-After, in seconds, when it sent one."""
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+    @classmethod
+    def of(cls, write: str, error: BaseException) -> WriteFailure:
+        if isinstance(error, ApiException):
+            headers = error.headers or {}
+            retry_after = None
+            with contextlib.suppress(TypeError, ValueError):  # absent, or an HTTP date
+                retry_after = max(0.0, float(str(headers.get("Retry-After"))))
+            reason = f"HTTP {error.status} {error.reason or ''}".strip()
+            return cls(write, int(error.status or 0) or None, reason, retry_after)
+        return cls(write, None, f"{type(error).__name__}: {error}"[:200])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One interval's result: the policy state for the next, and a write that failed."""
+
+    state: PolicyState | None
+    failure: WriteFailure | None = None
+
+
+def next_delay(interval: float, failure: WriteFailure | None, throttled: int) -> float:
+    """Seconds from this interval's start to the next one's.
+
+    A failed write is retried at the next interval (the decision is made again from fresh
+    metrics, with the policy state kept). After `throttled` 429s in a row the loop backs off:
+    one interval after the first, doubling after each further one, at least the server's
+    Retry-After, at most MAX_BACKOFF_SECONDS (or the interval, if longer).
+    """
+    if failure is None or not failure.throttled:
+        return interval
+    backoff = interval * 2.0 ** max(0, throttled - 1)
+    if failure.retry_after is not None:
+        backoff = max(backoff, failure.retry_after)
+    return min(backoff, max(MAX_BACKOFF_SECONDS, interval))
+
+
 async def run_autoscaler(
     runtime: Runtime,
     book: StatusBook,
@@ -98,14 +166,23 @@ async def run_autoscaler(
     source: MetricsSource,
     stopped: StopFlag,
 ) -> None:
-    """Autoscale one service every interval until `stopped`; the source forgets it afterwards."""
+    """Autoscale one service every interval until `stopped`; the source forgets it afterwards.
+
+    An interval whose writes fail does not end the loop: the policy state lives on (its
+    stabilization windows are not reset) and the writes are made again next interval.
+    """
     interval = runtime.settings.autoscale_interval_seconds
     state: PolicyState | None = None
+    throttled = 0
     try:
         while not stopped:
             started = runtime.clock.monotonic()
-            state = await autoscale_once(runtime, book, key, view, source, state)
-            await stopped.wait(max(0.0, interval - (runtime.clock.monotonic() - started)))
+            outcome = await autoscale_once(runtime, book, key, view, source, state)
+            state = outcome.state
+            failure = outcome.failure
+            throttled = throttled + 1 if failure is not None and failure.throttled else 0
+            delay = next_delay(interval, failure, throttled)
+            await stopped.wait(max(0.0, delay - (runtime.clock.monotonic() - started)))
     finally:
         source.forget(key)
 
@@ -117,8 +194,8 @@ async def autoscale_once(
     view: ClusterView,
     source: MetricsSource,
     state: PolicyState | None,
-) -> PolicyState | None:
-    """One interval; returns the policy state for the next.
+) -> Outcome:
+    """One interval; returns the policy state for the next and the write that failed, if any.
 
     Nothing happens while the service has no valid autoscaling spec or no Deployment yet (the
     reconcile creates it): there is nothing to observe or to scale.
@@ -126,14 +203,14 @@ async def autoscale_once(
     body = view.service(key)
     deployment = view.deployment(key)
     if body is None or deployment is None:
-        return state
+        return Outcome(state)
     try:
         service = parse_object(body)
     except SpecError:
-        return state
+        return Outcome(state)
     autoscaling = service.spec.autoscaling
     if autoscaling is None:
-        return state
+        return Outcome(state)
     interval = runtime.settings.autoscale_interval_seconds
     current = int((deployment.get("spec") or {}).get("replicas", 1))
     ready, starting = split_pods(view.pods(key))
@@ -149,10 +226,16 @@ async def autoscale_once(
     now = runtime.clock.monotonic()
     if state is None:
         state = PolicyState.fresh(now, current)
-    decision, state = decide(autoscaling, current, observation, state, now, interval)
+    decision, next_state = decide(autoscaling, current, observation, state, now, interval)
     # The API client blocks: off the event loop, which every service's loop shares.
-    await asyncio.to_thread(carry_out, runtime, book, body, service, current, decision, observation)
-    return state
+    failure = await asyncio.to_thread(
+        carry_out, runtime, book, body, service, current, decision, observation
+    )
+    if failure is not None and failure.write == "scale":
+        # The replicas did not change: no scale event for the rate limits to count. The
+        # recommendations (the stabilization windows) stay, so the retry decides the same.
+        next_state = replace(next_state, scale_events=state.scale_events)
+    return Outcome(next_state, failure)
 
 
 def carry_out(
@@ -163,37 +246,42 @@ def carry_out(
     current: int,
     decision: Decision,
     observation: Observation,
-) -> None:
-    """Scale when the decision differs, then record the decision in status and /metrics."""
+) -> WriteFailure | None:
+    """Scale when the decision differs, then record the decision in status and /metrics.
+
+    A refused scale write leaves the replicas as they are and says so in status
+    (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
+    returned, for the loop to retry next interval. Events are best effort: one the API
+    server refuses is logged and dropped.
+    """
     labels = {"namespace": service.namespace, "name": service.name}
+    key = (service.namespace, service.name)
     fields: StatusFields = {
         "desiredReplicas": decision.desired_replicas,
         "metrics": metrics_fields(observation),
     }
+    flags: Sequence[ConditionFlag] = decision.conditions
     record_signals(observation, labels)
+    failure: WriteFailure | None = None
+    replicas = current
     if decision.desired_replicas != current:
-        runtime.kube.scale_deployment(service.namespace, service.name, decision.desired_replicas)
-        up = decision.desired_replicas > current
-        SCALE_EVENTS.labels(direction="up" if up else "down", **labels).inc()
-        fields["lastScaleTime"] = runtime.clock.wall()
-        fields["lastScale"] = {
-            "from": current,
-            "to": decision.desired_replicas,
-            "reason": decision.reason,
-        }
-        runtime.kube.event(
-            body,
-            warning=False,
-            reason=c.SCALED_UP if up else c.SCALED_DOWN,
-            message=decision.reason,
-        )
-        log.info(
-            "%s/%s scaled %s: %s",
-            service.namespace,
-            service.name,
-            "up" if up else "down",
-            decision.reason,
-        )
+        try:
+            runtime.kube.scale_deployment(
+                service.namespace, service.name, decision.desired_replicas
+            )
+        except WRITE_ERRORS as error:
+            failure = WriteFailure.of("scale", error)
+            flags = c.with_condition(flags, _unable(failure, current, decision))
+            log.warning(
+                "%s/%s: scaling %d -> %d failed (%s); retried next interval",
+                *key,
+                current,
+                decision.desired_replicas,
+                failure.message,
+            )
+        else:
+            replicas = decision.desired_replicas
+            fields.update(_scaled(runtime, body, service, current, decision))
 
     def status(live: Mapping[str, Any]) -> StatusChange:
         ready = int(live.get("readyReplicas") or 0)
@@ -201,11 +289,60 @@ def carry_out(
             **fields,
             "replicaSummary": f"{ready}/{decision.desired_replicas}",
         }
-        return StatusChange(summary, decision.conditions, int(live.get("observedGeneration") or 0))
+        return StatusChange(summary, flags, int(live.get("observedGeneration") or 0))
 
-    book.update((service.namespace, service.name), body.get("status"), status)
+    try:
+        book.update(key, body.get("status"), status)
+    except WRITE_ERRORS as error:
+        failed = WriteFailure.of("status", error)
+        log.warning("%s/%s: status write failed (%s); retried next interval", *key, failed.message)
+        failure = failure or failed
     DESIRED_REPLICAS.labels(**labels).set(decision.desired_replicas)
-    CURRENT_REPLICAS.labels(**labels).set(decision.desired_replicas)
+    CURRENT_REPLICAS.labels(**labels).set(replicas)
+    return failure
+
+
+def _unable(failure: WriteFailure, current: int, decision: Decision) -> ConditionFlag:
+    """AbleToScale=False while the scale write fails, saying why and when it is tried again."""
+    retry = "retried at the next interval"
+    if failure.throttled:
+        retry = "retried after backing off" + (
+            f" (Retry-After {failure.retry_after:g}s)" if failure.retry_after is not None else ""
+        )
+    return ConditionFlag(
+        c.ABLE_TO_SCALE,
+        False,
+        c.FAILED_UPDATE_SCALE,
+        f"scaling from {current} to {decision.desired_replicas} replicas failed: "
+        f"{failure.message}; {retry}",
+    )
+
+
+def _scaled(
+    runtime: Runtime,
+    body: Mapping[str, Any],
+    service: ParsedService,
+    current: int,
+    decision: Decision,
+) -> StatusFields:
+    """Count, announce and log a scale that happened; the status fields that record it."""
+    up = decision.desired_replicas > current
+    direction = "up" if up else "down"
+    SCALE_EVENTS.labels(direction=direction, namespace=service.namespace, name=service.name).inc()
+    try:
+        runtime.kube.event(
+            body,
+            warning=False,
+            reason=c.SCALED_UP if up else c.SCALED_DOWN,
+            message=decision.reason,
+        )
+    except WRITE_ERRORS as error:
+        log.warning("%s/%s: event not posted: %s", service.namespace, service.name, error)
+    log.info("%s/%s scaled %s: %s", service.namespace, service.name, direction, decision.reason)
+    return {
+        "lastScaleTime": runtime.clock.wall(),
+        "lastScale": {"from": current, "to": decision.desired_replicas, "reason": decision.reason},
+    }
 
 
 def metrics_fields(observation: Observation) -> MetricsFields | None:

@@ -4,12 +4,15 @@ One `MetricsSource` protocol, two implementations, chosen once from the settings
 `source_for` (the autoscaling loop never asks which it has):
 
 * `ScrapeSource` (the default) reads `http://<podIP>:8002/metrics` of every ready pod
-  concurrently and remembers each service's last scrapes, since counter deltas need two.
+  through the operator's one `MetricsReader` and remembers each service's last scrapes, since
+  counter deltas need two. The reader is where a hostile pod is contained: whole bodies up to
+  a cap, a parser process off the event loop, one deadline per service's reads, one bound on
+  requests in flight for the operator. `tritonop scrape` reads with the same reader.
 * `PrometheusSource`, when the operator is configured with a Prometheus server, asks it the
   same quantities as PromQL over a rate window.
 
 One source serves every InferenceService and keeps one HTTP session for all of them; `close`
-releases it when the operator stops. Everything that is not I/O (parsing, counter deltas,
+releases it (and the parser process) when the operator stops. Everything that is not I/O (parsing, counter deltas,
 turning query answers into an Observation, and the rules that keep a missing signal from
 reading as zero) is autoscale/observe.py.
 """
@@ -17,18 +20,25 @@ reading as zero) is autoscale/observe.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 import aiohttp
 
 from tritonop.autoscale.observe import (
+    METRICS_TOO_LARGE,
     MetricsParseError,
     MetricsTarget,
+    MetricsTooLarge,
     PodEndpoint,
     PodScrape,
     PrometheusError,
+    TritonSample,
     empty_observation,
     observe,
     parse_triton_metrics,
@@ -42,8 +52,6 @@ from tritonop.autoscale.types import Observation
 from tritonop.config import Settings
 
 TRITON_METRICS_PORT = 8002
-MAX_BODY_BYTES = 16 * 1024 * 1024
-"""Largest metrics body read from a pod; Triton prints a few KiB per model."""
 
 Monotonic = Callable[[], float]
 """The monotonic clock that stamps observations (runtime.Clock.monotonic)."""
@@ -69,15 +77,21 @@ def source_for(settings: Settings, clock: Monotonic) -> MetricsSource:
     """The source the settings choose: Prometheus when an address is set, else scraping."""
     if settings.prometheus_url:
         return PrometheusSource(settings.prometheus_url, settings.scrape_timeout_seconds, clock)
-    return ScrapeSource(
+    return ScrapeSource(reader_for(settings, clock))
+
+
+def reader_for(settings: Settings, clock: Monotonic = time.monotonic) -> MetricsReader:
+    """The operator's metrics reader with the settings' limits (also `tritonop scrape`'s)."""
+    return MetricsReader(
         timeout=settings.scrape_timeout_seconds,
+        max_bytes=settings.scrape_max_bytes,
         concurrency=settings.scrape_concurrency,
         clock=clock,
     )
 
 
 # --------------------------------------------------------------------------------------------
-# scraping the pods
+# reading the pages
 # --------------------------------------------------------------------------------------------
 
 
@@ -87,127 +101,212 @@ def metrics_url(ip: str, port: int = TRITON_METRICS_PORT) -> str:
     return f"http://{host}:{port}/metrics"
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str) -> str:
-    """GET one metrics page; raise ScrapeFailure with a short reason on anything but 200 text."""
-    try:
-        async with session.get(url, allow_redirects=False) as response:
-            if response.status != 200:
-                raise ScrapeFailure(f"HTTP {response.status} from {url}")
-            body = await response.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
-                raise ScrapeFailure(f"metrics body larger than {MAX_BODY_BYTES} bytes")
-            return body.decode("utf-8", errors="replace")
-    except aiohttp.ClientConnectorError as error:
-        raise ScrapeFailure(f"unreachable: {shorten(str(error.os_error) or str(error))}") from None
-    except aiohttp.ClientError as error:
-        raise ScrapeFailure(
-            f"request failed: {shorten(type(error).__name__ + ' ' + str(error))}"
-        ) from None
-
-
 class ScrapeFailure(Exception):
     """Why one pod's metrics could not be read (the message becomes an Observation problem)."""
 
 
-async def scrape_pods(
-    pods: Sequence[PodEndpoint],
-    *,
-    timeout: float,
-    concurrency: int,
-    port: int = TRITON_METRICS_PORT,
-    session: aiohttp.ClientSession | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, PodScrape]:
-    """Read and parse every pod's metrics concurrently; returns one PodScrape per pod name.
+_REQUEST_HEADERS = {"Accept": "text/plain", "Accept-Encoding": "identity"}
+"""Triton's exposer compresses when asked; the reader asks not to, so the byte cap is the
+page's size (a compressed body would be a zip bomb away from the cap meaning nothing)."""
 
-    At most `concurrency` requests are in flight. `timeout` bounds the whole call, not each
-    request: every request shares one deadline, so a slow or dead pod (or a queue of them
-    behind the semaphore) costs at most `timeout` seconds of the autoscaling interval, and
-    pods not answered by then are reported as timed out. A Triton page takes milliseconds,
-    so the default 16 in flight within 2 s covers hundreds of pods.
+
+async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body, streamed, or ScrapeFailure: over `max_bytes`, encoded, or incomplete.
+
+    `content.read(n)` returns what has arrived so far, not n bytes, so the body is read to its
+    end in pieces and counted; reading stops as soon as the count passes the cap, so an
+    endless response costs `max_bytes` of memory and is then dropped with its connection.
+    A body shorter than its Content-Length, or a chunked body cut off, makes aiohttp raise
+    ClientPayloadError (reported by the caller); a body without either that ends early can
+    only be told by its last line, which `observe.autoscaling_lines` checks.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
-    if not pods:
-        return {}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    gate = asyncio.Semaphore(concurrency)
-
-    async def scrape(pod: PodEndpoint, client: aiohttp.ClientSession) -> PodScrape:
-        url = metrics_url(pod.ip, port)
-        try:
-            async with asyncio.timeout_at(deadline):
-                async with gate:
-                    text = await _fetch(client, url)
-        except TimeoutError:
-            return PodScrape(pod.name, pod.ip, clock(), error=f"timed out after {timeout:g}s")
-        except ScrapeFailure as failure:
-            return PodScrape(pod.name, pod.ip, clock(), error=str(failure))
-        received = clock()
-        try:
-            sample = parse_triton_metrics(text)
-        except MetricsParseError as error:
-            return PodScrape(pod.name, pod.ip, received, error=f"parse error: {error}")
-        return PodScrape(pod.name, pod.ip, received, sample=sample)
-
-    async def scrape_all(client: aiohttp.ClientSession) -> list[PodScrape]:
-        return await asyncio.gather(*(scrape(pod, client) for pod in pods))
-
-    results = await _with_session(session, concurrency, scrape_all)
-    return {result.pod: result for result in results}
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ScrapeFailure(f"the body is {encoding}-encoded although identity was asked for")
+    declared = response.content_length
+    too_large = (
+        f"{METRICS_TOO_LARGE}: the body is larger than {max_bytes} bytes "
+        "(TRITONOP_SCRAPE_MAX_BYTES)"
+    )
+    if declared is not None and declared > max_bytes:
+        raise ScrapeFailure(too_large)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ScrapeFailure(too_large)
+        chunks.append(chunk)
+    if declared is not None and size != declared:
+        raise ScrapeFailure(f"incomplete body: {size} of {declared} bytes")
+    return b"".join(chunks)
 
 
-async def _with_session(
-    session: aiohttp.ClientSession | None,
-    connections: int,
-    work: Callable[[aiohttp.ClientSession], Awaitable[list[PodScrape]]],
-) -> list[PodScrape]:
-    """Run `work` with the caller's session, or a short-lived one that ignores proxy variables."""
-    if session is not None:
-        return await work(session)
-    connector = aiohttp.TCPConnector(limit=connections, force_close=True)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False) as owned:
-        return await work(owned)
+def _started() -> None:
+    """The first task of a new parser process: done once the process runs."""
 
 
-class ScrapeSource:
-    """Observations from scraping every ready pod, with each service's previous scrapes kept.
+class MetricsReader:
+    """How the operator reads Triton's metrics pages: one session, one bound, one parser.
 
-    The session is shared by every service's scrapes; `concurrency` bounds the requests of one
-    service's interval (as before the session was shared), and connections are not kept alive
-    (a pod may be gone by the next interval).
+    One reader serves every InferenceService of the process (and `tritonop scrape`), so its
+    limits are the operator's, not a service's:
+
+    * at most `concurrency` requests are in flight, across every service's scrapes;
+    * every page is read whole, up to `max_bytes` (over it: a MetricsTooLarge problem);
+    * pages are parsed in a separate process, one page at a time. prometheus-client's parser
+      is pure Python: in a thread it would hold the GIL the event loop needs (every socket
+      read waits for the parser's 5 ms switch interval); e2e/bench/scrape.py measures both.
+      Parse work per page is bounded (`observe.autoscaling_lines`), so one process keeps up
+      with thousands of ordinary pages per interval and a hostile page costs it < 0.5 s;
+    * connections are not kept alive (a pod may be gone by the next interval).
+
+    `parser` replaces the parser process (the benchmark passes a thread pool to compare).
     """
 
     def __init__(
         self,
         *,
         timeout: float,
+        max_bytes: int,
         concurrency: int,
         clock: Monotonic = time.monotonic,
-        port: int = TRITON_METRICS_PORT,
+        parser: Executor | None = None,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self.concurrency = concurrency
-        self.port = port
-        self._clock = clock
-        self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
+        self.clock = clock
+        self._gate = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
+        self._parser = parser
+        self._owns_parser = parser is None
+        self._starting: asyncio.Future[None] | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use: a session belongs to the running loop
             connector = aiohttp.TCPConnector(limit=0, force_close=True)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=False
+            )
         return self._session
 
+    def _executor(self) -> Executor:
+        if self._parser is None:
+            # forkserver: the parser is not forked from a process running threads (kopf's).
+            context = multiprocessing.get_context("forkserver")
+            self._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._starting = asyncio.wrap_future(self._parser.submit(_started))
+        return self._parser
+
+    async def start(self) -> None:
+        """Have the parser process running before a deadline starts counting (idempotent;
+        `scrape` calls it).
+
+        A new process takes 0.1-1 s to start (it imports the parser, and the main module, as
+        multiprocessing does); that is paid once per reader, not by the first pods' deadline.
+        A process that fails to start surfaces as BrokenProcessPool at the first parse.
+        """
+        self._executor()
+        if self._starting is not None:
+            with contextlib.suppress(BrokenProcessPool):
+                await self._starting
+            self._starting = None
+
+    async def _parse(self, body: bytes) -> TritonSample:
+        """The page parsed in the parser process; ScrapeFailure when it is not a usable page."""
+        executor = self._executor()
+        try:
+            return await asyncio.wrap_future(executor.submit(parse_triton_metrics, body))
+        except MetricsTooLarge as error:
+            raise ScrapeFailure(f"{METRICS_TOO_LARGE}: {error}") from None
+        except MetricsParseError as error:
+            raise ScrapeFailure(f"parse error: {error}") from None
+        except BrokenProcessPool:
+            # The parser process died (killed for memory?): the next page gets a new one.
+            if self._owns_parser and self._parser is executor:
+                self._parser = None
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise ScrapeFailure("the parser process died; retried next interval") from None
+
+    async def _fetch(self, url: str) -> bytes:
+        """GET one metrics page: its whole body, or ScrapeFailure with a short reason."""
+        try:
+            async with self._client().get(
+                url, allow_redirects=False, headers=_REQUEST_HEADERS
+            ) as response:
+                if response.status != 200:
+                    raise ScrapeFailure(f"HTTP {response.status} from {url}")
+                return await _read_body(response, self.max_bytes)
+        except aiohttp.ClientConnectorError as error:
+            reason = str(error.os_error) or str(error)
+            raise ScrapeFailure(f"unreachable: {shorten(reason)}") from None
+        except aiohttp.ClientPayloadError as error:
+            raise ScrapeFailure(f"incomplete body: {shorten(str(error))}") from None
+        except aiohttp.ClientError as error:
+            raise ScrapeFailure(
+                f"request failed: {shorten(type(error).__name__ + ' ' + str(error))}"
+            ) from None
+
+    async def scrape(self, pages: Sequence[tuple[PodEndpoint, str]]) -> dict[str, PodScrape]:
+        """Read and parse each (pod, URL) concurrently; one PodScrape per pod name.
+
+        `timeout` bounds the whole call, not each request: every page shares one deadline,
+        waiting for the gate, fetching and parsing included, so a slow, dead or hostile pod
+        (or a queue of them behind the gate) costs at most `timeout` seconds of the
+        autoscaling interval, and pods not done by then are reported as timed out.
+        """
+        if not pages:
+            return {}
+        await self.start()
+        deadline = asyncio.get_running_loop().time() + self.timeout
+
+        async def one(pod: PodEndpoint, url: str) -> PodScrape:
+            received: float | None = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    async with self._gate:
+                        body = await self._fetch(url)
+                    received = self.clock()
+                    sample = await self._parse(body)
+            except TimeoutError:
+                error = f"timed out after {self.timeout:g}s"
+                return PodScrape(pod.name, pod.ip, self.clock(), error=error)
+            except ScrapeFailure as failure:
+                at = self.clock() if received is None else received
+                return PodScrape(pod.name, pod.ip, at, error=str(failure))
+            return PodScrape(pod.name, pod.ip, received, sample=sample)
+
+        results = await asyncio.gather(*(one(pod, url) for pod, url in pages))
+        return {result.pod: result for result in results}
+
+    async def close(self) -> None:
+        """Release the session and stop the parser process."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._parser is not None and self._owns_parser:
+            self._parser.shutdown(wait=False, cancel_futures=True)
+            self._parser = None
+
+
+class ScrapeSource:
+    """Observations from scraping every ready pod, with each service's previous scrapes kept.
+
+    Every service is read through the one `MetricsReader` (its session, its bound on requests
+    in flight and its parser are the operator's).
+    """
+
+    def __init__(self, reader: MetricsReader, port: int = TRITON_METRICS_PORT) -> None:
+        self.reader = reader
+        self.port = port
+        self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
+
     async def observe(self, target: MetricsTarget) -> Observation:
-        scrapes = await scrape_pods(
-            target.pods,
-            timeout=self.timeout,
-            concurrency=self.concurrency,
-            port=self.port,
-            session=self._client() if target.pods else None,
-            clock=self._clock,
+        scrapes = await self.reader.scrape(
+            [(pod, metrics_url(pod.ip, self.port)) for pod in target.pods]
         )
         previous = self._previous.get(target.key, {})
         observation = observe(
@@ -216,7 +315,7 @@ class ScrapeSource:
             ready_replicas=len(target.pods),
             starting_replicas=target.starting,
             models=target.models,
-            now=self._clock(),
+            now=self.reader.clock(),
         )
         self._previous[target.key] = remember(previous, scrapes)
         return observation
@@ -225,9 +324,7 @@ class ScrapeSource:
         self._previous.pop(key, None)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.reader.close()
 
 
 # --------------------------------------------------------------------------------------------

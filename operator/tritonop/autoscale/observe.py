@@ -23,6 +23,14 @@ Principles, because a wrong zero scales a service down:
   one interval (its gauge still counts). Prometheus' alternative, taking the new value as the
   delta since the restart, would attribute an unknown fraction of the interval to a freshly
   started server whose first requests (model warm-up, cold caches) are not representative.
+* A page no Triton prints is not a value either. Only the nv_inference_* families the signals
+  use are parsed (`autoscaling_lines`: cheaply, line by line, with bounds on line length and
+  series count, so that no page costs more than a fraction of a second); a body cut short is
+  a parse error. NaN, negative or fractional counts on a page (`findings`), and counter deltas
+  beyond what the interval allows (`interval_findings`), make the pod an `InvalidMetrics`
+  problem and fill `Observation.implausible`, on which the policy holds the replicas with
+  ScalingActive=False: a sliver of a success against a growing queue would otherwise read as
+  a demand of billions of replicas.
 * Queue time is `Σ Δnv_inference_queue_duration_us / Σ Δnv_inference_request_success / 1000`
   over the pods with rates. With no successes in the interval it is 0.0 when nothing is pending
   either (true idle: the policy may scale down), and None when requests are pending but none
@@ -33,12 +41,14 @@ Principles, because a wrong zero scales a service down:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tritonop import conditions
 from tritonop.autoscale import promql
 from tritonop.autoscale.types import Observation
 
@@ -50,6 +60,11 @@ REQUEST_DURATION = "nv_inference_request_duration_us"
 COMPUTE_INFER_DURATION = "nv_inference_compute_infer_duration_us"
 INFERENCE_COUNT = "nv_inference_count"
 EXEC_COUNT = "nv_inference_exec_count"
+
+INVALID_METRICS = conditions.INVALID_METRICS
+"""The word of a pod's problem whose page or interval no Triton produces."""
+METRICS_TOO_LARGE = "MetricsTooLarge"
+"""The word of a pod's problem whose page is larger than the reader reads."""
 
 REQUIRED_FAMILIES = (PENDING, SUCCESS, QUEUE_DURATION)
 """Families every reporting pod must expose: queue depth, and the two counters of queue time."""
@@ -127,9 +142,47 @@ class MetricsParseError(ValueError):
     """A metrics body that is not usable Prometheus text exposition."""
 
 
+class MetricsTooLarge(MetricsParseError):
+    """A page with more autoscaling series than any Triton prints (the parse is not attempted)."""
+
+
+MAX_LINE_BYTES = 1024
+"""Longest line of an autoscaling family that is parsed. Triton's lines are a name, at most four
+labels (model, version, reason, gpu_uuid) and a number: a few hundred bytes with the longest
+model names. prometheus-client's label parser is quadratic in the labels of one line (a 0.6 MiB
+line of short labels took 2.2 s), so a longer line is refused instead of parsed."""
+MAX_SERIES = 20_000
+"""Most series of the autoscaling families parsed from one page: ~1,800 model versions at the
+eleven series Triton prints per version, and ~0.4 s of parser time, the bound on what one pod's
+page can cost."""
+MAX_MODEL_VERSIONS = 2_000
+"""Most model versions read from one page. The parsed page travels back from the parser
+process to the event loop's process, where unpickling it holds the GIL: ~6 µs per model
+version, so 2,000 cost ~12 ms of loop time (a page of 15,000 one-series "models" cost 90 ms)."""
+WHOLE_COUNTS = (SUCCESS, FAILURE, INFERENCE_COUNT, EXEC_COUNT, PENDING)
+"""Families Triton keeps as integers: a fraction in one is not a Triton page (see `findings`)."""
+
+# Each pattern starts with the newline before its line (the page is searched with one
+# prepended): a literal first character lets `re` skip ahead with memchr, ~20x faster than ^
+# in MULTILINE mode, which tries every byte.
+_AUTOSCALING_LINE = re.compile(
+    rb"\n((?:# TYPE )?)("
+    + b"|".join(re.escape(name.encode()) for name in sorted(_PER_MODEL_FAMILIES))
+    + rb")(?:_total)?[{ \t][^\n]*"
+)
+"""A sample of a family the signals use, or its # TYPE line, in the page's order."""
+_DECLARED = re.compile(rb"\n# (?:HELP|TYPE) (nv_[^ \t\n]+)")
+_NOT_TEXT = re.compile(rb"\n[^#a-zA-Z_:\n]")
+"""The start of a line that is neither a comment, a blank nor a metric name."""
+
+
 @dataclass(frozen=True)
 class ModelStats:
-    """One model version's series on one pod, as Triton reports them (None: not exposed)."""
+    """One model version's series on one pod, as Triton reports them (None: not exposed).
+
+    Triton 21.x splits every per-model series by `gpu_uuid`; those are summed here, so a
+    multi-GPU page reads like a current one.
+    """
 
     model: str
     version: str
@@ -155,6 +208,13 @@ class ModelStats:
         )
         return values
 
+    def values(self) -> dict[str, float]:
+        """Every value present, keyed by family (failures as family/reason), gauge included."""
+        values = self.counters()
+        if self.pending is not None:
+            values[PENDING] = self.pending
+        return values
+
 
 @dataclass(frozen=True)
 class TritonSample:
@@ -163,7 +223,10 @@ class TritonSample:
     models: Mapping[tuple[str, str], ModelStats]
     """Keyed by (model, version)."""
     families: frozenset[str]
-    """Names (without `_total`) of every family the page declared or had samples for."""
+    """Names (without `_total`) of the nv_* families the page declared with # HELP or # TYPE,
+    and of the per-model families it had samples for."""
+    implausible: tuple[str, ...] = ()
+    """What on this page no Triton prints (see `findings`); such a page does not count."""
 
     def select(self, models: Collection[str]) -> list[ModelStats]:
         """Stats of the named models (every model when `models` is empty), in a stable order."""
@@ -180,33 +243,81 @@ def _family_name(name: str) -> str:
     return name.removesuffix("_total")
 
 
-def _check_value(family: str, labels: Mapping[str, str], value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        shown = ",".join(f'{key}="{val}"' for key, val in sorted(labels.items()))
-        raise MetricsParseError(f"{family}{{{shown}}} has invalid value {value!r}")
-    return float(value)
+def autoscaling_lines(body: bytes) -> tuple[str, frozenset[str]]:
+    """The lines of the families the signals use, and the nv_* family names the page declares.
 
+    The cheap pass before prometheus-client's parser, which costs 15-30 µs a line in pure
+    Python: a Triton page is mostly GPU, CPU, memory and summary series the signals never
+    read, so only the per-model families (`_PER_MODEL_FAMILIES`) and their # TYPE lines are
+    handed on, found by regular expressions (C speed: ~4 ms per MiB). Every other line must
+    still look like Prometheus text (a comment, a blank, or a metric name), so an HTML error
+    page or binary garbage is still a parse error, not an empty page.
 
-def parse_triton_metrics(text: str) -> TritonSample:
-    """Parse Triton's /metrics text into per model version stats.
-
-    prometheus-client's parser names a counter family without `_total` and each of its samples
-    with `_total` appended, even when the exposition (like Triton's) has no suffix; both
-    spellings are accepted here. Families other than the per-model inference ones
-    (nv_gpu_*, nv_cpu_*, nv_pinned_memory_*, ...) are only recorded by name.
-
-    Raises MetricsParseError for text the parser rejects, for a NaN, infinite or negative value
-    in a family the signals use, and for a duplicate series.
+    Raises MetricsParseError for a body whose last line has no newline (Triton ends every
+    line with one: the body was cut short), for text that is not Prometheus exposition, and
+    for an autoscaling line longer than MAX_LINE_BYTES; MetricsTooLarge for more than
+    MAX_SERIES autoscaling series.
     """
-    families: set[str] = set()
+    page = b"\n" + body
+    garbage = _NOT_TEXT.search(page)
+    if garbage is not None:
+        number = page.count(b"\n", 0, garbage.start() + 1)
+        end = page.find(b"\n", garbage.start() + 1)
+        line = page[garbage.start() + 1 : end if end >= 0 else None]
+        raise MetricsParseError(
+            f"not Prometheus text: line {number} is {shorten(line.decode(errors='replace'))!r}"
+        )
+    if body and not body.endswith(b"\n"):
+        last = body[body.rfind(b"\n") + 1 :][-40:]
+        raise MetricsParseError(
+            f"the body ends inside a line ({shorten(last.decode(errors='replace'))!r}): "
+            "it was cut short"
+        )
+    families = {_family_name(name.decode(errors="replace")) for name in _DECLARED.findall(page)}
+    kept: list[bytes] = []
+    series = 0
+    for match in _AUTOSCALING_LINE.finditer(page):
+        line = match.group(0)[1:]
+        name = match.group(2).decode()
+        if len(line) > MAX_LINE_BYTES:
+            number = page.count(b"\n", 0, match.start() + 1)
+            raise MetricsParseError(
+                f"line {number} ({name}) is {len(line)} bytes long, more than the "
+                f"{MAX_LINE_BYTES} of any Triton series"
+            )
+        if not match.group(1):  # a sample, not its # TYPE line
+            families.add(name)
+            series += 1
+            if series > MAX_SERIES:
+                raise MetricsTooLarge(
+                    f"more than {MAX_SERIES} series of the autoscaling families (nv_inference_*)"
+                )
+        kept.append(line)
+    return b"\n".join(kept).decode(errors="replace") + "\n", frozenset(families)
+
+
+def parse_triton_metrics(body: bytes | str) -> TritonSample:
+    """Parse Triton's /metrics page into per model version stats, with its implausibilities.
+
+    Only the autoscaling families reach prometheus-client's parser (`autoscaling_lines`).
+    prometheus-client names a counter family without `_total` and each of its samples with
+    `_total` appended, even when the exposition (like Triton's) has no suffix; both spellings
+    are accepted here. Series split by `gpu_uuid` (Triton 21.x) are summed per model version.
+
+    Raises MetricsParseError for text the parser rejects and for a duplicate series (the same
+    labels twice); MetricsTooLarge for more than MAX_MODEL_VERSIONS model versions. Values no Triton prints (NaN, negative, a fraction in a count) are not an
+    error here: they are listed in `TritonSample.implausible`, and `observe` turns the page
+    into an InvalidMetrics problem.
+    """
+    text, families = autoscaling_lines(body.encode() if isinstance(body, str) else body)
     fields: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: set[tuple[str, ...]] = set()
     try:
         parsed = list(text_string_to_metric_families(text))
     except ValueError as error:  # the parser's only failure mode
         raise MetricsParseError(f"not Prometheus text: {shorten(str(error))}") from None
     for family in parsed:
         name = _family_name(family.name)
-        families.add(name)
         if name not in _PER_MODEL_FAMILIES:
             continue
         for sample in family.samples:
@@ -214,24 +325,48 @@ def parse_triton_metrics(text: str) -> TritonSample:
                 continue  # _created and similar companion samples
             labels = sample.labels
             key = (labels.get("model", ""), labels.get("version", ""))
-            value = _check_value(name, labels, sample.value)
+            reason = labels.get("reason", "")
+            series = (name, *key, reason, labels.get("gpu_uuid", ""))
+            if series in seen:
+                shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+                raise MetricsParseError(f"duplicate series {name}{{{shown}}}")
+            seen.add(series)
             stats = fields.setdefault(key, {"request_failure": {}})
+            value = float(sample.value)
             if name == FAILURE:
-                reason = labels.get("reason", "")
-                if reason in stats["request_failure"]:
-                    raise MetricsParseError(f"duplicate series {name} {key} reason={reason!r}")
-                stats["request_failure"][reason] = value
+                failures = stats["request_failure"]
+                failures[reason] = failures.get(reason, 0.0) + value
                 continue
             attribute = "pending" if name == PENDING else _COUNTER_FIELDS[name]
-            if attribute in stats:
-                raise MetricsParseError(
-                    f"duplicate series {name} model={key[0]!r} version={key[1]!r}"
-                )
-            stats[attribute] = value
+            stats[attribute] = stats.get(attribute, 0.0) + value
+    if len(fields) > MAX_MODEL_VERSIONS:
+        raise MetricsTooLarge(f"more than {MAX_MODEL_VERSIONS} model versions")
     models = {
         key: ModelStats(model=key[0], version=key[1], **values) for key, values in fields.items()
     }
-    return TritonSample(models=models, families=frozenset(families))
+    return TritonSample(
+        models=models, families=frozenset(families), implausible=tuple(findings(models.values()))
+    )
+
+
+def findings(models: Iterable[ModelStats]) -> list[str]:
+    """What in these series no Triton prints: non-finite or negative values, fractional counts.
+
+    Triton's counters are integers incremented by whole requests, inferences, executions and
+    microseconds (prometheus-cpp prints them as integers, or with six zero decimals in older
+    releases) and its pending count is a queue length. A page that says otherwise (5e-9 more
+    successes, 7000.5 pending) is not a Triton page to size replicas from, however it parses.
+    """
+    found: list[str] = []
+    for stats in models:
+        where = f"model={stats.model!r} version={stats.version!r}"
+        for family, value in stats.values().items():
+            name = family.split("/", 1)[0]
+            if not math.isfinite(value) or value < 0:
+                found.append(f"{where}: {family} is {value!r}")
+            elif name in WHOLE_COUNTS and value != math.floor(value):
+                found.append(f"{where}: {family} is {value!r}, not a whole number")
+    return found
 
 
 def shorten(text: str, limit: int = 120) -> str:
@@ -306,13 +441,14 @@ def remember(
 ) -> dict[str, PodScrape]:
     """The `previous` to pass to the next `observe`: each current pod's last successful scrape.
 
-    A pod whose scrape failed this interval keeps its older sample, so next interval's deltas
+    A pod whose scrape failed (or whose page was implausible) this interval keeps its older
+    sample, so next interval's deltas
     span two intervals (divided by their real duration) instead of waiting another one. Pods
     that are gone are dropped.
     """
     kept: dict[str, PodScrape] = {}
     for pod, scrape in current.items():
-        if scrape.sample is not None:
+        if scrape.sample is not None and not scrape.sample.implausible:
             kept[pod] = scrape
         elif pod in previous and previous[pod].sample is not None:
             kept[pod] = previous[pod]
@@ -357,6 +493,44 @@ def _pod_rates(
     return _PodRates(queue_duration_us=queued, successes=succeeded, seconds=seconds)
 
 
+MAX_REQUEST_RATE = 1_000_000.0
+"""Successful requests per second beyond which one pod's counters are implausible: the fastest
+Triton front ends finish tens of thousands of requests per second per server."""
+MAX_QUEUE_WAIT_S = 3600.0
+"""Longest wait in Triton's queue taken as possible: clients give up long before an hour."""
+
+
+def interval_findings(rates: _PodRates) -> list[str]:
+    """What one pod's counter deltas over an interval cannot be.
+
+    Successes are bounded by the interval (`MAX_REQUEST_RATE`). Queue time is added when a
+    request finishes, and each finishing request waited at most the interval plus however
+    long it had waited before it (`MAX_QUEUE_WAIT_S`): so the queue time of an interval is at
+    most its successes (at least one, as Triton may add the two counters in either order)
+    times interval + MAX_QUEUE_WAIT_S. A page pair beyond that (5 µs of queueing spread over
+    5e-9 requests, a billion requests in a second) implies a demand no traffic has.
+    """
+    found = []
+    if rates.successes > MAX_REQUEST_RATE * rates.seconds:
+        found.append(
+            f"{rates.successes:.6g} successes in {rates.seconds:.3g}s, more than "
+            f"{MAX_REQUEST_RATE:g}/s"
+        )
+    longest_us = max(rates.successes, 1.0) * (rates.seconds + MAX_QUEUE_WAIT_S) * 1e6
+    if rates.queue_duration_us > longest_us:
+        found.append(
+            f"{rates.queue_duration_us:.6g} µs of queue time for {rates.successes:.6g} "
+            f"successes in {rates.seconds:.3g}s, more than an hour's wait each"
+        )
+    return found
+
+
+def _invalid(pod: str, found: Sequence[str]) -> str:
+    """The per-pod problem line of an implausible page or interval."""
+    more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+    return f"{pod}: {INVALID_METRICS}: {found[0]}{more}"
+
+
 def _queue_time_ms(queued_us: float, successes: float, pending_total: float) -> float | None:
     """Average queue time per request; 0.0 at true idle, None when work is pending unfinished."""
     if successes > 0:
@@ -382,6 +556,7 @@ def observe(
     is the request-weighted average over the same pods (see the module docstring for idle).
     """
     problems: list[str] = []
+    implausible: list[str] = []
     reporting = 0
     pending_total = 0.0
     rate_pods = 0
@@ -391,13 +566,22 @@ def observe(
         if scrape.sample is None:
             problems.append(f"{pod}: {scrape.error}")
             continue
+        if scrape.sample.implausible:
+            problems.append(_invalid(pod, scrape.sample.implausible))
+            implausible.extend(f"{pod}: {found}" for found in scrape.sample.implausible)
+            continue
         selected, reason = usable_models(scrape.sample, models)
         if reason is not None:
             problems.append(f"{pod}: {reason}")
             continue
+        rates = _pod_rates(previous.get(pod), scrape, selected, models)
+        found = interval_findings(rates) if rates is not None else []
+        if found:
+            problems.append(_invalid(pod, found))
+            implausible.extend(f"{pod}: {finding}" for finding in found)
+            continue
         reporting += 1
         pending_total += sum(stats.pending or 0.0 for stats in selected)
-        rates = _pod_rates(previous.get(pod), scrape, selected, models)
         if rates is None:
             continue
         rate_pods += 1
@@ -413,6 +597,7 @@ def observe(
         queue_time_ms=_queue_time_ms(queued_us, successes, pending_total) if rate_pods else None,
         request_rate=request_rate if rate_pods else None,
         problems=tuple(problems),
+        implausible=tuple(implausible),
     )
 
 

@@ -1,84 +1,37 @@
 """The Operator-mode autoscaling policy: Triton's queue signals in, desired replicas out.
 
 Pure: `decide` takes the spec, the current replica count, one `Observation` and the previous
-`PolicyState`, and returns a `Decision` plus the next state. No clock, no I/O.
-
-Why not HPA's ratio on the queue numbers themselves
----------------------------------------------------
-Users state targets the HPA way: keep the average queue depth per replica at `queueDepth` and
-the average queue time at `queueTimeMs`. Applying HPA's ratio rule to those numbers directly
-does not work, because queueing grows non-linearly with load: a replica at 40% utilisation
-shows almost no queue, so the ratio would recommend minReplicas and flap back up, while the
-backlog that builds during a burst makes it recommend far more replicas than the load needs
-(and keeps growing while new pods start, cascading to maxReplicas).
-
-What the policy does instead
-----------------------------
-It models the service as one M/D/c queue: `c` ready replicas behind a balancer that sends
-work to free replicas, each request occupying a replica for a near-constant time (Triton on a
-GPU). Queue length and wait of M/D/c follow from Erlang's C formula (halved for constant
-service times, the usual M/D/c approximation; exact for c = 1). With it:
-
-* the targets become a utilisation per replica count: `queueDepth` q is the utilisation at
-  which c replicas hold c*q pending requests, `queueTimeMs` w the one at which requests wait
-  w on average. The strictest target wins ("the largest recommendation wins");
-* demand, in replicas busy 100% of the time, is the arrival rate (completions plus backlog
-  growth) times the request cost: the replica-seconds one request takes. The cost is learned
-  from intervals where replicas queue enough for the model to pin utilisation down, and
-  remembered, so a service at low load is sized by its request rate, which is linear in load
-  (until a cost is known, demand is the utilisation that explains the observed queue);
-* desired replicas are the fewest that carry the demand within the target utilisation. More
-  replicas are asked for as soon as the sizing says so; fewer only when the demand is below
-  current by more than HPA's 10% tolerance (near a 90% target utilisation, a 10% band upwards
-  would be saturation);
-* whenever the queue is spread over the replicas, the utilisation that explains it is a floor
-  of the demand: feedback that holds the targets even where the model or the cost is off;
-* a backlog above target that is still growing holds the replicas that have it (each replica
-  has its own queue), so during a burst the recommendation carries the arrivals without them.
-
-Then HPA v2's `behavior` applies (stabilization windows over past recommendations, Pods and
-Percent rate policies over periods, selectPolicy Max/Min/Disabled), and Knative's panic mode
-on top: when one interval shows demand at `panic.threshold` times what the ready replicas
-carry at target, the policy scales up without scale-up stabilization (rate policies and
-maxReplicas still apply) and does not scale down until `PANIC_STABLE_WINDOWS` panic windows
-(60 s by default, Knative's stable window) pass without a new trigger.
-
-Defaults differ from HPA's in one place: an unset `scaleDown.stabilizationWindowSeconds` is
-60 s, not 300 s, in Operator mode. GPU replicas are expensive, and the policy's demand signal
-is a rate rather than a noisy utilisation, so it needs less smoothing; e2e/bench/RESULTS.md
-shows the cost of 300 s (spike and bursty loads keep every replica a burst asked for).
-
-Starting pods count as capacity: the recommendation is a total derived from the arrival rate,
-compared with current replicas (ready plus starting), so pods still loading a model do not
-make the policy add more unless the load grew beyond what they will carry.
-
-Metrics that are missing, stale or incomplete never lower replicas: the policy holds the
-current count and reports ScalingActive=False, but still scales up when the data it has
-(unreported ready pods counted as idle, as HPA does on scale-up) already asks for more.
+`PolicyState`, and returns a `Decision` plus the next state. No clock, no I/O. `assess` turns
+the observation into a demand estimate (queueing model in `queueing.py`), `decide` sizes for
+it and applies HPA v2's behavior (`behavior.py`) and a Knative-style panic mode. Why it works
+this way and not as HPA's ratio on the queue numbers: docs/design/autoscaling.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
-from tritonop.api.models import Autoscaling, Behavior, ScalingPolicy, ScalingRules, Targets
+from tritonop.api.models import Autoscaling, Targets
+from tritonop.autoscale.behavior import (
+    TOLERANCE,
+    Normalized,
+    Rules,
+    history_horizon,
+    normalize,
+    resolve_behavior,
+)
+from tritonop.autoscale.headroom import (
+    DEFAULT_COLD_START_SECONDS,
+    BurstMemory,
+    HeldRise,
+    LoadSample,
+    headroom_replicas,
+)
+from tritonop.autoscale.queueing import Sizing, mdc_utilization, objective_wait, size_for
 from tritonop.autoscale.types import ConditionFlag, Decision, Observation
 
-#: HPA's default tolerance: no change while the usage ratio is within 10% of 1.
-TOLERANCE = 0.1
-#: Behavior defaults: HPA v2's, except the scale-down window (see the module docstring).
-DEFAULT_SCALE_UP_WINDOW_SECONDS = 0
-DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 60
-#: Kubernetes' own default, for modelling the HPA itself.
-KUBERNETES_SCALE_DOWN_WINDOW_SECONDS = 300
-DEFAULT_SCALE_UP_POLICIES = (
-    ScalingPolicy(type="Percent", value=100, period_seconds=15),
-    ScalingPolicy(type="Pods", value=4, period_seconds=15),
-)
-DEFAULT_SCALE_DOWN_POLICIES = (ScalingPolicy(type="Percent", value=100, period_seconds=15),)
 #: Panic ends this many panic windows after the last trigger (6 s x 10 = Knative's 60 s).
 PANIC_STABLE_WINDOWS = 10
 #: After an operator restart the policy does not scale down for this long, whatever the
@@ -94,343 +47,12 @@ LEARN_WEIGHT = 0.5
 #: ... and only when the reporting replicas have not changed for this long (right after a
 #: scale-up the old replicas still hold the backlog while the new ones idle).
 LEARN_SETTLE_SECONDS = 30.0
-#: Target utilisations stay within these bounds, so that a generous target never plans
-#: replicas at the edge of saturation and a tiny one never divides by zero.
-MIN_TARGET_UTILIZATION = 0.05
-MAX_TARGET_UTILIZATION = 0.95
-#: Target utilisation when only queueTimeMs is set and no request cost is known yet.
-FALLBACK_TARGET_UTILIZATION = 0.8
-
-Direction = Literal["up", "down"]
-
-
-# --------------------------------------------------------------------------------------------
-# the queueing model (M/D/c)
-# --------------------------------------------------------------------------------------------
-
-
-def erlang_c(servers: int, utilization: float) -> float:
-    """Probability that a request waits in an M/M/c queue (Erlang's C formula)."""
-    if utilization <= 0:
-        return 0.0
-    if utilization >= 1:
-        return 1.0
-    offered = servers * utilization
-    blocking = 1.0  # Erlang B, computed with the stable recurrence
-    for k in range(1, servers + 1):
-        blocking = offered * blocking / (k + offered * blocking)
-    return blocking / (1.0 - utilization * (1.0 - blocking))
-
-
-def mdc_queue_length(servers: int, utilization: float) -> float:
-    """Mean requests waiting (all replicas together) in M/D/c at this utilisation."""
-    if utilization <= 0:
-        return 0.0
-    if utilization >= 1:
-        return math.inf
-    return 0.5 * erlang_c(servers, utilization) * utilization / (1.0 - utilization)
-
-
-def mdc_wait(servers: int, utilization: float, service_seconds: float) -> float:
-    """Mean seconds a request waits in M/D/c (Little's law on the queue length)."""
-    if utilization <= 0:
-        return 0.0
-    arrival_rate = servers * utilization / service_seconds
-    return mdc_queue_length(servers, utilization) / arrival_rate
-
-
-def _invert(function: Callable[[float], float], value: float) -> float:
-    """The utilisation in [0, 1) where an increasing `function` reaches `value` (bisection)."""
-    if value <= 0:
-        return 0.0
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        if function(middle) < value:
-            low = middle
-        else:
-            high = middle
-    return low
-
-
-def mdc_utilization(servers: int, queue_length: float) -> float:
-    """Utilisation at which M/D/c holds `queue_length` waiting requests in total."""
-    return _invert(lambda rho: mdc_queue_length(servers, rho), queue_length)
-
-
-def mdc_utilization_for_wait(servers: int, wait_seconds: float, service_seconds: float) -> float:
-    """Utilisation at which M/D/c requests wait `wait_seconds` on average."""
-    return _invert(lambda rho: mdc_wait(servers, rho, service_seconds), wait_seconds)
-
-
-def target_utilization(
-    targets: Targets, replicas: int, request_cost: float | None
-) -> tuple[float, str]:
-    """Utilisation per replica that keeps every configured target with `replicas` replicas.
-
-    Returns (utilisation, the target that binds). Without a known request cost the queue
-    time target cannot be converted, and FALLBACK_TARGET_UTILIZATION stands in for it.
-    """
-    candidates: list[tuple[float, str]] = []
-    if targets.queue_depth is not None:
-        candidates.append((mdc_utilization(replicas, replicas * targets.queue_depth), "queueDepth"))
-    if targets.queue_time_ms is not None:
-        if request_cost:
-            wait = targets.queue_time_ms / 1000.0
-            candidates.append(
-                (mdc_utilization_for_wait(replicas, wait, request_cost), "queueTimeMs")
-            )
-        elif not candidates:
-            candidates.append((FALLBACK_TARGET_UTILIZATION, "queueTimeMs"))
-    utilization, binding = min(candidates)
-    return min(MAX_TARGET_UTILIZATION, max(MIN_TARGET_UTILIZATION, utilization)), binding
-
-
-@dataclass(frozen=True)
-class Sizing:
-    """How many replicas carry a demand within target, and the float behind it."""
-
-    replicas: int
-    needed: float
-    """Demand / target utilisation (plus replicas held by a backlog): the ratio numerator."""
-    utilization: float
-    binding: str
-
-
-def size_for(
-    demand: float, held: int, targets: Targets, request_cost: float | None, limit: int
-) -> Sizing:
-    """The fewest replicas whose utilisation stays within target while carrying `demand`.
-
-    `held` replicas are busy with a backlog and carry nothing new; they come on top. The
-    search stops at `limit` (maxReplicas): beyond it, the float estimate is extrapolated.
-    """
-    replicas = max(1, math.floor(demand))
-    while True:
-        utilization, binding = target_utilization(targets, replicas, request_cost)
-        if demand <= utilization * replicas + 1e-12 or replicas >= limit:
-            break
-        replicas += 1
-    needed = demand / utilization
-    if demand > utilization * replicas:
-        replicas = math.ceil(needed - 1e-9)
-    return Sizing(replicas + held, needed + held, utilization, binding)
-
-
-def ratio_recommendation(replicas: int, usage_ratio: float, tolerance: float = TOLERANCE) -> int:
-    """HPA's rule: ceil(replicas * ratio), or no change while |ratio - 1| <= tolerance."""
-    if abs(usage_ratio - 1.0) <= tolerance:
-        return replicas
-    return math.ceil(replicas * usage_ratio - 1e-9)
-
-
-# --------------------------------------------------------------------------------------------
-# behavior (HPA v2)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rules:
-    """ScalingRules of one direction with HPA's defaults filled in."""
-
-    stabilization_window_seconds: float
-    select_policy: Literal["Max", "Min", "Disabled"]
-    policies: tuple[ScalingPolicy, ...]
-
-
-def resolve_rules(
-    rules: ScalingRules | None,
-    direction: Direction,
-    scale_down_window: float = DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
-) -> Rules:
-    """Fill in the defaults for whatever the user left unset (HPA's, but see the module doc)."""
-    window_default = DEFAULT_SCALE_UP_WINDOW_SECONDS if direction == "up" else scale_down_window
-    policies_default = (
-        DEFAULT_SCALE_UP_POLICIES if direction == "up" else DEFAULT_SCALE_DOWN_POLICIES
-    )
-    if rules is None:
-        return Rules(float(window_default), "Max", policies_default)
-    window = rules.stabilization_window_seconds
-    return Rules(
-        stabilization_window_seconds=float(window_default if window is None else window),
-        select_policy=rules.select_policy or "Max",
-        policies=tuple(rules.policies) if rules.policies else policies_default,
-    )
-
-
-def resolve_behavior(
-    behavior: Behavior, scale_down_window: float = DEFAULT_SCALE_DOWN_WINDOW_SECONDS
-) -> tuple[Rules, Rules]:
-    """(scale-up rules, scale-down rules) with defaults; pass Kubernetes' window for an HPA."""
-    return (
-        resolve_rules(behavior.scale_up, "up"),
-        resolve_rules(behavior.scale_down, "down", scale_down_window),
-    )
-
-
-def _change_in_period(
-    events: Sequence[tuple[float, int]], now: float, period: float, sign: int
-) -> int:
-    """Replicas added (sign 1) or removed (sign -1) by scale events within the last `period`."""
-    cutoff = now - period
-    return sum(abs(change) for time, change in events if time > cutoff and change * sign > 0)
-
-
-def scale_up_limit(
-    current: int, events: Sequence[tuple[float, int]], rules: Rules, now: float
-) -> int:
-    """Highest replica count the scale-up policies allow now (HPA's algorithm).
-
-    Each policy allows a change relative to the replica count at the start of its period, so
-    several small steps within a period cannot add up to more than one policy allows.
-    """
-    if rules.select_policy == "Disabled":
-        return current
-    limits = []
-    for policy in rules.policies:
-        period_start = _replicas_at_period_start(current, events, now, policy.period_seconds)
-        if policy.type == "Pods":
-            limits.append(period_start + policy.value)
-        else:
-            limits.append(math.ceil(period_start * (1 + policy.value / 100.0) - 1e-9))
-    limit = min(limits) if rules.select_policy == "Min" else max(limits)
-    return max(limit, current)
-
-
-def _replicas_at_period_start(
-    current: int, events: Sequence[tuple[float, int]], now: float, period: float
-) -> int:
-    """The replica count a policy's period started from: current, less this period's changes."""
-    added = _change_in_period(events, now, period, 1)
-    removed = _change_in_period(events, now, period, -1)
-    return current - added + removed
-
-
-def scale_down_limit(
-    current: int, events: Sequence[tuple[float, int]], rules: Rules, now: float
-) -> int:
-    """Lowest replica count the scale-down policies allow now (HPA's algorithm)."""
-    if rules.select_policy == "Disabled":
-        return current
-    limits = []
-    for policy in rules.policies:
-        period_start = _replicas_at_period_start(current, events, now, policy.period_seconds)
-        if policy.type == "Pods":
-            limits.append(period_start - policy.value)
-        else:
-            limits.append(math.floor(period_start * (1 - policy.value / 100.0) + 1e-9))
-    limit = max(limits) if rules.select_policy == "Min" else min(limits)
-    return min(limit, current)
-
-
-@dataclass(frozen=True)
-class Normalized:
-    """A recommendation after stabilization, rate limits and bounds, with HPA's condition reasons."""
-
-    replicas: int
-    stabilized: int
-    able_reason: str
-    able_message: str
-    limited_reason: str
-    limited_message: str
-
-
-def normalize(
-    *,
-    recommendation: int,
-    current: int,
-    recommendations: Sequence[tuple[float, int]],
-    events: Sequence[tuple[float, int]],
-    up: Rules,
-    down: Rules,
-    min_replicas: int,
-    max_replicas: int,
-    now: float,
-    skip_up_stabilization: bool = False,
-) -> Normalized:
-    """HPA v2's normalizeDesiredReplicasWithBehaviors on one recommendation.
-
-    `recommendations` are the earlier (time, unstabilized recommendation) pairs; the
-    current one is considered too. Scale-up uses the lowest recommendation of its window,
-    scale-down the highest of its window, then the rate policies and the bounds apply.
-    """
-    up_floor = recommendation
-    down_ceiling = recommendation
-    up_cutoff = now - up.stabilization_window_seconds
-    down_cutoff = now - down.stabilization_window_seconds
-    for time, past in recommendations:
-        if time > up_cutoff and not skip_up_stabilization:
-            up_floor = min(up_floor, past)
-        if time > down_cutoff:
-            down_ceiling = max(down_ceiling, past)
-    stabilized = current
-    if stabilized < up_floor:
-        stabilized = up_floor
-    if stabilized > down_ceiling:
-        stabilized = down_ceiling
-
-    if stabilized != recommendation:
-        if recommendation >= current:
-            able_reason = "ScaleUpStabilized"
-            able_message = (
-                "recent recommendations were lower than the current one, applying the lowest "
-                f"of the last {up.stabilization_window_seconds:g}s"
-            )
-        else:
-            able_reason = "ScaleDownStabilized"
-            able_message = (
-                "recent recommendations were higher than the current one, applying the highest "
-                f"of the last {down.stabilization_window_seconds:g}s"
-            )
-    else:
-        able_reason, able_message = (
-            "ReadyForNewScale",
-            "recommended size matches the stabilized size",
-        )
-
-    replicas = stabilized
-    limited_reason, limited_message = (
-        "DesiredWithinRange",
-        "the desired count is within the acceptable range",
-    )
-    if stabilized > current:
-        limit = scale_up_limit(current, events, up, now)
-        if limit < max_replicas:
-            allowed, reason = limit, "ScaleUpLimit"
-            message = "the desired replica count is increasing faster than the maximum scale rate"
-        else:
-            allowed, reason = max_replicas, "TooManyReplicas"
-            message = (
-                f"the desired replica count is more than the maximum replica count {max_replicas}"
-            )
-        if stabilized > allowed:
-            replicas, limited_reason, limited_message = allowed, reason, message
-    elif stabilized < current:
-        limit = scale_down_limit(current, events, down, now)
-        if limit > min_replicas:
-            allowed, reason = limit, "ScaleDownLimit"
-            message = "the desired replica count is decreasing faster than the maximum scale rate"
-        else:
-            allowed, reason = min_replicas, "TooFewReplicas"
-            message = (
-                f"the desired replica count is less than the minimum replica count {min_replicas}"
-            )
-        if stabilized < allowed:
-            replicas, limited_reason, limited_message = allowed, reason, message
-    # bounds hold even when nothing moved (e.g. a spec whose bounds changed under the service)
-    if replicas > max_replicas:
-        replicas, limited_reason = max_replicas, "TooManyReplicas"
-        limited_message = (
-            f"the desired replica count is more than the maximum replica count {max_replicas}"
-        )
-    elif replicas < min_replicas:
-        replicas, limited_reason = min_replicas, "TooFewReplicas"
-        limited_message = (
-            f"the desired replica count is less than the minimum replica count {min_replicas}"
-        )
-    return Normalized(
-        replicas, stabilized, able_reason, able_message, limited_reason, limited_message
-    )
+#: Demand beyond this multiple of the replicas the service may have (maxReplicas, or more
+#: when more are ready) is no traffic's: an implausible observation (see `_implausible`).
+ABSURD_DEMAND_FACTOR = 100.0
+#: Queue per replica that counts as "at target" for a backlog when no target or request cost
+#: says otherwise (an objective whose request cost is not known yet).
+FALLBACK_QUEUE_TARGET = 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +86,10 @@ class PolicyState:
     """Highest replica count reached during the current panic (never undercut while it lasts)."""
     hold_scale_down_until: float = -math.inf
     """No scale-down before this time (set after a restart)."""
+    cold_start: float | None = None
+    """The cold start the service's new pods were last seen to take (seconds), if any."""
+    bursts: BurstMemory = field(default_factory=BurstMemory)
+    """How fast load rose within one cold start (kept with an objective only)."""
 
     @classmethod
     def fresh(cls, now: float, replicas: int) -> PolicyState:
@@ -510,17 +136,143 @@ class Assessment:
     """The request cost to remember."""
     recent_cost: float | None
     backlog: tuple[float, float] | None
+    bursts: BurstMemory
+    """The burst memory to keep."""
+    cold_start: float | None
+    """The cold start to remember."""
+    arrivals: float | None = None
+    """Requests per second arriving (completions plus the backlog's growth)."""
+    queue_total: float | None = None
+    """Pending requests over all reporting replicas, at the tick."""
+    queue_target: float = FALLBACK_QUEUE_TARGET
+    """Pending requests per replica that the targets (or the objective) allow."""
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One usable observation's numbers, combined with what the state remembers."""
+
+    reporting: int
+    rate: float | None
+    """Completions per second."""
+    depth: float | None
+    """Pending requests per reporting replica, at the tick."""
+    queue_time_ms: float | None
+    queue_now: float | None
+    """Pending requests over all reporting replicas, at the tick (the gauge)."""
+    queue_interval: float | None
+    """Pending requests over all reporting replicas, averaged over the interval (Little)."""
+    arrivals: float | None
+    """Requests per second arriving: completions plus the backlog's growth."""
+    same_replicas: bool
+    """The same replicas reported last interval, so counter deltas compare like with like."""
+    balanced: bool
+    """The queue describes every replica: they are the ones it built up on (settled for
+    LEARN_SETTLE_SECONDS: new pods have no counter deltas and idle next to a backlog) and it
+    is not draining (a draining backlog sits on the replicas that built it)."""
 
 
 def _format(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def _unusable(reason: str, message: str, summary: str, state: PolicyState) -> Assessment:
+def _holding(
+    reason: str, message: str, summary: str, state: PolicyState, forget_cost: bool = False
+) -> Assessment:
+    """An assessment with no demand: the policy holds (scaling up on nothing).
+
+    Nothing of the observation is remembered; `forget_cost` also drops the learned request
+    cost (when it is what made the demand absurd, keeping it would hold forever).
+    """
+    cost = None if forget_cost else state.request_cost
     return Assessment(
-        None, 0, state.request_cost, False, reason, message, summary, state.request_cost,
-        state.recent_cost, state.backlog,
-    )  # fmt: skip
+        demand=None,
+        held=0,
+        cost=cost,
+        trustworthy=False,
+        active_reason=reason,
+        active_message=message,
+        summary=summary,
+        learned_cost=cost,
+        recent_cost=None if forget_cost else state.recent_cost,
+        backlog=state.backlog,
+        bursts=state.bursts,
+        cold_start=state.cold_start,
+    )
+
+
+def _implausible(observation: Observation) -> list[str]:
+    """What in the observation itself no Triton page can produce (with the reader's findings).
+
+    Non-finite or negative numbers, and counts that contradict each other. The demand they
+    imply is checked later (`_absurd_demand`), once it is known.
+    """
+    found = list(observation.implausible)
+    if not math.isfinite(observation.time):
+        found.append(f"observation time {observation.time!r}")
+    if min(observation.ready_replicas, observation.starting_replicas) < 0 or not (
+        0 <= observation.reporting_replicas <= observation.ready_replicas
+    ):
+        found.append(
+            f"replica counts ready {observation.ready_replicas}, starting "
+            f"{observation.starting_replicas}, reporting {observation.reporting_replicas}"
+        )
+    for name, value in (
+        ("queueDepth", observation.queue_depth),
+        ("queueTimeMs", observation.queue_time_ms),
+        ("request rate", observation.request_rate),
+    ):
+        if value is not None and not 0.0 <= value < math.inf:
+            found.append(f"{name} {value!r}")
+    return found
+
+
+def _absurd_demand(
+    spec: Autoscaling, observation: Observation, values: dict[str, float | None]
+) -> list[str]:
+    """Derived numbers that are non-finite, or a demand beyond any sane multiple of the bounds.
+
+    A page pair whose counters grow by a sliver while its queue grows by thousands implies a
+    demand of billions of replicas; no traffic does that, and sizing for it would only ever
+    give maxReplicas to whoever can write such a page.
+    """
+    found = [
+        f"{name} {value!r}"
+        for name, value in values.items()
+        if value is not None and not math.isfinite(value)
+    ]
+    demand = values.get("demand")
+    bound = ABSURD_DEMAND_FACTOR * max(spec.max_replicas, observation.ready_replicas, 1)
+    if not found and demand is not None and demand > bound:
+        found.append(
+            f"a demand of {demand:.3g} busy replicas, more than {ABSURD_DEMAND_FACTOR:g}x "
+            f"maxReplicas ({spec.max_replicas})"
+        )
+    return found
+
+
+def _invalid_message(found: Sequence[str]) -> str:
+    shown = "; ".join(found[:5])
+    more = f" (+{len(found) - 5} more)" if len(found) > 5 else ""
+    return f"implausible metrics, holding the current replicas: {shown}{more}"
+
+
+def _unusable(observation: Observation, now: float, interval: float) -> tuple[str, str, str] | None:
+    """(reason, message, summary) when the observation shows nothing to size with, else None."""
+    age = now - observation.time
+    if age > STALE_INTERVALS * interval:
+        return (
+            "StaleMetrics",
+            f"the newest metrics are {age:.0f}s old; holding the current replicas",
+            "stale metrics",
+        )
+    if observation.ready_replicas == 0:
+        message = f"no ready replica to measure ({observation.starting_replicas} starting)"
+        return ("NoReadyReplicas", message + "; holding", "no ready replica")
+    if observation.reporting_replicas == 0:
+        message = _with_problems("no ready replica reported metrics; holding", observation)
+        return ("MissingMetrics", message, "no replica reported")
+    return None
 
 
 def _arrival_rate(observation: Observation, state: PolicyState, interval: float) -> float | None:
@@ -534,6 +286,192 @@ def _arrival_rate(observation: Observation, state: PolicyState, interval: float)
         return rate
     backlog_now = depth * observation.reporting_replicas
     return max(0.0, rate + (backlog_now - backlog_then) / elapsed)
+
+
+def _signals(observation: Observation, state: PolicyState, interval: float) -> Signals:
+    """The observation's queue, seen at the tick and over the interval, and the arrivals."""
+    reporting = observation.reporting_replicas
+    rate = observation.request_rate
+    depth = observation.queue_depth
+    queue_time_ms = observation.queue_time_ms
+    if queue_time_ms is None and rate == 0.0 and not depth:
+        queue_time_ms = 0.0  # nothing finished and nothing waits: the queue time is zero
+    arrivals = _arrival_rate(observation, state, interval)
+    same_replicas = reporting == state.reporting
+    settled = same_replicas and observation.time - state.reporting_since >= LEARN_SETTLE_SECONDS
+    not_draining = arrivals is not None and rate is not None and arrivals >= rate * (1 - TOLERANCE)
+    return Signals(
+        reporting=reporting,
+        rate=rate,
+        depth=depth,
+        queue_time_ms=queue_time_ms,
+        queue_now=depth * reporting if depth is not None else None,
+        queue_interval=(
+            queue_time_ms / 1000.0 * rate
+            if queue_time_ms is not None and rate is not None
+            else None
+        ),
+        arrivals=arrivals,
+        same_replicas=same_replicas,
+        balanced=settled and not_draining,
+    )
+
+
+def _request_cost(
+    signals: Signals, observation: Observation, state: PolicyState
+) -> tuple[float | None, float | None]:
+    """(the request cost this interval shows, the learned cost to remember).
+
+    The cost is learned only from balanced, complete intervals whose queue (now and over the
+    interval) is long enough to pin the utilisation down.
+    """
+    reporting, rate, queue_interval = signals.reporting, signals.rate, signals.queue_interval
+    cost_now = None
+    if queue_interval is not None and rate and signals.same_replicas:
+        cost_now = mdc_utilization(reporting, queue_interval) * reporting / rate
+    learned = state.request_cost
+    long_queue = (
+        queue_interval is not None
+        and queue_interval >= LEARN_MIN_QUEUE * reporting
+        and signals.queue_now is not None
+        and signals.queue_now >= LEARN_MIN_QUEUE * reporting
+    )
+    if cost_now is not None and observation.complete and signals.balanced and long_queue:
+        learned = (
+            cost_now if learned is None else (1 - LEARN_WEIGHT) * learned + LEARN_WEIGHT * cost_now
+        )
+    return cost_now, learned
+
+
+def _demand(
+    signals: Signals, state: PolicyState, cost_now: float | None, learned: float | None
+) -> tuple[float | None, float | None]:
+    """(demand in busy replicas, the request cost this interval sizes with).
+
+    Arrivals times the cost, sized with the larger of the remembered and the updated cost, so
+    more queue never means fewer replicas. The utilisation that explains the queue (interval
+    average when there is one: one gauge sample is noisy) is a floor whenever the queue is
+    balanced: the feedback that keeps the targets when the learned cost is off. Until a cost
+    is learned: that utilisation and this interval's cost.
+    """
+    reporting, arrivals = signals.reporting, signals.arrivals
+    queue = signals.queue_interval if signals.queue_interval is not None else signals.queue_now
+    from_queue = reporting * mdc_utilization(reporting, queue) if queue is not None else None
+    cost: float | None
+    estimates = []
+    if learned is not None:
+        cost = max(learned, state.request_cost or 0.0)
+        if arrivals is not None:
+            estimates.append(arrivals * cost)
+        if signals.balanced and from_queue is not None:
+            estimates.append(from_queue)
+    else:
+        cost = cost_now or state.recent_cost
+        if from_queue is not None:
+            estimates.append(from_queue)
+        if arrivals is not None and cost_now:
+            estimates.append(arrivals * cost_now)
+    return (max(estimates) if estimates else None), cost
+
+
+def _held_by_backlog(
+    signals: Signals, queue_target: float, cost: float | None, cold_start: float
+) -> int:
+    """Replicas a backlog above target keeps busy when replicas asked for now arrive.
+
+    Each replica has its own queue and new requests go to the least busy ones, so replicas
+    with a backlog carry no new arrivals until it is gone (and pods still starting take new
+    arrivals, not the backlog): replicas asked for now must carry the arrivals without them.
+    The backlog the reporting replicas still hold one cold start from now (at today's
+    arrival rate), above the target per replica, is work for as many replicas as it takes
+    to clear within a further cold start; at most the replicas that hold it. Nothing when it
+    clears in time, nothing without a request cost.
+    """
+    queue_now, arrivals = signals.queue_now, signals.arrivals
+    if not signals.same_replicas or queue_now is None or arrivals is None or not cost:
+        return 0
+    left = queue_now + (arrivals - signals.reporting / cost) * cold_start
+    excess = left - queue_target * signals.reporting
+    if excess <= 0:
+        return 0
+    return min(signals.reporting, math.floor(excess * cost / cold_start))
+
+
+def _queue_target(spec: Autoscaling, cost: float | None) -> float:
+    """Pending requests per replica within every target: the queue a backlog is judged by.
+
+    queueDepth as it is; queueTimeMs and the objective through the request cost (a request
+    waits about the cost per request queued ahead of it on its replica; with an objective,
+    half the requests that still fit in its latency, to leave room for the tail).
+    """
+    targets, objective = spec.targets, spec.objective
+    candidates = []
+    if targets.queue_depth is not None:
+        candidates.append(targets.queue_depth)
+    if cost:
+        if targets.queue_time_ms is not None:
+            candidates.append(targets.queue_time_ms / 1000.0 / cost)
+        if objective is not None:
+            candidates.append(objective_wait(objective, cost)[0] / cost / 2.0)
+    return max(0.05, min(candidates)) if candidates else FALLBACK_QUEUE_TARGET
+
+
+def _cold_start(spec: Autoscaling, observation: Observation, state: PolicyState) -> float:
+    """The spec's cold start, else the one the pods showed (now or before), else a default."""
+    if spec.cold_start_seconds is not None:
+        return float(spec.cold_start_seconds)
+    return _seen_cold_start(observation, state) or DEFAULT_COLD_START_SECONDS
+
+
+def _seen_cold_start(observation: Observation, state: PolicyState) -> float | None:
+    """The pods' cold start this observation shows (when it is a duration), else the last."""
+    seen = observation.cold_start_seconds
+    if seen is not None and 0 < seen < math.inf:
+        return seen
+    return state.cold_start
+
+
+def _remember_load(
+    spec: Autoscaling,
+    observation: Observation,
+    state: PolicyState,
+    arrivals: float | None,
+    cost: float | None,
+    cold_start: float,
+) -> BurstMemory:
+    """The burst memory with this interval's arrivals (kept with an objective only)."""
+    if spec.objective is None or arrivals is None or state.backlog is None:
+        return state.bursts
+    seconds = observation.time - state.backlog[0]
+    if not 0 < seconds <= STALE_INTERVALS * cold_start:
+        return state.bursts
+    slack = objective_wait(spec.objective, cost)[0] if cost else 0.0
+    sample = LoadSample(observation.time, seconds, arrivals * seconds)
+    return state.bursts.observe(sample, cold_start, slack)
+
+
+def _verdict(observation: Observation, targets: Targets, signals: Signals) -> tuple[bool, str, str]:
+    """(trustworthy, ScalingActive reason, message): may this interval lower replicas?"""
+    missing = []
+    if targets.queue_depth is not None and signals.depth is None:
+        missing.append("queueDepth")
+    if targets.queue_time_ms is not None and signals.queue_time_ms is None:
+        missing.append("queueTimeMs")
+    if missing:
+        reason = "MissingMetrics"
+        message = f"{' and '.join(missing)} missing this interval; holding, scaling up only"
+    elif not observation.complete:
+        reason = "IncompleteMetrics"
+        message = (
+            f"{signals.reporting} of {observation.ready_replicas} ready replicas reported "
+            "metrics; holding, scaling up only"
+        )
+    else:
+        message = (
+            f"the targets are computed from Triton metrics of {signals.reporting} ready replicas"
+        )
+        return True, "ValidMetrics", message
+    return False, reason, _with_problems(message, observation)
 
 
 def _with_problems(message: str, observation: Observation) -> str:
@@ -565,134 +503,126 @@ def assess(
     interval: float,
 ) -> Assessment:
     """Turn one observation into a demand estimate and a verdict on its quality."""
-    targets = spec.targets
     if observation is None:
-        return _unusable(
-            "MissingMetrics",
-            "no Triton metrics could be read this interval; holding the current replicas",
-            "no metrics",
-            state,
-        )
-    age = now - observation.time
-    if age > STALE_INTERVALS * interval:
-        return _unusable(
-            "StaleMetrics",
-            f"the newest metrics are {age:.0f}s old; holding the current replicas",
-            "stale metrics",
-            state,
-        )
-    reporting = observation.reporting_replicas
-    if observation.ready_replicas == 0:
-        message = f"no ready replica to measure ({observation.starting_replicas} starting)"
-        return _unusable("NoReadyReplicas", message + "; holding", "no ready replica", state)
-    if reporting == 0:
-        message = _with_problems("no ready replica reported metrics; holding", observation)
-        return _unusable("MissingMetrics", message, "no replica reported", state)
-
-    rate = observation.request_rate
-    depth = observation.queue_depth
-    queue_time_ms = observation.queue_time_ms
-    if queue_time_ms is None and rate == 0.0 and not depth:
-        queue_time_ms = 0.0  # nothing finished and nothing waits: the queue time is zero
-    missing = []
-    if targets.queue_depth is not None and depth is None:
-        missing.append("queueDepth")
-    if targets.queue_time_ms is not None and queue_time_ms is None:
-        missing.append("queueTimeMs")
-
-    # total waiting requests: at the tick (gauge) and averaged over the interval (Little's law)
-    queue_now = depth * reporting if depth is not None else None
-    queue_interval = (
-        queue_time_ms / 1000.0 * rate if queue_time_ms is not None and rate is not None else None
+        message = "no Triton metrics could be read this interval; holding the current replicas"
+        return _holding("MissingMetrics", message, "no metrics", state)
+    implausible = _implausible(observation)
+    if implausible:
+        return _holding("InvalidMetrics", _invalid_message(implausible), "invalid metrics", state)
+    unusable = _unusable(observation, now, interval)
+    if unusable is not None:
+        return _holding(*unusable, state)
+    signals = _signals(observation, state, interval)
+    cost_now, learned = _request_cost(signals, observation, state)
+    demand, cost = _demand(signals, state, cost_now, learned)
+    absurd = _absurd_demand(
+        spec,
+        observation,
+        {"arrival rate": signals.arrivals, "request cost": cost, "demand": demand},
     )
-    arrivals = _arrival_rate(observation, state, interval)
-
-    # The queue describes every replica only when the replicas are the ones it built up on
-    # (new pods have no counter deltas and idle next to a backlog) and it is not draining (a
-    # draining backlog sits on the replicas that built it): "balanced".
-    same_replicas = reporting == state.reporting
-    settled = same_replicas and observation.time - state.reporting_since >= LEARN_SETTLE_SECONDS
-    not_draining = arrivals is not None and rate is not None and arrivals >= rate * (1 - TOLERANCE)
-    balanced = settled and not_draining
-
-    # The request cost this interval shows, and the one learned from balanced intervals whose
-    # queue is long (now and over the interval) enough to pin the utilisation down.
-    cost_now = None
-    if queue_interval is not None and rate and same_replicas:
-        cost_now = mdc_utilization(reporting, queue_interval) * reporting / rate
-    learned = state.request_cost
-    if (
-        cost_now is not None
-        and observation.complete
-        and balanced
-        and queue_interval is not None
-        and queue_interval >= LEARN_MIN_QUEUE * reporting
-        and queue_now is not None
-        and queue_now >= LEARN_MIN_QUEUE * reporting
-    ):
-        learned = (
-            cost_now if learned is None else (1 - LEARN_WEIGHT) * learned + LEARN_WEIGHT * cost_now
-        )
-
-    # Demand: arrivals times the cost; this interval sizes with the larger of the remembered
-    # and the updated cost, so more queue never means fewer replicas. The utilisation that
-    # explains the queue (interval average when there is one: one gauge sample is noisy) is a
-    # floor whenever the queue is balanced: the feedback that keeps the targets when the
-    # learned cost is off. Until a cost is learned, that utilisation and this interval's cost.
-    queue = queue_interval if queue_interval is not None else queue_now
-    from_queue = reporting * mdc_utilization(reporting, queue) if queue is not None else None
-    cost: float | None
-    estimates = []
-    if learned is not None:
-        cost = max(learned, state.request_cost or 0.0)
-        if arrivals is not None:
-            estimates.append(arrivals * cost)
-        if balanced and from_queue is not None:
-            estimates.append(from_queue)
-    else:
-        cost = cost_now or state.recent_cost
-        if from_queue is not None:
-            estimates.append(from_queue)
-        if arrivals is not None and cost_now:
-            estimates.append(arrivals * cost_now)
-    demand = max(estimates) if estimates else None
-
-    # A backlog above target that still grows holds the replicas that have it.
-    held = 0
-    if (
-        same_replicas
-        and queue_now is not None
-        and queue_now > (targets.queue_depth or 1.0) * reporting
-        and arrivals is not None
-        and rate is not None
-        and arrivals > rate * (1.0 + TOLERANCE)
-    ):
-        held = reporting
-
-    recent = cost_now if cost_now else state.recent_cost
-    summary = _summary(observation, targets, queue_time_ms)
-    backlog = (observation.time, queue_now) if queue_now is not None else state.backlog
-    if missing:
-        reason = "MissingMetrics"
-        message = f"{' and '.join(missing)} missing this interval; holding, scaling up only"
-    elif not observation.complete:
-        reason = "IncompleteMetrics"
-        message = (
-            f"{reporting} of {observation.ready_replicas} ready replicas reported metrics; "
-            "holding, scaling up only"
-        )
-    else:
-        message = f"the targets are computed from Triton metrics of {reporting} ready replicas"
-        return Assessment(
-            demand, held, cost, True, "ValidMetrics", message, summary, learned, recent, backlog
-        )
-    message = _with_problems(message, observation)
-    return Assessment(demand, held, cost, False, reason, message, summary, learned, recent, backlog)
+    if absurd:
+        message = _invalid_message(absurd)
+        return _holding("InvalidMetrics", message, "invalid metrics", state, forget_cost=True)
+    trustworthy, reason, message = _verdict(observation, spec.targets, signals)
+    cold_start = _cold_start(spec, observation, state)
+    queue_target = _queue_target(spec, cost)
+    return Assessment(
+        demand=demand,
+        held=_held_by_backlog(signals, queue_target, cost, cold_start),
+        cost=cost,
+        trustworthy=trustworthy,
+        active_reason=reason,
+        active_message=message,
+        summary=_summary(observation, spec.targets, signals.queue_time_ms),
+        learned_cost=learned,
+        recent_cost=cost_now if cost_now else state.recent_cost,
+        backlog=(
+            (observation.time, signals.queue_now)
+            if signals.queue_now is not None
+            else state.backlog
+        ),
+        bursts=_remember_load(spec, observation, state, signals.arrivals, cost, cold_start),
+        cold_start=_seen_cold_start(observation, state),
+        arrivals=signals.arrivals,
+        queue_total=signals.queue_now,
+        queue_target=queue_target,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # the decision
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The replicas one assessment asks for, before panic, behavior and bounds."""
+
+    replicas: int
+    sizing: Sizing | None
+    headroom: int = 0
+    """Replicas held beyond the sizing for a remembered rise (objective only)."""
+    rise: HeldRise | None = None
+    cold_start: float = DEFAULT_COLD_START_SECONDS
+    drain_floor: int = 0
+    """Replicas kept (when above the sizing) so that the backlog still drains in time."""
+
+
+def recommend(
+    spec: Autoscaling, assessment: Assessment, current: int, now: float, cold_start: float
+) -> Recommendation:
+    """The fewest replicas carrying the demand at target utilisation, plus the objective's
+    headroom, against current replicas (ready + starting: pods on their way count), never
+    below what the backlog needs to drain in time, never lower on doubtful data."""
+    if assessment.demand is None:
+        return Recommendation(current, None, cold_start=cold_start)
+    sizing = size_for(
+        assessment.demand,
+        assessment.held,
+        spec.targets,
+        assessment.cost,
+        spec.max_replicas,
+        spec.objective,
+    )
+    headroom, rise = 0, None
+    if spec.objective is not None and assessment.cost and assessment.arrivals is not None:
+        rise = assessment.bursts.rise(spec.objective.attainment, now)
+        headroom = headroom_replicas(rise, assessment.arrivals, assessment.cost, sizing.replicas)
+    wanted = sizing.replicas + headroom
+    # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
+    # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
+    replicas = current
+    if wanted > current or sizing.needed + headroom < current * (1.0 - TOLERANCE):
+        replicas = wanted
+    floor = _drain_floor(assessment, current)
+    if not assessment.trustworthy:
+        replicas = max(replicas, current)  # never lower on doubtful data
+    return Recommendation(
+        replicas=max(replicas, floor),
+        sizing=sizing,
+        headroom=headroom if rise is not None and headroom else 0,
+        rise=rise,
+        cold_start=cold_start,
+        drain_floor=floor if floor > replicas else 0,
+    )
+
+
+def _drain_floor(assessment: Assessment, current: int) -> int:
+    """Fewest replicas (at most `current`) that keep the backlog within target per replica.
+
+    A draining backlog is demand, not spare capacity: scale-down removes the least busy
+    replicas, so the backlog stays and new requests queue behind it on fewer replicas. While
+    the queue per replica is above its target nothing is given up; below it, no fewer
+    replicas than hold the backlog at target, so that every remaining queue still drains
+    within the time its target allows.
+    """
+    queue = assessment.queue_total
+    if queue is None or queue <= 0 or assessment.demand is None:
+        return 0
+    needed = queue / assessment.queue_target
+    if needed >= current:
+        return current
+    return math.ceil(needed - 1e-9)
 
 
 def decide(
@@ -705,34 +635,21 @@ def decide(
 ) -> tuple[Decision, PolicyState]:
     """Desired replicas for one interval, with the reason and the three scaling conditions."""
     up, down = resolve_behavior(spec.behavior)
-    horizon = max(
-        up.stabilization_window_seconds,
-        down.stabilization_window_seconds,
-        *(p.period_seconds for p in (*up.policies, *down.policies)),
-    )
+    horizon = history_horizon(up, down)
     recommendations = tuple(r for r in state.recommendations if r[0] > now - horizon)
     events = tuple(e for e in state.scale_events if e[0] > now - horizon)
     assessment = assess(spec, observation, state, now, interval)
     ready = observation.ready_replicas if observation is not None else 0
     starting = observation.starting_replicas if observation is not None else 0
     reporting = observation.reporting_replicas if observation is not None else 0
-
-    # The recommendation: the fewest replicas carrying the demand at target utilisation,
-    # against current replicas (ready + starting: pods on their way count), HPA's tolerance.
-    sizing = None
-    recommendation = current_replicas
-    if assessment.demand is not None:
-        sizing = size_for(
-            assessment.demand, assessment.held, spec.targets, assessment.cost, spec.max_replicas
-        )
-        # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
-        # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
-        if sizing.replicas > current_replicas or sizing.needed < current_replicas * (
-            1.0 - TOLERANCE
-        ):
-            recommendation = sizing.replicas
-    if not assessment.trustworthy:
-        recommendation = max(recommendation, current_replicas)  # never lower on doubtful data
+    cold_start = (
+        _cold_start(spec, observation, state)
+        if observation is not None
+        else float(spec.cold_start_seconds or state.cold_start or DEFAULT_COLD_START_SECONDS)
+    )
+    recommended = recommend(spec, assessment, current_replicas, now, cold_start)
+    sizing = recommended.sizing
+    recommendation = recommended.replicas
 
     # Panic: one interval showing `threshold` times what the ready replicas carry at target.
     panic_window = float(spec.panic.window_seconds)
@@ -770,7 +687,14 @@ def decide(
     decision = Decision(
         desired_replicas=desired,
         reason=_reason(
-            assessment, sizing, ready, starting, current_replicas, desired, panicking, normalized
+            assessment,
+            recommended,
+            ready,
+            starting,
+            current_replicas,
+            desired,
+            panicking,
+            normalized,
         ),
         conditions=_conditions(assessment, normalized, recommendation, current_replicas, up, down),
         panicking=panicking,
@@ -786,6 +710,8 @@ def decide(
         last_panic_trigger=last_trigger,
         panic_replicas=max(desired, state.panic_replicas) if panicking else 0,
         hold_scale_down_until=state.hold_scale_down_until,
+        cold_start=assessment.cold_start,
+        bursts=assessment.bursts,
     )
     return decision, next_state
 
@@ -820,7 +746,7 @@ def _conditions(
 
 def _reason(
     assessment: Assessment,
-    sizing: Sizing | None,
+    recommended: Recommendation,
     ready: int,
     starting: int,
     current: int,
@@ -831,19 +757,35 @@ def _reason(
     """One line naming the signals, the estimate and the change, e.g. for status.lastScale.
 
     e.g. "queueDepth 13.2 per replica (target 4), ... on 2 ready replicas: load needs 6.3
-    replicas at 86% utilisation (queueDepth): 2 -> 7 (panic)".
+    replicas at 86% utilisation (queueDepth): 2 -> 7 (panic)", or with an objective "...
+    load needs 3.1 replicas at 91% utilisation (objective) +2 headroom for a rise of 18 req/s
+    within the 30 s cold start seen in the last 45 min: 3 -> 6".
     """
     replicas = f"{ready} ready" + (f" + {starting} starting" if starting else "")
+    sizing = recommended.sizing
     if sizing is None:
         return (
             f"{assessment.summary} on {replicas} replicas: holding {current} "
             f"({assessment.active_reason})"
         )
-    held = f", {assessment.held} held by a growing backlog" if assessment.held else ""
+    held = f", {assessment.held} held by a backlog" if assessment.held else ""
     text = (
         f"{assessment.summary} on {replicas} replicas: load needs {sizing.needed:.1f} replicas "
-        f"at {sizing.utilization:.0%} utilisation ({sizing.binding}{held}): {current} -> {desired}"
+        f"at {sizing.utilization:.0%} utilisation ({sizing.binding}{held})"
     )
+    if recommended.headroom and recommended.rise is not None:
+        text += (
+            f" +{recommended.headroom} headroom for a rise of "
+            f"{_format(recommended.rise.rise)} req/s within the "
+            f"{recommended.cold_start:.0f} s cold start seen in the last "
+            f"{_duration(recommended.rise.span)}"
+        )
+    if recommended.drain_floor:
+        text += (
+            f", keeping {recommended.drain_floor} to drain "
+            f"{_format(assessment.queue_total or 0.0)} queued requests"
+        )
+    text += f": {current} -> {desired}"
     notes = []
     if panicking:
         notes.append("panic")
@@ -854,3 +796,7 @@ def _reason(
     if not assessment.trustworthy:
         notes.append(assessment.active_reason)
     return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -35,6 +35,13 @@ class Observation:
     """Successful requests per second over the interval, summed over reporting replicas."""
     problems: tuple[str, ...] = field(default_factory=tuple)
     """One entry per pod whose metrics were missing, unreachable, partial or garbage."""
+    cold_start_seconds: float | None = None
+    """How long the service's recently started pods took from creation to Ready (see
+    `autoscale.coldstart`); None when none was seen. Sizes the objective's headroom."""
+    implausible: tuple[str, ...] = field(default_factory=tuple)
+    """One entry per plausibility check a page failed (a counter Triton keeps whole that is
+    not, a rate beyond what the counts allow). Non-empty: the policy holds the replicas with
+    ScalingActive=False, reason InvalidMetrics, and learns nothing from this observation."""
 
     @property
     def complete(self) -> bool:

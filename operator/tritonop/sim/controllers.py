@@ -1,50 +1,58 @@
 """Autoscalers the simulator can run: the operator's policy and the baselines it is judged by.
 
+Every autoscaled policy (operator, hpa, kpa, oracle) gets the same decision interval, the same
+metric delay (`ServiceConfig.metric_delay_s`: what it sees is that old), the same cold start,
+the same bounds (minReplicas/maxReplicas) and the same start (see `scenario.START_RULES`);
+`static:N` gets N replicas.
+
 * `operator`: `autoscale.policy.decide`, fed an `Observation` built the way the operator's
   metrics reader builds it (see `observe`), every TRITONOP_AUTOSCALE_INTERVAL_SECONDS.
 * `hpa`: the Kubernetes HorizontalPodAutoscaler (autoscaling/v2) on the Pods metrics of the
   shipped prometheus-adapter rules (`triton_queue_depth`, `triton_queue_time_ms` over a 60 s
-  rate window), with the same targets, HPA's 15 s sync period, 10% tolerance, its handling of
-  pods that are not ready or have no metrics, and the spec's behavior with Kubernetes'
-  defaults. Prometheus' scrape delay is not modelled (which favours the HPA).
-* `kpa`: Knative's KPA on concurrency (requests in flight per pod): 2 s tick, 60 s stable
-  and 6 s panic windows, panic at 200%, scale down at most halving per tick, target
-  utilisation 70%. Its per-pod concurrency target is derived from the spec: the queue depth
-  target plus the requests the pod executes at once (`instances`), i.e. the in-flight count
-  of a replica holding its queue target; with only `queueTimeMs`, instances times
-  (1 + queueTimeMs / service time), the in-flight count Little's law gives at that wait.
+  rate window), with the same targets, a 10% tolerance, its handling of pods that are not
+  ready or have no metrics, and the spec's behavior with Kubernetes' defaults (300 s
+  scale-down stabilization, the count it starts with recorded as its first recommendation). Kubernetes syncs every 15 s by default; here it runs on the
+  common interval (the controller-manager's --horizontal-pod-autoscaler-sync-period).
+* `kpa`: Knative's KPA on concurrency (requests in flight per pod): 60 s stable and 6 s
+  panic windows, panic at 200%, scale down at most halving per tick, target utilisation
+  70%; Knative ticks every 2 s, here on the common interval. Its per-pod concurrency target
+  is derived from the spec: the queue depth target plus the requests the pod executes at once
+  (`instances`), i.e. the in-flight count of a replica holding its queue target; with only
+  `queueTimeMs`, instances times (1 + queueTimeMs / service time), the in-flight count
+  Little's law gives at that wait.
 * `static:N`: N replicas, always.
-* `oracle`: knows every future arrival. For each window (30 s) it finds, by simulating the
-  window, the fewest replicas that serve every request of the window within the SLO, and
-  starts them one cold start ahead. Its replica-seconds are the cost floor.
-
-All get the same bounds (minReplicas/maxReplicas) except `static:N`, and the same cold start.
+* `oracle`: knows every future arrival and service time. Window by window (30 s) it chooses
+  the fewest replicas that serve every request arriving in the window within the SLO, or,
+  where no count up to maxReplicas can, the fewest that miss no more than maxReplicas
+  would. It tries each count on a fork of its own run, so the backlog carried into a window,
+  the replicas still draining and the cold start are all accounted for, and it requests the
+  replicas a window needs one cold start before the window begins. Its run is that plan.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from tritonop.api.models import Autoscaling
 from tritonop.autoscale import promql
-from tritonop.autoscale.policy import (
+from tritonop.autoscale.behavior import (
     KUBERNETES_SCALE_DOWN_WINDOW_SECONDS,
-    PolicyState,
-    Rules,
-    decide,
+    history_horizon,
     normalize,
     resolve_behavior,
 )
+from tritonop.autoscale.coldstart import cold_start_seconds
+from tritonop.autoscale.policy import PolicyState, decide
 from tritonop.autoscale.types import Decision, Observation
-from tritonop.sim.engine import Replica, ServiceConfig, ServiceView, simulate
+from tritonop.sim.engine import PodSample, ServiceConfig, ServiceView, Simulation
 
 OPERATOR_INTERVAL_S = 5.0
-HPA_SYNC_PERIOD_S = 15.0
 HPA_TOLERANCE = 0.1
-KPA_TICK_S = 2.0
 KPA_STABLE_WINDOW_S = 60.0
 KPA_PANIC_WINDOW_S = 6.0
 KPA_PANIC_THRESHOLD = 2.0
@@ -52,7 +60,7 @@ KPA_TARGET_UTILIZATION = 0.7
 KPA_MAX_SCALE_DOWN_RATE = 2.0
 KPA_MAX_SCALE_UP_RATE = 1000.0
 ORACLE_WINDOW_S = 30.0
-ORACLE_INTERVAL_S = 1.0
+WARM_START_S = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,22 +94,22 @@ class OperatorController:
         self.previous: dict[int, _Counters] = {}
         self.decisions: list[tuple[float, Observation, Decision]] = []
 
-    def observe(self, now: float, service: ServiceView) -> Observation:
-        """Gauge at the tick; rates and queue time from counter deltas since the last tick.
+    def observe(self, service: ServiceView) -> Observation:
+        """Gauge at the scrape; rates and queue time from counter deltas since the last one.
 
         A replica seen for the first time contributes its queue depth only, as a pod scraped
         for the first time does; draining and starting replicas are not scraped.
         """
+        now = service.time
         pending_total = 0.0
         rate_pods = 0
         queued_us = successes = request_rate = 0.0
         current: dict[int, _Counters] = {}
-        for replica in service.ready:
-            model = replica.model
-            pending_total += model.pending_count
-            counters = _Counters(now, model.success_count, model.queue_duration_us)
-            current[replica.id] = counters
-            before = self.previous.get(replica.id)
+        for pod in service.ready:
+            pending_total += pod.pending
+            counters = _Counters(now, pod.success_count, pod.queue_duration_us)
+            current[pod.id] = counters
+            before = self.previous.get(pod.id)
             if before is None or now <= before.time:
                 continue
             rate_pods += 1
@@ -114,19 +122,20 @@ class OperatorController:
         return Observation(
             time=now,
             ready_replicas=reporting,
-            starting_replicas=len(service.starting),
+            starting_replicas=service.starting,
             reporting_replicas=reporting,
             queue_depth=pending_total / reporting if reporting else None,
             queue_time_ms=_queue_time_ms(queued_us, successes, pending_total)
             if rate_pods
             else None,
             request_rate=request_rate if rate_pods else None,
+            cold_start_seconds=cold_start_seconds((p.created, p.ready_at) for p in service.ready),
         )
 
     def decide(self, now: float, service: ServiceView) -> int:
         if self.state is None:
             self.state = PolicyState.fresh(0.0, service.desired)
-        observation = self.observe(now, service)
+        observation = self.observe(service)
         decision, self.state = decide(
             self.spec, service.desired, observation, self.state, now, self.interval
         )
@@ -191,7 +200,7 @@ class HPAController:
     def __init__(
         self,
         spec: Autoscaling,
-        interval: float = HPA_SYNC_PERIOD_S,
+        interval: float,
         rate_window: float = promql.DEFAULT_RATE_WINDOW_SECONDS,
     ) -> None:
         self.spec = spec
@@ -203,12 +212,12 @@ class HPAController:
         self.samples: dict[int, deque[_Counters]] = {}
         self.recommendations: list[tuple[float, int]] = []
         self.events: list[tuple[float, int]] = []
+        self.started = False
 
-    def _queue_time(self, now: float, replica: Replica) -> float | None:
+    def _queue_time(self, now: float, pod: PodSample) -> float | None:
         """rate(queue_us[w]) / rate(success[w]) / 1000 per pod, 0 when idle, None when unknown."""
-        model = replica.model
-        history = self.samples.setdefault(replica.id, deque())
-        history.append(_Counters(now, model.success_count, model.queue_duration_us))
+        history = self.samples.setdefault(pod.id, deque())
+        history.append(_Counters(now, pod.success_count, pod.queue_duration_us))
         while len(history) > 2 and history[1].time <= now - self.rate_window:
             history.popleft()
         if len(history) < 2:
@@ -221,17 +230,22 @@ class HPAController:
 
     def decide(self, now: float, service: ServiceView) -> int:
         current = service.desired
+        if not self.started:
+            # Kubernetes records the current count as a new HPA's first recommendation
+            # (recordInitialRecommendation): the scale-down window holds it at first.
+            self.recommendations.append((now, current))
+            self.started = True
         targets = self.spec.targets
-        ready = list(service.ready)
-        unready = len(service.starting)
-        live = {replica.id for replica in ready}
+        ready = service.ready
+        unready = service.starting
+        live = {pod.id for pod in ready}
         proposals: list[int] = []
         invalid = 0
-        queue_times = {replica.id: self._queue_time(now, replica) for replica in ready}
+        queue_times = {pod.id: self._queue_time(service.time, pod) for pod in ready}
         for stale in set(self.samples) - live:
             del self.samples[stale]
         if targets.queue_depth is not None:
-            depths = [float(replica.model.pending_count) for replica in ready]
+            depths = [float(pod.pending) for pod in ready]
             if depths:
                 proposals.append(
                     hpa_metric_replicas(depths, 0, unready, targets.queue_depth, current)
@@ -264,21 +278,13 @@ class HPAController:
             max_replicas=self.spec.max_replicas,
             now=now,
         )
-        horizon = _horizon(self.up, self.down)
+        horizon = history_horizon(self.up, self.down)
         self.recommendations = [r for r in self.recommendations if r[0] > now - horizon]
         self.recommendations.append((now, recommendation))
         if normalized.replicas != current:
             self.events = [e for e in self.events if e[0] > now - horizon]
             self.events.append((now, normalized.replicas - current))
         return normalized.replicas
-
-
-def _horizon(up: Rules, down: Rules) -> float:
-    return max(
-        up.stabilization_window_seconds,
-        down.stabilization_window_seconds,
-        *(p.period_seconds for p in (*up.policies, *down.policies)),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +305,7 @@ class KPAController:
 
     name = "kpa"
 
-    def __init__(self, spec: Autoscaling, target_concurrency: float, interval: float = KPA_TICK_S):
+    def __init__(self, spec: Autoscaling, target_concurrency: float, interval: float):
         self.spec = spec
         self.interval = interval
         self.target_value = target_concurrency * KPA_TARGET_UTILIZATION
@@ -309,17 +315,18 @@ class KPAController:
         self.panic_time: float | None = None
         self.max_panic_pods = 0
 
-    def _concurrency(self, now: float, service: ServiceView) -> float:
-        """Average requests in flight over the last tick, summed over ready pods."""
+    def _concurrency(self, service: ServiceView) -> float:
+        """Average requests in flight since the last scrape, summed over ready pods."""
+        now = service.time
         elapsed = now - self.last_tick
-        area_now = {r.id: r.model.concurrency_seconds(now) for r in service.ready}
-        total = sum(area - self.previous_area.get(rid, 0.0) for rid, area in area_now.items())
+        area_now = {pod.id: pod.concurrency_seconds for pod in service.ready}
+        total = sum(area - self.previous_area.get(pid, 0.0) for pid, area in area_now.items())
         self.previous_area = area_now
         self.last_tick = now
         return total / elapsed if elapsed > 0 else 0.0
 
     def decide(self, now: float, service: ServiceView) -> int:
-        observed = self._concurrency(now, service)
+        observed = self._concurrency(service)
         self.samples.append((now, observed))
         while self.samples and self.samples[0][0] <= now - KPA_STABLE_WINDOW_S:
             self.samples.popleft()
@@ -367,51 +374,89 @@ class StaticController:
         return self.replicas
 
 
-def oracle_plan(
+def fewest_replicas(misses: Callable[[int], int], low: int, high: int) -> int:
+    """The fewest replicas in [low, high] that miss no more requests than `high` replicas.
+
+    `misses(n)` counts the requests n replicas fail to serve within the SLO; it is assumed
+    not to grow with n. Gallops up from `low` (the answer is usually close to it), and only
+    when that finds no count without misses does it ask `high` what the best possible is.
+    """
+    if high <= low:
+        return high
+    known: dict[int, int] = {}
+
+    def count(replicas: int) -> int:
+        if replicas not in known:
+            known[replicas] = misses(replicas)
+        return known[replicas]
+
+    best, trial, step = 0, low, 1
+    while count(trial) > best and trial < high:
+        trial = min(high, trial + step)
+        step *= 2
+    if count(trial) > best:  # not even `high` serves everything: settle for what it does
+        best = count(high)
+    passed = min(n for n, missed in known.items() if missed <= best)
+    failed = max((n for n, missed in known.items() if n < passed), default=low - 1)
+    while passed - failed > 1:  # binary search between the last failure and a pass
+        middle = (failed + passed) // 2
+        if count(middle) <= best:
+            passed = middle
+        else:
+            failed = middle
+    return passed
+
+
+def _misses(latencies: Sequence[float], low: int, high: int, slo: float) -> int:
+    """Requests low..high-1 that did not complete within `slo` seconds."""
+    return sum(1 for latency in latencies[low:high] if not latency <= slo)
+
+
+def warm_start_replicas(
     arrivals: Sequence[float],
     config: ServiceConfig,
     *,
     min_replicas: int,
     max_replicas: int,
-    duration: float,
-    window: float = ORACLE_WINDOW_S,
-) -> list[int]:
-    """Fewest replicas per window that serve every request of the window within the SLO.
+    interval: float,
+    horizon: float = WARM_START_S,
+) -> int:
+    """The replicas the first `horizon` seconds need: fewest that serve them within the SLO.
 
-    Each window is simulated on its own, starting idle, from a lower bound (the replicas
-    that are busy 100% of the time with full batches) upwards, with the service's own
-    balancer. It knows the arrivals, not the service times: with variable service times
-    (service_time_cv > 0) the real run draws other ones and may miss a few requests.
+    What every autoscaled policy starts with (scenario.START_RULES "warm"): a service that
+    has been running before the trace starts, sized for the load it starts with.
     """
     slo = config.slo_ms / 1000.0 + 1e-9
-    capacity_rps = config.replica.peak_capacity_rps
-    plan = []
-    start_index = 0
-    windows = math.ceil(duration / window)
-    for number in range(windows):
-        start, end = number * window, (number + 1) * window
-        stop_index = start_index
-        while stop_index < len(arrivals) and arrivals[stop_index] < end:
-            stop_index += 1
-        chunk = [t - start for t in arrivals[start_index:stop_index]]
-        start_index = stop_index
-        replicas = max(min_replicas, math.ceil(len(chunk) / window / capacity_rps - 1e-9))
-        while replicas < max_replicas and chunk:
-            trial = simulate(
-                chunk,
-                StaticController(replicas, interval=window),
-                replace(config, initial_replicas=replicas),
-                duration=window,
-            )
-            if all(latency <= slo for latency in trial.latencies):
-                break
-            replicas += 1
-        plan.append(min(replicas, max_replicas))
-    return plan
+    stop = bisect_left(arrivals, horizon)
+    capacity = config.replica.peak_capacity_rps
+
+    def misses(replicas: int) -> int:
+        run = Simulation(
+            arrivals,
+            StaticController(replicas, interval),
+            _with_initial(config, replicas),
+            duration=horizon,
+            record_timeline=False,
+        )
+        run.run_until(horizon)
+        return _misses(run.settle(), 0, stop, slo)
+
+    low = max(min_replicas, 1, math.ceil(stop / horizon / capacity - 1e-9))
+    return fewest_replicas(misses, min(low, max_replicas), max_replicas)
+
+
+def _with_initial(config: ServiceConfig, replicas: int) -> ServiceConfig:
+    return replace(config, initial_replicas=replicas)
 
 
 class OracleController:
-    """Follows `oracle_plan`, starting each window's replicas one cold start ahead."""
+    """Follows a plan of replicas per window, requesting each window's one cold start ahead.
+
+    At a decision at `now` the replicas asked for are the most any window from the current
+    one up to the one containing `now + cold start + interval` needs: replicas arrive in time
+    for the window that needs them, and leave once no window within reach does. Windows past
+    the end of the plan (while it is being built) hold its last known count.
+    """
 
     name = "oracle"
 
@@ -419,8 +464,8 @@ class OracleController:
         self,
         plan: Sequence[int],
         cold_start_s: float,
+        interval: float,
         window: float = ORACLE_WINDOW_S,
-        interval: float = ORACLE_INTERVAL_S,
     ) -> None:
         self.plan = list(plan)
         self.cold_start_s = cold_start_s
@@ -433,3 +478,59 @@ class OracleController:
         last = int((now + self.cold_start_s + self.interval) // self.window)
         upcoming = self.plan[first : last + 1] or self.plan[-1:]
         return max(upcoming)
+
+
+def oracle_plan(
+    arrivals: Sequence[float],
+    config: ServiceConfig,
+    *,
+    min_replicas: int,
+    max_replicas: int,
+    duration: float,
+    interval: float,
+    window: float = ORACLE_WINDOW_S,
+) -> list[int]:
+    """Replicas per window for `OracleController`, chosen on forks of the oracle's own run.
+
+    `config.initial_replicas` are ready at 0 (the start every policy gets). For window k the
+    run is advanced to the first decision that can act on it (a cold start and an interval
+    before the window); each candidate count is tried on a fork that runs to the window's end
+    and lets its requests complete; the fewest that serve the window's arrivals within the
+    SLO (see `fewest_replicas`) is kept. Since each replica serves its queue in order, a
+    request's latency never depends on a later window's count, so the window's verdict holds
+    in the final run (exactly without dynamic batching).
+    """
+    slo = config.slo_ms / 1000.0 + 1e-9
+    capacity = config.replica.peak_capacity_rps
+    cold = config.cold_start_s
+    controller = OracleController([], cold, interval, window)
+    plan = controller.plan  # the run's own controller follows the plan as it grows
+    run = Simulation(arrivals, controller, config, duration, record_timeline=False)
+    for number in range(math.ceil(duration / window - 1e-9)):
+        start, end = number * window, min(duration, (number + 1) * window)
+        run.run_until(max(0.0, start - cold - interval))
+        low_index, high_index = bisect_left(arrivals, start), bisect_left(arrivals, end)
+
+        misses = partial(
+            _window_misses, run, plan, (cold, interval, window), end, low_index, high_index, slo
+        )
+        needed = (high_index - low_index) / (end - start) / capacity
+        low = min(max_replicas, max(min_replicas, math.ceil(needed - 1e-9)))
+        plan.append(fewest_replicas(misses, low, max_replicas) if high_index > low_index else low)
+    return plan
+
+
+def _window_misses(
+    run: Simulation,
+    plan: Sequence[int],
+    timing: tuple[float, float, float],
+    end: float,
+    low_index: int,
+    high_index: int,
+    slo: float,
+    replicas: int,
+) -> int:
+    """Requests of one window (indexes low..high-1) missed if it gets `replicas`."""
+    trial = run.fork(OracleController([*plan, replicas], *timing))
+    trial.run_until(end)
+    return _misses(trial.settle(), low_index, high_index, slo)

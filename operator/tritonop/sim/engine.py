@@ -13,6 +13,14 @@ and the service carries it out the way a Deployment does:
   a removed ready replica gets no new requests but finishes the ones it holds, as Triton
   does on SIGTERM within the termination grace period, and costs replica-seconds until then.
 
+What a controller sees is a `ServiceView`: the pods and their Triton counters as they were
+`metric_delay_s` before the decision (scrape and pipeline delay, the same for every
+controller), and the desired count as it is now (the controller's own last write).
+
+The end of a run is honest about cost: arrivals stop at `duration`, every request accepted by
+then still completes, and a replica holding one keeps costing replica-seconds until its last
+request finishes (idle replicas stop costing at `duration`).
+
 Load balancing: `least-request` (default) sends each request to the ready replica with the
 fewest requests in flight, ties going round robin. This is what an L7 proxy in front of
 Triton does (Envoy's and Istio's LEAST_REQUEST, the Gateway API inference extension);
@@ -22,9 +30,11 @@ Triton does (Envoy's and Istio's LEAST_REQUEST, the Gateway API inference extens
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import math
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -50,6 +60,8 @@ class ServiceConfig:
     """Seeds service times (when variable) and the random balancer."""
     timeline_step_s: float = 5.0
     """Resolution of the recorded timeline (replicas over time)."""
+    metric_delay_s: float = 0.0
+    """How old the pods and metrics a controller sees are when it decides."""
 
     def __post_init__(self) -> None:
         if self.cold_start_s < 0:
@@ -60,6 +72,8 @@ class ServiceConfig:
             raise ValueError(f"initial replicas must be >= 0, got {self.initial_replicas}")
         if self.timeline_step_s <= 0:
             raise ValueError(f"the timeline step must be > 0 s, got {self.timeline_step_s}")
+        if self.metric_delay_s < 0:
+            raise ValueError(f"the metric delay must be >= 0 s, got {self.metric_delay_s}")
 
 
 class Replica:
@@ -84,21 +98,46 @@ class Replica:
         self.removed_at: float | None = None
         self.last_completion = created
 
+    def fork(self, rng: random.Random) -> Replica:
+        """An independent copy (see `ReplicaModel.fork`)."""
+        clone = Replica(self.id, self.model.fork(rng), self.created, self.ready_at)
+        clone.drain_started = self.drain_started
+        clone.removed_at = self.removed_at
+        clone.last_completion = self.last_completion
+        return clone
 
-class ServiceView(Protocol):
-    """What a controller may look at when it decides (the service, read-only)."""
 
-    @property
-    def desired(self) -> int:
-        """Replicas currently requested (the Deployment's spec.replicas)."""
+@dataclass(frozen=True, slots=True)
+class PodSample:
+    """One ready pod as a scrape shows it: identity, lifecycle times and Triton's counters."""
 
-    @property
-    def ready(self) -> Sequence[Replica]:
-        """Replicas serving requests, oldest first."""
+    id: int
+    created: float
+    """When the pod was requested (its creationTimestamp)."""
+    ready_at: float
+    """When it became Ready: ready_at - created is the cold start it went through."""
+    pending: int
+    """nv_inference_pending_request_count: queued, not executing."""
+    in_flight: int
+    """Queued plus executing (what a queue-proxy counts as concurrency)."""
+    success_count: int
+    queue_duration_us: float
+    concurrency_seconds: float
+    """Integral of in_flight over time (Knative's concurrency is its rate)."""
 
-    @property
-    def starting(self) -> Sequence[Replica]:
-        """Replicas requested but not serving yet."""
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What a controller may look at when it decides (read-only, possibly delayed)."""
+
+    time: float
+    """When the pods were observed: the decision time minus the metric delay."""
+    desired: int
+    """Replicas currently requested (the Deployment's spec.replicas), as of the decision."""
+    ready: tuple[PodSample, ...]
+    """Pods serving requests at `time`, oldest first."""
+    starting: int
+    """Pods requested but not serving yet at `time`."""
 
 
 class Controller(Protocol):
@@ -133,40 +172,45 @@ class SimulationResult:
     latencies: list[float]
     """Seconds from arrival to completion, in arrival order (same index as `arrivals`)."""
     replica_seconds: float
+    """Every replica's life, request to removal; a replica still serving at `duration`
+    counts until its last request completes."""
     scale_events: int
     max_replicas: int
     timeline: Timeline
+    scored_from: float = 0.0
+    """Requests arriving before this time are not scored (see scenario.START_RULES)."""
 
     @property
     def requests(self) -> int:
         return len(self.arrivals)
 
+    def _scored(self) -> Sequence[float]:
+        if self.scored_from <= 0:
+            return self.latencies
+        return self.latencies[bisect.bisect_left(self.arrivals, self.scored_from) :]
+
     @property
     def slo_attainment(self) -> float:
-        """Fraction of requests whose latency met the SLO (1.0 for an empty trace)."""
-        if not self.latencies:
-            return 1.0
-        limit = self.slo_ms / 1000.0 + 1e-9
-        return sum(1 for latency in self.latencies if latency <= limit) / len(self.latencies)
+        """Fraction of the scored requests whose latency met the SLO (1.0 when none)."""
+        return _attainment(self._scored(), self.slo_ms)
+
+    @property
+    def slo_attainment_all(self) -> float:
+        """The same over every request, scored or not."""
+        return _attainment(self.latencies, self.slo_ms)
 
     def latency_percentile_ms(self, percent: float) -> float:
-        """The nearest-rank percentile of latency, in milliseconds."""
-        if not self.latencies:
-            return 0.0
-        ordered = sorted(self.latencies)
-        rank = max(0, math.ceil(percent / 100.0 * len(ordered)) - 1)
-        return ordered[rank] * 1000.0
+        """The nearest-rank percentile of the scored requests' latency, in milliseconds."""
+        return percentile_of(sorted(self._scored()), percent) * 1000.0
 
     def summary(self) -> dict[str, object]:
         """The figures `tritonop simulate --json` prints."""
-        ordered = sorted(self.latencies)
+        ordered = sorted(self._scored())
 
         def percentile(percent: float) -> float:
-            if not ordered:
-                return 0.0
-            return round(ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)] * 1000, 1)
+            return round(percentile_of(ordered, percent) * 1000, 1)
 
-        return {
+        summary: dict[str, object] = {
             "policy": self.controller,
             "requests": self.requests,
             "duration_s": round(self.duration, 1),
@@ -178,10 +222,21 @@ class SimulationResult:
             "scale_events": self.scale_events,
             "max_replicas": self.max_replicas,
         }
+        if self.scored_from > 0:
+            summary["scored_from_s"] = self.scored_from
+            summary["slo_attainment_all_requests"] = round(self.slo_attainment_all, 5)
+        return summary
+
+
+def _attainment(latencies: Sequence[float], slo_ms: float) -> float:
+    if not latencies:
+        return 1.0
+    limit = slo_ms / 1000.0 + 1e-9
+    return sum(1 for latency in latencies if latency <= limit) / len(latencies)
 
 
 class Service:
-    """The running simulation of one service; implements ServiceView for controllers."""
+    """The running service: replicas, their queues and the balancer (no controller, no clock)."""
 
     def __init__(self, config: ServiceConfig, arrivals: Sequence[float]) -> None:
         self.config = config
@@ -200,10 +255,27 @@ class Service:
         for _ in range(config.initial_replicas):
             self._ready.append(self._new_replica(0.0, ready_at=0.0))
 
-    # ---------------------------------------------------------------- ServiceView
+    def fork(self) -> Service:
+        """An independent copy in the same state, for what-if runs (the oracle's trials)."""
+        clone = copy.copy(self)
+        clone.latencies = self.latencies.copy()
+        clone._service_rng = random.Random()
+        clone._service_rng.setstate(self._service_rng.getstate())
+        clone._balancer_rng = random.Random()
+        clone._balancer_rng.setstate(self._balancer_rng.getstate())
+        rng = clone._service_rng
+        clone._ready = [replica.fork(rng) for replica in self._ready]
+        clone._starting = [replica.fork(rng) for replica in self._starting]
+        clone._draining = [replica.fork(rng) for replica in self._draining]
+        clone._gone = list(self._gone)  # never changes again
+        clone._held = list(self._held)
+        return clone
+
+    # ---------------------------------------------------------------- what controllers see
 
     @property
     def desired(self) -> int:
+        """Replicas currently requested (ready + starting): the Deployment's spec.replicas."""
         return len(self._ready) + len(self._starting)
 
     @property
@@ -218,6 +290,23 @@ class Service:
     def existing(self) -> int:
         """Replicas that exist and cost: ready, starting and draining."""
         return len(self._ready) + len(self._starting) + len(self._draining)
+
+    def sample(self, now: float) -> ServiceView:
+        """The pods and their counters at `now` (call after `advance(now)`)."""
+        pods = tuple(
+            PodSample(
+                id=replica.id,
+                created=replica.created,
+                ready_at=replica.ready_at,
+                pending=replica.model.pending_count,
+                in_flight=replica.model.in_flight,
+                success_count=replica.model.success_count,
+                queue_duration_us=replica.model.queue_duration_us,
+                concurrency_seconds=replica.model.concurrency_seconds(now),
+            )
+            for replica in self._ready
+        )
+        return ServiceView(now, self.desired, pods, len(self._starting))
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -328,12 +417,16 @@ class Service:
         if upcoming is not None and upcoming <= now:
             self._collect(replica, now)
 
-    def finish(self) -> None:
-        """Let every request still in flight complete (no new arrivals).
+    def finish(self, end: float) -> None:
+        """Arrivals have stopped at `end`: let every accepted request complete, then stop.
 
-        Requests still held because no replica ever became ready never complete: their
-        latency is infinite (they miss any objective).
+        Requests held for want of a ready replica go to the replicas still starting when
+        those become ready; with none starting either they never complete (infinite latency,
+        they miss any objective). Replicas still serving at `end` are removed at their last
+        completion, idle and starting ones at `end`, so a run's tail of work is paid for.
         """
+        while self._held and self._starting:
+            self.promote(self.next_ready_time())
         for request_index in self._held:
             self.latencies[request_index] = math.inf
         self._held = []
@@ -341,15 +434,148 @@ class Service:
             for replica in group:
                 while (upcoming := replica.model.next_event_time()) is not None:
                     self._collect(replica, upcoming)
+                replica.removed_at = max(end, replica.last_completion)
+                if replica.drain_started is not None:
+                    replica.removed_at = max(replica.drain_started, replica.last_completion)
+        for replica in self._starting:
+            replica.removed_at = end
 
     def replica_seconds(self, end: float) -> float:
-        """Replica lifetime summed over every replica, up to `end`."""
+        """Replica lifetime summed over every replica; one not removed yet counts to `end`."""
         total = 0.0
         for group in (self._ready, self._starting, self._draining, self._gone):
             for replica in group:
-                stop = end if replica.removed_at is None else min(replica.removed_at, end)
+                stop = end if replica.removed_at is None else replica.removed_at
                 total += max(0.0, stop - replica.created)
         return total
+
+
+class Simulation:
+    """One run of a service under a controller, in virtual time; can pause and fork.
+
+    `run_until` processes events up to a time, `fork` copies the whole run (service,
+    clock, pending decisions) under another controller, `result` runs to the end. The
+    oracle plans with forks: it tries a replica count on a copy and keeps the cheapest
+    that serves the window, so its plan and its run are the same simulation.
+
+    Events at one instant run in this order: replicas finishing their cold start, the
+    timeline sample, the metrics snapshot, the controller's decision, then an arrival.
+    """
+
+    def __init__(
+        self,
+        arrivals: Sequence[float],
+        controller: Controller,
+        config: ServiceConfig,
+        duration: float | None = None,
+        *,
+        record_timeline: bool = True,
+    ) -> None:
+        if controller.interval <= 0:
+            raise ValueError(f"the decision interval must be > 0 s, got {controller.interval}")
+        arrivals = list(arrivals)
+        if any(later < earlier for earlier, later in itertools.pairwise(arrivals)):
+            raise ValueError("arrival times must be sorted")
+        if duration is None:
+            last = arrivals[-1] if arrivals else 0.0
+            duration = math.ceil((last + 1e-9) / controller.interval) * controller.interval
+        self.controller = controller
+        self.config = config
+        self.duration = duration
+        self.service = Service(config, arrivals)
+        self.timeline = Timeline()
+        self.record_timeline = record_timeline
+        self.now = 0.0
+        self.next_sample = 0.0 if record_timeline else math.inf
+        self.next_tick = controller.interval
+        self.ticks_sampled = 0
+        """Decisions whose metrics snapshot has been taken."""
+        self.snapshots: deque[ServiceView] = deque()
+        self.scale_events = 0
+        self.max_replicas = self.service.existing
+        self.index = 0
+        """The next arrival to route."""
+
+    @property
+    def arrivals(self) -> Sequence[float]:
+        return self.service.arrivals
+
+    def _next_snapshot(self) -> float:
+        """When the metrics for the next decision not yet sampled are read."""
+        tick = (self.ticks_sampled + 1) * self.controller.interval
+        return max(0.0, tick - self.config.metric_delay_s)
+
+    def run_until(self, limit: float, *, inclusive: bool = False) -> None:
+        """Process every event before `limit` (and at it, when `inclusive`), up to `duration`."""
+        service, arrivals, count = self.service, self.service.arrivals, len(self.service.arrivals)
+        timeline, step = self.timeline, self.config.timeline_step_s
+        while True:
+            arrival = arrivals[self.index] if self.index < count else math.inf
+            ready_time = service.next_ready_time()
+            snapshot = self._next_snapshot()
+            now = min(arrival, self.next_tick, ready_time, self.next_sample, snapshot)
+            if now > self.duration or now > limit or (now == limit and not inclusive):
+                break
+            self.now = now
+            if ready_time <= now:
+                service.promote(now)
+            if now == self.next_sample:
+                service.advance(now)
+                timeline.times.append(now)
+                timeline.ready.append(len(service.ready))
+                timeline.replicas.append(service.existing)
+                timeline.desired.append(service.desired)
+                self.next_sample += step
+            elif now == snapshot:
+                service.advance(now)
+                self.snapshots.append(service.sample(now))
+                self.ticks_sampled += 1
+            elif now == self.next_tick:
+                service.advance(now)
+                seen = self.snapshots.popleft()
+                view = ServiceView(seen.time, service.desired, seen.ready, seen.starting)
+                desired = self.controller.decide(now, view)
+                if desired != service.desired:
+                    self.scale_events += 1
+                    service.scale(now, desired)
+                    self.max_replicas = max(self.max_replicas, service.existing)
+                self.next_tick += self.controller.interval
+            elif now == arrival:
+                service.route(now, self.index)
+                self.index += 1
+        self.now = max(self.now, min(limit, self.duration))
+
+    def fork(self, controller: Controller) -> Simulation:
+        """A copy of this run, from where it is, under `controller` (no timeline recorded)."""
+        clone = copy.copy(self)
+        clone.controller = controller
+        clone.service = self.service.fork()
+        clone.timeline = Timeline()
+        clone.record_timeline = False
+        clone.next_sample = math.inf
+        clone.snapshots = deque(self.snapshots)
+        return clone
+
+    def settle(self) -> list[float]:
+        """Stop arrivals now, let accepted requests complete; the latencies (NaN: never sent)."""
+        self.service.finish(self.now)
+        return self.service.latencies
+
+    def result(self) -> SimulationResult:
+        """Run to `duration`, let every accepted request complete, and report."""
+        self.run_until(self.duration, inclusive=True)
+        self.service.finish(self.duration)
+        return SimulationResult(
+            controller=self.controller.name,
+            duration=self.duration,
+            slo_ms=self.config.slo_ms,
+            arrivals=list(self.service.arrivals),
+            latencies=self.service.latencies,
+            replica_seconds=self.service.replica_seconds(self.duration),
+            scale_events=self.scale_events,
+            max_replicas=self.max_replicas,
+            timeline=self.timeline,
+        )
 
 
 def simulate(
@@ -362,64 +588,9 @@ def simulate(
 
     The controller is first asked at `controller.interval`, then every interval, until
     `duration` (default: the last arrival, rounded up to the interval). Requests still in
-    flight at the end complete; replica-seconds count up to `duration`.
+    flight at the end complete, and the replicas serving them cost until they do.
     """
-    if controller.interval <= 0:
-        raise ValueError(f"the decision interval must be > 0 s, got {controller.interval}")
-    arrivals = list(arrivals)
-    if any(later < earlier for earlier, later in itertools.pairwise(arrivals)):
-        raise ValueError("arrival times must be sorted")
-    if duration is None:
-        last = arrivals[-1] if arrivals else 0.0
-        duration = math.ceil((last + 1e-9) / controller.interval) * controller.interval
-    service = Service(config, arrivals)
-    timeline = Timeline()
-    step = config.timeline_step_s
-    next_sample = 0.0
-    interval = controller.interval
-    next_tick = interval
-    scale_events = 0
-    max_replicas = service.existing
-    index = 0
-    count = len(arrivals)
-    while True:
-        arrival = arrivals[index] if index < count else math.inf
-        ready_time = service.next_ready_time()
-        now = min(arrival, next_tick, ready_time, next_sample)
-        if now > duration:
-            break
-        if ready_time <= now:
-            service.promote(now)
-        if now == next_sample:
-            service.advance(now)
-            timeline.times.append(now)
-            timeline.ready.append(len(service.ready))
-            timeline.replicas.append(service.existing)
-            timeline.desired.append(service.desired)
-            next_sample += step
-        elif now == next_tick:
-            service.advance(now)
-            desired = controller.decide(now, service)
-            if desired != service.desired:
-                scale_events += 1
-                service.scale(now, desired)
-                max_replicas = max(max_replicas, service.existing)
-            next_tick += interval
-        elif now == arrival:
-            service.route(now, index)
-            index += 1
-    service.finish()
-    return SimulationResult(
-        controller=controller.name,
-        duration=duration,
-        slo_ms=config.slo_ms,
-        arrivals=arrivals,
-        latencies=service.latencies,
-        replica_seconds=service.replica_seconds(duration),
-        scale_events=scale_events,
-        max_replicas=max_replicas,
-        timeline=timeline,
-    )
+    return Simulation(arrivals, controller, config, duration).result()
 
 
 def percentile_of(values: Sequence[float], percent: float) -> float:
@@ -453,10 +624,12 @@ __all__ = [
     "BALANCERS",
     "Balancer",
     "Controller",
+    "PodSample",
     "Replica",
     "Service",
     "ServiceConfig",
     "ServiceView",
+    "Simulation",
     "SimulationResult",
     "Timeline",
     "simulate",

@@ -25,6 +25,7 @@ Times are float seconds on any monotonic clock; the model never reads a clock it
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 import random
@@ -129,6 +130,20 @@ class ReplicaModel:
         self.queue_duration_us = 0.0
         self.compute_infer_duration_us = 0.0
         self.request_duration_us = 0.0
+
+    def fork(self, rng: random.Random) -> ReplicaModel:
+        """An independent copy in the same state that draws service times from `rng`.
+
+        For what-if runs (the oracle tries replica counts on copies of the service): the
+        copy's queue and executing batches are its own; the batches themselves are never
+        mutated once started, so they are shared.
+        """
+        clone = copy.copy(self)
+        clone._rng = rng
+        clone._queue = deque(self._queue)
+        clone._executing = list(self._executing)
+        clone._done = list(self._done)
+        return clone
 
     # ---------------------------------------------------------------- observation
 

@@ -1,0 +1,145 @@
+"""Headroom for a latency objective: a memory of how fast load rose within one cold start.
+
+Pure. Replicas the policy asks for now serve one cold start later, so a rise of load within a
+cold start meets the replicas that already run. With an objective the policy therefore holds
+headroom for the rises it has seen: `BurstMemory` keeps, for every interval of the last
+`BURST_MEMORY_SECONDS`, how far the load rose above its level one cold start earlier, and
+`BurstMemory.rise` picks the rise to hold capacity for so that the requests that arrived
+during larger rises stay within the objective's miss budget. Why this shape:
+docs/design/autoscaling.md ("Objective mode").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: How long a rise is remembered: long enough to span the quiet spells between a service's
+#: bursts (bursts minutes apart are the case a cold start cannot follow), short enough that a
+#: change of traffic (a launch, a retired client) stops costing headroom within the hour.
+BURST_MEMORY_SECONDS = 2700.0
+#: Cold start assumed until one is configured or seen (a GPU pod pulling a cached image and
+#: loading a model).
+DEFAULT_COLD_START_SECONDS = 30.0
+#: The share of the objective's miss budget (1 - attainment) that may fall on requests
+#: arriving during rises larger than the headroom (the rest goes to the steady-state queue,
+#: see queueing.STEADY_MISS_SHARE).
+BURST_MISS_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """Arrivals over one interval."""
+
+    time: float
+    """End of the interval."""
+    seconds: float
+    requests: float
+
+
+@dataclass(frozen=True)
+class Rise:
+    """What one interval showed of the load's speed, kept for the memory window."""
+
+    time: float
+    rise: float
+    """Requests per second above the level one cold start earlier (0 when lower)."""
+    peak: float
+    """The interval's effective arrival rate (requests per second)."""
+    requests: float
+    """Requests that arrived in the interval: the weight of this rise."""
+
+
+@dataclass(frozen=True)
+class HeldRise:
+    """The rise the policy holds capacity for, and the evidence behind it."""
+
+    rise: float
+    """Requests per second."""
+    peak: float
+    """The highest effective rate in the memory: no headroom beyond it."""
+    span: float
+    """Seconds of history the memory covers (at most BURST_MEMORY_SECONDS)."""
+
+
+@dataclass(frozen=True)
+class BurstMemory:
+    """Recent load and the rises of the last BURST_MEMORY_SECONDS (immutable)."""
+
+    recent: tuple[LoadSample, ...] = ()
+    """Samples of the last two cold starts: the level before a rise, and the rise itself."""
+    rises: tuple[Rise, ...] = ()
+
+    def observe(self, sample: LoadSample, cold_start: float, slack: float) -> BurstMemory:
+        """The memory after one more interval.
+
+        The effective rate is the most arrivals any run of recent intervals within one cold
+        start brought per second of that run plus `slack` (the seconds a request may wait
+        and still meet the objective: a burst shorter than that is absorbed by queueing);
+        its level is the mean rate over the cold start before the last one.
+        """
+        if not (sample.seconds > 0 and math.isfinite(sample.requests) and sample.requests >= 0):
+            return self
+        recent = tuple(s for s in self.recent if s.time > sample.time - 2 * cold_start)
+        recent = (*recent, sample)
+        peak = _effective_rate(recent, sample.time, cold_start, slack)
+        level = _mean_rate(s for s in recent if s.time <= sample.time - cold_start)
+        rise = max(0.0, peak - level) if level is not None else 0.0
+        cutoff = sample.time - BURST_MEMORY_SECONDS
+        kept = tuple(r for r in self.rises if r.time > cutoff)
+        return BurstMemory(recent, (*kept, Rise(sample.time, rise, peak, sample.requests)))
+
+    def rise(self, attainment: float, now: float) -> HeldRise | None:
+        """The rise to hold capacity for: the smallest that leaves the requests of larger
+        rises within BURST_MISS_SHARE of the objective's miss budget. None: nothing seen."""
+        live = [r for r in self.rises if r.time > now - BURST_MEMORY_SECONDS]
+        if not live:
+            return None
+        total = sum(r.requests for r in live)
+        budget = (1.0 - attainment) * BURST_MISS_SHARE * total
+        uncovered = 0.0
+        held = 0.0
+        for entry in sorted(live, key=lambda r: r.rise, reverse=True):
+            if uncovered + entry.requests > budget:
+                held = entry.rise
+                break
+            uncovered += entry.requests
+        span = now - min(r.time for r in live)
+        return HeldRise(rise=held, peak=max(r.peak for r in live), span=span)
+
+
+def _effective_rate(
+    samples: tuple[LoadSample, ...], now: float, cold_start: float, slack: float
+) -> float:
+    """Most arrivals per second (plus slack) of any run of the latest samples within a cold
+    start (the latest one always counts)."""
+    best = 0.0
+    requests = seconds = 0.0
+    for sample in reversed(samples):
+        if seconds > 0 and now - (sample.time - sample.seconds) > cold_start:
+            break
+        requests += sample.requests
+        seconds += sample.seconds
+        best = max(best, requests / (seconds + slack))
+    return best
+
+
+def _mean_rate(samples: Iterable[LoadSample]) -> float | None:
+    requests = seconds = 0.0
+    for sample in samples:
+        requests += sample.requests
+        seconds += sample.seconds
+    return requests / seconds if seconds > 0 else None
+
+
+def headroom_replicas(
+    held: HeldRise | None, arrivals: float, request_cost: float, steady: int
+) -> int:
+    """Replicas beyond `steady` (the sizing for today's arrivals) that a remembered rise asks
+    for: capacity for today's arrivals plus the rise, at most the peak seen, at full use (the
+    rates already allow for queueing slack). Zero when no rise exceeded one replica's worth."""
+    if held is None or held.rise * request_cost <= 1.0:
+        return 0
+    carried = min(arrivals + held.rise, max(held.peak, arrivals)) * request_cost
+    return max(0, math.ceil(carried - 1e-9) - steady)
