@@ -267,16 +267,26 @@ def test_existing_objects_named_like_a_new_service_are_left_alone_and_survive_it
             f"{kind} checkout already exists and this InferenceService does not control it"
             in message
         )
-    time.sleep(20)  # several retries (5 s, 10 s, ...) and a resync (15 s in the suite)
+    time.sleep(2)  # kopf's own bookkeeping patch after the handler returned
+    reported = len(operator_writes_to(cluster, namespace))
+    watched = 20.0
+    time.sleep(watched)  # several retries (5 s, 10 s, ...) and a resync (15 s in the suite)
     assert snapshot(tools, namespace) == before
+    writes = operator_writes_to(cluster, namespace)
     children = [
         w
-        for w in operator_writes_to(cluster, namespace)
+        for w in writes
         if w["objectRef"]["resource"] != "inferenceservices"
         and w["objectRef"]["resource"] != "events"
     ]
     assert children == [], f"the operator wrote children: {children}"
     assert len(warnings(tools, namespace, "checkout", "ResourceExists")) == 1
+    print(
+        f"\nResourceExists: {len(writes)} operator writes in the namespace in all "
+        f"({reported} until it was reported), {len(writes) - reported} in the {watched:.0f} s "
+        "of retries and resyncs after; 0 to the user's objects"
+    )
+    assert writes[reported:] == [], "the retries wrote while nothing changed"
 
     tools.kubectl("delete", "tis", "checkout", "-n", namespace)
     wait_until(lambda: tools.get("tis", "checkout", namespace) is None, 60, "the service to go")
@@ -299,16 +309,21 @@ def test_a_refused_child_is_apply_failed_once_retried_without_a_storm_and_heals(
         "spec": {"hard": {"count/networkpolicies.networking.k8s.io": "0"}},
     }
     tools.apply([quota], namespace)
+    created = time.monotonic()
     tools.apply([service("quota", gpu={"count": 0})], namespace)
     obj = wait_condition(tools, namespace, "quota", "Ready", "False", "ApplyFailed", timeout=30)
+    reported = time.monotonic() - created
     message = condition(obj, "Ready")["message"]
     assert "NetworkPolicy quota" in message and "exceeded quota" in message
     watched = 45.0
     time.sleep(watched)
     attempts = operator_writes_to(cluster, namespace, "networkpolicies")
     codes = {a["responseStatus"]["code"] for a in attempts}
+    statuses = operator_writes_to(cluster, namespace, "inferenceservices")
     print(
-        f"\nNetworkPolicy attempts in {watched:.0f} s of refusal: {len(attempts)} (codes {codes})"
+        f"\nNetworkPolicy attempts in {watched:.0f} s of refusal: {len(attempts)} (codes {codes}); "
+        f"InferenceService writes: {len(statuses)}; "
+        f"ApplyFailed reported {reported:.1f} s after the create"
     )
     assert codes == {403}
     # 5 s, then doubling up to the resync interval (15 s in the suite): at most one attempt per
@@ -503,6 +518,15 @@ SECRET_BYTES = 750_000
 RSS_ALLOWANCE_KIB = 30 * 1024
 
 
+def secret_reads(cluster: Any) -> list[dict[str, Any]]:
+    """The operator's requests for Secrets (get, list, watch), from the audit log."""
+    return [
+        event
+        for event in cluster.audit_events(user=OPERATOR_USER, verbs=("get", "list", "watch"))
+        if event["objectRef"].get("resource") == "secrets"
+    ]
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -583,6 +607,20 @@ def test_unrelated_secrets_cost_the_operator_nothing_and_a_rotated_secret_still_
             f"{after / 1024:.1f} MiB (allowance +{RSS_ALLOWANCE_KIB // 1024} MiB)"
         )
         assert after <= idle + RSS_ALLOWANCE_KIB
+        # What it received of Secrets, all session long: the audit log records every Secret
+        # request (e2e/cluster/components.py's policy), and the operator's are gets by name.
+        reads = secret_reads(cluster)
+        assert reads, "the audit log records the operator's Secret reads"
+        assert {e["verb"] for e in reads} == {"get"}, "it listed or watched Secrets"
+        assert not [e for e in reads if e["objectRef"].get("namespace") in bulk]
+        here = {
+            e["objectRef"].get("name") for e in reads if e["objectRef"]["namespace"] == namespace
+        }
+        assert here == {"s3", "creds-triton-admin"}
+        print(
+            f"operator's Secret requests: {len(reads)}, all gets by name in services' "
+            f"namespaces; in the bulk namespaces: 0"
+        )
 
         secret = tools.get("secret", "s3", namespace)
         assert (
