@@ -191,6 +191,31 @@ class Scenario:
     """When the InferenceService was applied (monotonic)."""
 
 
+@dataclass
+class ScaleRecord:
+    """One reading of a service's scaling history in its three views: the operator's scale
+    writes (audit log), its ScaledUp/ScaledDown Events and the sampled replica changes."""
+
+    writes: list[float]
+    changes: list[tuple[float, int]]
+    events: list[tuple[str, int, int]]
+
+    @classmethod
+    def read(cls, plane: DataPlane, name: str, timeline: Timeline, since: float) -> ScaleRecord:
+        """Writes after `since`, changes sampled from just before it, and all the Events."""
+        return cls(
+            writes=[
+                t for t in operator_scale_writes(plane.view, plane.namespace, name) if t > since
+            ],
+            changes=[(t, r) for t, r in timeline.replicas() if t > since - 0.5],
+            events=plane.view.scale_events(plane.namespace, name),
+        )
+
+    def agrees(self) -> bool:
+        """Every write changed the replicas and is one Event."""
+        return len(self.writes) == len(self.events) == len(self.changes)
+
+
 @contextlib.contextmanager
 def steady_load(
     plane: DataPlane,
@@ -650,23 +675,23 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         )
         hold(later_up_at + 3 * INTERVAL)
 
-        def sampled_every_write() -> bool:
-            writes = [t for t in operator_scale_writes(view, namespace, name) if t > step_at]
-            seen = [t for t, _ in timeline.replicas() if t > step_at - 0.5]
-            return len(seen) >= len(writes)
+        def agreeing_counts() -> ScaleRecord | None:
+            record = ScaleRecord.read(plane, name, timeline, since=step_at)
+            return record if record.agrees() else None
 
-        # The sampler reads the Deployment twice a second: a write in the hold's last moment
-        # must be sampled before the sampler stops, or (a) would compare unequal periods.
-        # If it never is, the assertion below reports the writes and changes.
-        with contextlib.suppress(WaitTimeout):
-            wait_until(sampled_every_write, 5, "the sampler to see every scale write")
+        # Writes (audit log), Events and the sampled replica changes are three views of one
+        # history that each lag the write a little, and the operator goes on scaling while the
+        # load drains: compare them at a moment when all three have caught up. If they never
+        # agree, the assertion below reports the last reading.
+        try:
+            record = wait_until(agreeing_counts, 10, "writes, Events and changes to agree")
+        except WaitTimeout:
+            record = ScaleRecord.read(plane, name, timeline, since=step_at)
+        sequence = [r for _, r in timeline.replicas()]
     result = load.wait()
 
     # (a) and (b)
-    scale_writes = [t for t in operator_scale_writes(view, namespace, name) if t > step_at]
-    changes = [(t, r) for t, r in timeline.replicas() if t > step_at - 0.5]
-    events = view.scale_events(namespace, name)
-    sequence = [r for _, r in timeline.replicas()]
+    scale_writes, changes, events = record.writes, record.changes, record.events
     chain = [events[0][1]] + [to for _, _, to in events] if events else []
     # (c) scale writes after the restart while the earlier pods were starting, and the
     # emulators' queue per ready replica at each of them
