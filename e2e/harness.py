@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from e2e.cluster.processes import free_ports, log_tail
+from e2e.cluster.processes import free_ports, log_tail, spawn
 from e2e.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,16 +168,22 @@ class OperatorProcess:
             "TRITONOP_HEALTH_PORT": str(self.health_port),
             "TRITONOP_AUTOSCALE_INTERVAL_SECONDS": "2",
             "TRITONOP_SCRAPE_TIMEOUT_SECONDS": "1",
+            # Every service is resynced often, so the suite exercises the resync (and the
+            # zero-idle-writes tests check that it writes nothing) and a rotated Secret rolls
+            # the pods within the tests' waits.
+            "TRITONOP_RESYNC_INTERVAL_SECONDS": "15",
             **self.env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        # In a process group of its own (stop() reaches its parser process too), and killed
+        # by the kernel if pytest dies before its teardown could stop it: a killed test run
+        # leaves no operator behind.
+        self.process = spawn(
             [sys.executable, "-m", "tritonop.cli", "run"],
+            log_path=self.log_path,
+            cwd=ROOT,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            kill_with_parent=True,
         )
         wait_until(self.healthy, timeout, "the operator's /healthz", check=self.check_running)
 

@@ -73,6 +73,20 @@ def wait_condition(
         ) from None
 
 
+def events(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events posted on an InferenceService."""
+    return [
+        e
+        for e in tools.items("events", namespace)
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "InferenceService"
+    ]
+
+
+def event_reasons(tools: Tools, namespace: str, name: str) -> set[str]:
+    return {e["reason"] for e in events(tools, namespace, name)}
+
+
 def pods(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
     return [
         p
@@ -92,6 +106,42 @@ def running_pods(
         return running if len(running) == count == len(found) else None
 
     return wait_until(probe, timeout, f"{count} running pods of {namespace}/{name}")
+
+
+def secret_version(tools: Tools, namespace: str, name: str) -> str | None:
+    """The credentials Secret's version the service's pod template carries (it rolls on it)."""
+    deployment = tools.get("deployment", name, namespace) or {}
+    template = (deployment.get("spec") or {}).get("template") or {}
+    found = (
+        (template.get("metadata") or {}).get("annotations", {}).get("tritonop.io/secret-version")
+    )
+    return None if found is None else str(found)
+
+
+def rotate_and_wait_for_the_roll(
+    tools: Tools, namespace: str, name: str, secret: str, timeout: float = 60
+) -> None:
+    """Change one key of the service's credentials Secret, then wait until the pod template
+    carries the Secret's new version and the service's one pod has been replaced."""
+    before = secret_version(tools, namespace, name)
+    first_pod = running_pods(tools, namespace, name, 1)[0]["metadata"]["name"]
+    tools.kubectl(
+        "patch", "secret", secret, "-n", namespace, "-p", '{"stringData": {"ROTATED": "yes"}}'
+    )
+    wait_until(
+        lambda: secret_version(tools, namespace, name) != before,
+        timeout,
+        "the pod template to carry the Secret's new version",
+    )
+    wait_until(
+        lambda: [
+            p
+            for p in running_pods(tools, namespace, name, 1, timeout=5)
+            if p["metadata"]["name"] != first_pod
+        ],
+        90,
+        "the pods to roll",
+    )
 
 
 def write_file(path: Path, documents: list[dict[str, Any]]) -> Path:
