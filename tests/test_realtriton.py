@@ -26,26 +26,29 @@ from e2e.tritonsim.options import config_from_args
 from tritonclient.utils import InferenceServerException
 
 from tritonop.api import parse_object
+from tritonop.render.lockdown import ADMIN_KEY_HEADER, ADMIN_KEY_VARIABLE
 from tritonop.render.workload import triton_args
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "examples"
-#: The restricted-API flags as the tenancy work renders them (issue 13): every admin API
-#: behind one key header. gRPC metadata keys are lowercase, and tritonserver compares the
-#: name case-sensitively, so the header name must be lowercase for gRPC clients to match it.
-KEY_HEADER = "x-tritonop-key"
+#: The operator renders every admin API behind one key header (tritonop.render.lockdown); the
+#: kubelet expands `$(TRITONOP_ADMIN_KEY)` from the service's Secret, as `rendered_args` does.
+KEY_HEADER = ADMIN_KEY_HEADER
 KEY = "s3cret"
-RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
-RESTRICTED_ARGS = (
-    f"--http-restricted-api={RESTRICTED}:{KEY_HEADER}={KEY}",
-    f"--grpc-restricted-protocol={RESTRICTED}:{KEY_HEADER}={KEY}",
-)
+RESTRICTED_FLAGS = ("--http-restricted-api", "--grpc-restricted-protocol")
 
 
 def rendered_args(example: str = "autoscaled") -> list[str]:
-    """The `tritonserver` arguments the operator renders for an example (GPU placement)."""
+    """The `tritonserver` arguments the operator renders for an example (GPU placement), with
+    the admin key expanded as the kubelet would."""
     document = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
     document["metadata"].update({"namespace": "models", "uid": "u-1"})
-    return ["tritonserver", *triton_args(parse_object(document).spec, gpu=True)]
+    args = triton_args(parse_object(document).spec, gpu=True)
+    return ["tritonserver", *(arg.replace(f"$({ADMIN_KEY_VARIABLE})", KEY) for arg in args)]
+
+
+def restricted_args(args: list[str]) -> tuple[str, ...]:
+    """The restricted-API flags among `args`: what the operator locks down."""
+    return tuple(arg for arg in args if arg.startswith(RESTRICTED_FLAGS))
 
 
 def test_flags_accept_both_spellings() -> None:
@@ -59,12 +62,14 @@ def test_flags_accept_both_spellings() -> None:
 
 
 def test_pod_arguments_are_rewritten_only_where_this_machine_differs() -> None:
-    args = [*rendered_args(), *RESTRICTED_ARGS, "--log-verbose", "1", "--service-time-ms=5"]
+    args = [*rendered_args(), "--log-verbose", "1", "--service-time-ms=5"]
+    restricted = restricted_args(args)
+    assert len(restricted) == 2, args
     config, dropped = pod_server_config(args, host="127.64.0.7", repository=Path("/repo"))
     assert (config.http_port, config.grpc_port, config.metrics_port) == (8000, 8001, 8002)
     assert (config.model_control_mode, config.load_models) == ("explicit", ("simple",))
     assert config.strict_readiness
-    assert config.extra_args == (*RESTRICTED_ARGS, "--log-verbose", "1")
+    assert config.extra_args == (*restricted, "--log-verbose", "1")
     assert dropped == [
         "--model-repository=s3://example-models/simple",
         "--allow-metrics=true",
@@ -76,7 +81,7 @@ def test_pod_arguments_are_rewritten_only_where_this_machine_differs() -> None:
     assert "--allow-gpu-metrics=false" in argv
     for endpoint in ("http", "grpc", "metrics"):
         assert f"--{endpoint}-address=127.64.0.7" in argv
-    assert argv[-len(RESTRICTED_ARGS) - 2 :] == [*RESTRICTED_ARGS, "--log-verbose", "1"]
+    assert argv[-len(restricted) - 2 :] == [*restricted, "--log-verbose", "1"]
 
 
 def test_repository_config_follows_the_emulator_settings() -> None:
@@ -153,7 +158,7 @@ def post(address: str, path: str, headers: dict[str, str] | None = None) -> int:
 def test_a_pod_runs_real_triton_with_the_restricted_model_control_api(
     loop: BackgroundLoop, tmp_path: Path
 ) -> None:
-    """From an InferenceService's rendered args plus the restricted-API flags: readiness
+    """From an InferenceService's rendered args (the restricted-API flags among them): readiness
     follows /v2/health/ready, a model load without the key is refused over HTTP and gRPC and
     accepted with it, inference works on the gRPC port, and the server stops within its bound."""
     http_port, grpc_port, metrics_port = free_ports(3)
@@ -166,7 +171,6 @@ def test_a_pod_runs_real_triton_with_the_restricted_model_control_api(
         f"--http-port={http_port}",
         f"--grpc-port={grpc_port}",
         f"--metrics-port={metrics_port}",
-        *RESTRICTED_ARGS,
     ]
     base = EmulatorConfig(service=ServiceSettings(service_time_ms=5), repository_models=("extra",))
     config, _ = config_from_args(args, base=base)
@@ -182,7 +186,7 @@ def test_a_pod_runs_real_triton_with_the_restricted_model_control_api(
         address = pod.url
         assert post(address, "/v2/repository/models/extra/load") == 403
         assert post(address, "/v2/repository/models/extra/load", {KEY_HEADER: "wrong"}) == 403
-        assert post(address, "/v2/repository/models/extra/load", {"X-Tritonop-Key": KEY}) == 200
+        assert post(address, "/v2/repository/models/extra/load", {KEY_HEADER.title(): KEY}) == 200
 
         client = grpcclient.InferenceServerClient(pod.server.grpc_url)
         with pytest.raises(InferenceServerException, match="restricted"):
