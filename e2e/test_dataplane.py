@@ -25,6 +25,7 @@ Timing constants, and why:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -59,6 +60,7 @@ from e2e.polling import WaitTimeout, wait_until
 from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import RESTART_DELAY_S, PodRunner, PodSettings, Server
+from tritonop.render.lockdown import ADMIN_KEY_FIELD, ADMIN_KEY_HEADER, admin_secret_name
 
 pytestmark = pytest.mark.kwok_only
 
@@ -880,39 +882,15 @@ def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
     assert timeline.replicas()[-1][1] < held
 
 
-#: Triton's restricted APIs behind a key header, in the shape the tenancy work renders them
-#: (issue 13): the key in a Secret, `$(TRITONOP_ADMIN_KEY)` in the args, expanded by the
-#: kubelet (here the pod runner) from the container's environment; here the Secret reaches the
-#: container as the service's repository credentials (`envFrom`) and the flags are the
-#: service's own `spec.triton.args`. The header name is lowercase: gRPC metadata keys are,
-#: and tritonserver compares the name as given.
-KEY_HEADER, KEY, KEY_VARIABLE = "admin-key", "e2e-key", "TRITONOP_ADMIN_KEY"
-RESTRICTED = "model-repository,model-config,shared-memory,logging,trace"
-
-
 def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) -> None:
     """On a pod's real tritonserver: inference over gRPC on the pod's gRPC port, and with the
-    restricted-API flags in its arguments taking the key from a Secret, a model load without
-    the key is refused over HTTP and gRPC, and accepted with it; the pod spec holds only the
-    reference."""
+    restricted-API flags the operator renders (the key from the service's own generated
+    Secret, NAME-triton-admin), a model load without the key is refused over HTTP and gRPC,
+    and accepted with it; the pod spec holds only the reference."""
     namespace, name = plane.namespace, "grpc"
     service = autoscaled_service(name, max_replicas=1)
-    service["spec"]["modelRepository"]["secretRef"] = {"name": "grpc-key"}
-    restriction = f"{RESTRICTED}:{KEY_HEADER}=$({KEY_VARIABLE})"
-    service["spec"]["triton"] = {
-        "args": [
-            f"--http-restricted-api={restriction}",
-            f"--grpc-restricted-protocol={restriction}",
-        ]
-    }
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "grpc-key"},
-        "stringData": {KEY_VARIABLE: KEY},
-    }
     serve(plane.podrunner, namespace, name, server=Server.TRITONSERVER)
-    plane.installed.apply([secret, service], namespace)
+    plane.installed.apply([service], namespace)
 
     def ready_pod() -> dict[str, Any] | None:
         pods = plane.view.pods(namespace, name)
@@ -924,8 +902,14 @@ def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) 
     ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
     (status,) = [s for s in plane.podrunner.pods() if s.name == pod["metadata"]["name"]]
     assert status.server == "tritonserver" and status.pid is not None
-    assert KEY not in json.dumps(pod["spec"]), "the key in clear in the pod spec"
-    assert f"{KEY_HEADER}={KEY}" in Path(f"/proc/{status.pid}/cmdline").read_text()
+    secret = json.loads(
+        plane.installed.kubectl(
+            "get", "secret", admin_secret_name(name), "-n", namespace, "-o", "json"
+        ).stdout
+    )
+    key = base64.b64decode(secret["data"][ADMIN_KEY_FIELD]).decode()
+    assert key not in json.dumps(pod["spec"]), "the key in clear in the pod spec"
+    assert f"{ADMIN_KEY_HEADER}={key}" in Path(f"/proc/{status.pid}/cmdline").read_text()
 
     client = grpcclient.InferenceServerClient(f"{ip}:{ports['grpc']}")
     try:
@@ -939,7 +923,7 @@ def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) 
         assert result.as_numpy("OUTPUT1").tolist() == [[3] * 16]
         with pytest.raises(InferenceServerException, match="restricted"):
             client.load_model("simple")
-        client.load_model("simple", headers={f"triton-grpc-protocol-{KEY_HEADER}": KEY})
+        client.load_model("simple", headers={f"triton-grpc-protocol-{ADMIN_KEY_HEADER}": key})
     finally:
         client.close()
 
@@ -954,8 +938,8 @@ def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) 
             connection.close()
 
     assert load({}) == 403
-    assert load({KEY_HEADER: "wrong"}) == 403
-    assert load({KEY_HEADER: KEY}) == 200
+    assert load({ADMIN_KEY_HEADER: "wrong"}) == 403
+    assert load({ADMIN_KEY_HEADER: key}) == 200
 
 
 def test_demo_runs_scales_up_and_leaves_nothing_running(
