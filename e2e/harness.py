@@ -135,14 +135,25 @@ def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
 
 
+def wait_established(tools: Tools, crd: str, timeout: float = 60) -> None:
+    """Wait until the API server serves `crd`. Not `kubectl wait --for=condition=Established`:
+    right after the create the CRD has no `status.conditions` yet, and kubectl (1.3x) then
+    fails at once with "accessor error: <nil>" instead of waiting (seen in CI)."""
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+
+    def established() -> bool:
+        out = tools.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False)
+        return out.returncode == 0 and out.stdout.strip() == "True"
+
+    wait_until(established, timeout, f"CRD {crd} Established")
+
+
 def install_crds_and_rbac(tools: Tools) -> None:
     """Install what the operator needs before it runs, as a user would: the CRDs from crds/
     (waiting until the API server serves them) and the operator's namespace, ServiceAccount
     and RBAC exactly as the chart renders them."""
     tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    tools.kubectl(
-        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
-    )
+    wait_established(tools, "inferenceservices.tritonop.io")
     tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
     tools.apply(chart_rbac(tools))
 

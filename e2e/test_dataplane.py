@@ -260,16 +260,22 @@ class ScaleRecord:
     writes: list[float]
     changes: list[tuple[float, int]]
     events: list[tuple[str, int, int]]
+    sequence: list[int]
+    """Every sampled replica count, the first included: what the Events' chain must be."""
 
     @classmethod
     def read(cls, plane: DataPlane, name: str, timeline: Timeline, since: float) -> ScaleRecord:
-        """Writes after `since`, changes sampled from just before it, and all the Events."""
+        """Writes after `since`, changes sampled from just before it, and all the Events; the
+        changes and the sequence come from one reading of the sampler, so they cannot differ
+        by a change sampled in between."""
+        replicas = timeline.replicas()
         return cls(
             writes=[
                 t for t in operator_scale_writes(plane.view, plane.namespace, name) if t > since
             ],
-            changes=[(t, r) for t, r in timeline.replicas() if t > since - 0.5],
+            changes=[(t, r) for t, r in replicas if t > since - 0.5],
             events=plane.view.scale_events(plane.namespace, name),
+            sequence=[r for _, r in replicas],
         )
 
     def agrees(self) -> bool:
@@ -748,11 +754,15 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             record = wait_until(agreeing_counts, 10, "writes, Events and changes to agree")
         except WaitTimeout:
             record = ScaleRecord.read(plane, name, timeline, since=step_at)
-        sequence = [r for _, r in timeline.replicas()]
     result = load.wait()
 
     # (a) and (b)
-    scale_writes, changes, events = record.writes, record.changes, record.events
+    scale_writes, changes, events, sequence = (
+        record.writes,
+        record.changes,
+        record.events,
+        record.sequence,
+    )
     chain = [events[0][1]] + [to for _, _, to in events] if events else []
     # (c) scale writes after the restart while the earlier pods were starting, and the
     # emulators' queue per ready replica at each of them
