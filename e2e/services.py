@@ -148,6 +148,17 @@ def rotate_and_wait_for_the_roll(
     )
 
 
+def create_service_with_credentials(tools: Tools, namespace: str) -> None:
+    """A CPU service `creds` whose model repository names the credentials Secret `s3`
+    (created here), once it is Ready."""
+    tools.kubectl(
+        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
+    )
+    repository = {"uri": "s3://models/triton", "secretRef": {"name": "s3"}}
+    tools.apply([service("creds", gpu={"count": 0}, modelRepository=repository)], namespace)
+    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+
+
 #: The data of an unrelated Secret: 750 000 random bytes, 1 000 000 characters of base64 (the
 #: API server stores and serves it as 1 MB).
 UNRELATED_SECRET_BYTES = 750_000

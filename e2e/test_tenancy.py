@@ -38,6 +38,7 @@ from e2e.polling import wait_until
 from e2e.services import (
     UNRELATED_SECRET_BYTES,
     condition,
+    create_service_with_credentials,
     create_unrelated_secrets,
     events,
     rotate_and_wait_for_the_roll,
@@ -540,20 +541,7 @@ def test_unrelated_secrets_cost_the_operator_nothing_and_a_rotated_secret_still_
     was (it cannot list or watch them: acceptance 5), and the Secret a service names, rotated,
     still rolls its pods (at the next resync: pods roll on its resourceVersion)."""
     tools = installed
-    tools.kubectl(
-        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
-    )
-    tools.apply(
-        [
-            service(
-                "creds",
-                gpu={"count": 0},
-                modelRepository={"uri": "s3://models/triton", "secretRef": {"name": "s3"}},
-            )
-        ],
-        namespace,
-    )
-    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+    create_service_with_credentials(tools, namespace)
     idle = peak_rss(operator, 20).process  # one resync of every service (15 s here) included
 
     bulk = [f"{namespace[:40]}-bulk-{i}" for i in range(BULK_NAMESPACES)]

@@ -49,7 +49,7 @@ from e2e.harness import (
     peak_rss,
 )
 from e2e.polling import wait_until
-from e2e.services import create_unrelated_secrets, service, wait_condition
+from e2e.services import create_service_with_credentials, create_unrelated_secrets
 
 TENANT = "tenant"
 UNRELATED = "unrelated"
@@ -104,22 +104,9 @@ def measure(cluster: LocalCluster, tree: Path, secrets: int, work: Path) -> Figu
     for namespace in (TENANT, UNRELATED):
         tools.kubectl("create", "namespace", namespace)
     wait_until(lambda: tools.get("serviceaccount", "default", TENANT), 30, "the namespace")
-    tools.kubectl(
-        "create", "secret", "generic", "s3", "-n", TENANT, "--from-literal=AWS_ACCESS_KEY_ID=a"
-    )
     operator.start()
     try:
-        tools.apply(
-            [
-                service(
-                    "creds",
-                    gpu={"count": 0},
-                    modelRepository={"uri": "s3://models/triton", "secretRef": {"name": "s3"}},
-                )
-            ],
-            TENANT,
-        )
-        wait_condition(tools, TENANT, "creds", "Ready", "True", timeout=90)
+        create_service_with_credentials(tools, TENANT)
         idle = peak_rss(operator, 20)
         print(f"idle: {describe(idle)}", flush=True)
         with PeakRss(operator) as loaded:
