@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +146,46 @@ def rotate_and_wait_for_the_roll(
         90,
         "the pods to roll",
     )
+
+
+def create_service_with_credentials(tools: Tools, namespace: str) -> None:
+    """A CPU service `creds` whose model repository names the credentials Secret `s3`
+    (created here), once it is Ready."""
+    tools.kubectl(
+        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
+    )
+    repository = {"uri": "s3://models/triton", "secretRef": {"name": "s3"}}
+    tools.apply([service("creds", gpu={"count": 0}, modelRepository=repository)], namespace)
+    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+
+
+#: The data of an unrelated Secret: 750 000 random bytes, 1 000 000 characters of base64 (the
+#: API server stores and serves it as 1 MB).
+UNRELATED_SECRET_BYTES = 750_000
+
+
+def create_unrelated_secrets(cluster: Any, namespace: str, count: int) -> float:
+    """Create `count` 1 MB Secrets (random data) in `namespace` as admin, four at a time, for
+    what the operator must not pay for; returns the seconds taken."""
+    started = time.monotonic()
+
+    def create(index: int) -> None:
+        data = base64.b64encode(os.urandom(UNRELATED_SECRET_BYTES)).decode()
+        cluster.api(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"unrelated-{index:03d}"},
+                "data": {"blob": data},
+            },
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, range(count)))
+    return time.monotonic() - started
 
 
 def write_file(path: Path, documents: list[dict[str, Any]]) -> Path:

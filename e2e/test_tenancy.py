@@ -19,20 +19,27 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.cluster.processes import free_ports
-from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
+from e2e.harness import (
+    OPERATOR_USER,
+    WRITE_VERBS,
+    OperatorProcess,
+    PeakRss,
+    Tools,
+    peak_rss,
+)
 from e2e.polling import wait_until
 from e2e.services import (
+    UNRELATED_SECRET_BYTES,
     condition,
+    create_service_with_credentials,
+    create_unrelated_secrets,
     events,
     rotate_and_wait_for_the_roll,
     running_pods,
@@ -510,11 +517,10 @@ def test_the_operator_may_not_list_or_watch_secrets(installed: Tools) -> None:
     assert can("get", "-n", "default") == "yes"  # by name: the Secret a service names
 
 
-#: Unrelated Secrets for acceptance 3: 500 of 1 MB (750 000 random bytes, 1 000 000 characters
-#: of base64) in 5 namespaces: 500 MB in etcd and in the API server's watch cache.
+#: Unrelated Secrets for acceptance 3: 500 of 1 MB in 5 namespaces: 500 MB in etcd and in
+#: the API server's watch cache.
 BULK_NAMESPACES = 5
 SECRETS_PER_NAMESPACE = 100
-SECRET_BYTES = 750_000
 RSS_ALLOWANCE_KIB = 30 * 1024
 
 
@@ -527,47 +533,6 @@ def secret_reads(cluster: Any) -> list[dict[str, Any]]:
     ]
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def peak_rss(pid: int, seconds: float) -> int:
-    """The highest RSS of `pid` sampled every 0.5 s for `seconds` (bounded)."""
-    peak, deadline = 0, time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        peak = max(peak, rss_kib(pid))
-        time.sleep(0.5)
-    return peak
-
-
-def create_bulk_secrets(cluster: Any, namespaces: list[str]) -> float:
-    """Create SECRETS_PER_NAMESPACE 1 MB Secrets in each namespace; returns the seconds taken."""
-    started = time.monotonic()
-
-    def create(target: tuple[str, int]) -> None:
-        namespace, index = target
-        data = base64.b64encode(os.urandom(SECRET_BYTES)).decode()
-        cluster.api(
-            "POST",
-            f"/api/v1/namespaces/{namespace}/secrets",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": f"unrelated-{index:03d}"},
-                "data": {"blob": data},
-            },
-            timeout=60,
-        )
-
-    targets = [(ns, i) for ns in namespaces for i in range(SECRETS_PER_NAMESPACE)]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(create, targets))
-    return time.monotonic() - started
-
-
 @pytest.mark.kwok_only
 def test_unrelated_secrets_cost_the_operator_nothing_and_a_rotated_secret_still_rolls(
     cluster: Any, operator: OperatorProcess, installed: Tools, namespace: str
@@ -576,31 +541,20 @@ def test_unrelated_secrets_cost_the_operator_nothing_and_a_rotated_secret_still_
     was (it cannot list or watch them: acceptance 5), and the Secret a service names, rotated,
     still rolls its pods (at the next resync: pods roll on its resourceVersion)."""
     tools = installed
-    assert operator.process is not None
-    pid = operator.process.pid
-    tools.kubectl(
-        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
-    )
-    tools.apply(
-        [
-            service(
-                "creds",
-                gpu={"count": 0},
-                modelRepository={"uri": "s3://models/triton", "secretRef": {"name": "s3"}},
-            )
-        ],
-        namespace,
-    )
-    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
-    idle = peak_rss(pid, 20)  # one resync of every service (15 s in the suite) included
+    create_service_with_credentials(tools, namespace)
+    idle = peak_rss(operator, 20).process  # one resync of every service (15 s here) included
 
     bulk = [f"{namespace[:40]}-bulk-{i}" for i in range(BULK_NAMESPACES)]
     for name in bulk:
         tools.kubectl("create", "namespace", name)
     try:
-        took = create_bulk_secrets(cluster, bulk)
-        after = peak_rss(pid, 20)
-        total_mb = BULK_NAMESPACES * SECRETS_PER_NAMESPACE * SECRET_BYTES * 4 / 3 / 1e6
+        with PeakRss(operator) as sampler:
+            took = sum(
+                create_unrelated_secrets(cluster, name, SECRETS_PER_NAMESPACE) for name in bulk
+            )
+            time.sleep(20)  # a resync of every service included
+        after = sampler.peak.process
+        total_mb = BULK_NAMESPACES * SECRETS_PER_NAMESPACE * UNRELATED_SECRET_BYTES * 4 / 3 / 1e6
         print(
             f"\n{BULK_NAMESPACES * SECRETS_PER_NAMESPACE} unrelated Secrets ({total_mb:.0f} MB) "
             f"created in {took:.0f} s; operator RSS idle {idle / 1024:.1f} MiB, peak after "
