@@ -267,6 +267,27 @@ def test_namespace_filter_and_termination_grace() -> None:
             time.sleep(0.1)
 
 
+def test_a_new_pod_on_a_terminating_pods_ip_gets_its_own_server() -> None:
+    """KWOK frees a deleted pod's IP with the pod object and may give it to the next pod at
+    once: the old server, still in its grace, is stopped then, so that the new pod's clients
+    reach the new pod's server (its models), not the old one's."""
+    ip = loopback_ip()
+    old = triton_pod("old", ip, service="first")
+    new = triton_pod("new", ip, service="second")
+    new["spec"]["containers"][1]["args"][-1] = "--load-model=bert"
+    with PodRunner(watch=False, termination_grace_s=30.0) as runner:
+        runner.apply_event("ADDED", old)
+        runner.sync()
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] == 200
+        runner.apply_event("DELETED", old)
+        runner.apply_event("ADDED", new)
+        runner.sync()
+        (status,) = runner.pods()
+        assert (status.name, status.state, status.models) == ("new", "serving", ("bert",))
+        assert get(f"http://{ip}:8000/v2/models/bert/ready")[0] == 200
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] != 200
+
+
 def _port_open(ip: str) -> bool:
     try:
         urllib.request.urlopen(f"http://{ip}:8000/v2/health/live", timeout=0.5)

@@ -383,7 +383,11 @@ class PodRunner:
         self._readiness_task: asyncio.Task[None] | None = None
         self._namespace_filter = namespace_filter
         self._termination_grace_s = termination_grace_s
-        self._terminating: set[asyncio.Task[None]] = set()
+        #: Stoppers of deleted pods' servers, each with the event that cuts its grace short.
+        self._terminating: dict[asyncio.Task[None], asyncio.Event] = {}
+        #: The servers of deleted pods still in their termination grace, by pod IP: KWOK frees
+        #: a pod's IP with the pod object and may hand it to the next pod at once.
+        self._terminating_on: dict[str, asyncio.Task[None]] = {}
         self._default_server = default_server
         self._work_dir = work_dir
         self._own_work_dir = False
@@ -462,8 +466,8 @@ class PodRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         await asyncio.gather(*(self._stop_pod(key) for key in list(self._running)))
-        for task in list(self._terminating):
-            task.cancel()
+        for cut_short in self._terminating.values():
+            cut_short.set()
         await asyncio.gather(*self._terminating, return_exceptions=True)
         if self._control is not None:
             await self._control.cleanup()
@@ -560,6 +564,7 @@ class PodRunner:
             )
             self._running[key] = _Running(desired, None, str(error), refused=True)
             return
+        await self._release_ip(desired.ip)
         settings = self._settings_for(namespace, desired.service, name)
         kind = settings.server or self._default_server
         try:
@@ -720,24 +725,47 @@ class PodRunner:
             self._marking.discard(key)
 
     def _stop_after_grace(self, key: PodKey) -> None:
-        """Forget a deleted pod now; stop its server after the termination grace."""
+        """Forget a deleted pod now; stop its server after the termination grace, or sooner
+        when its IP goes to another pod (`_release_ip`) or the runner stops."""
         current = self._running.pop(key, None)
         if current is not None and current.restart is not None:
             current.restart.cancel()
         if current is None or current.server is None:
             return
-        server = current.server
+        server, ip = current.server, current.desired.ip
+        cut_short = asyncio.Event()
 
         async def stop_later() -> None:
-            try:
-                await asyncio.sleep(self._termination_grace_s)
-            finally:
-                await server.stop()
-                log.info("pod %s/%s: server on %s stopped", key[0], key[1], current.desired.ip)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cut_short.wait(), self._termination_grace_s)
+            await server.stop()
+            log.info("pod %s/%s: server on %s stopped", key[0], key[1], ip)
 
         task = asyncio.create_task(stop_later())
-        self._terminating.add(task)
-        task.add_done_callback(self._terminating.discard)
+        self._terminating[task] = cut_short
+        self._terminating_on[ip] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._terminating.pop(done, None)
+            if self._terminating_on.get(ip) is done:
+                del self._terminating_on[ip]
+
+        task.add_done_callback(forget)
+
+    async def _release_ip(self, ip: str) -> None:
+        """Stop at once a deleted pod's server that still holds `ip` in its grace.
+
+        The API server has deleted that pod, so the IP is free by the cluster's account, and
+        KWOK gives it to the next pod. Left running, the old server would still hold the
+        address (a real tritonserver then fails to bind, or with SO_REUSEPORT shares the port
+        and answers half the new pod's connections with the old pod's models and admin key).
+        """
+        task = self._terminating_on.get(ip)
+        if task is None:
+            return
+        log.info("pod IP %s reused: stopping the terminating server that held it", ip)
+        self._terminating[task].set()
+        await task
 
     async def _stop_pod(self, key: PodKey) -> None:
         current = self._running.pop(key, None)
