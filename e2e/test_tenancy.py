@@ -21,9 +21,11 @@ import base64
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import config
 
 from e2e.cluster.processes import free_ports
 from e2e.harness import (
@@ -47,6 +49,7 @@ from e2e.services import (
     service,
     wait_condition,
 )
+from tritonop.k8s import Kube
 
 
 def controller_uid(obj: dict[str, Any] | None) -> str | None:
@@ -500,6 +503,33 @@ def _lost_deployment_is_recreated(cluster: Any, tools: Tools, namespace: str) ->
         f"({len(failures)}+ failed attempts during them)"
     )
     wait_condition(tools, namespace, "mover", "Ready", "True", timeout=60)
+
+
+def test_a_racing_second_admin_key_never_overwrites_the_first(
+    operator_kubeconfig: Path, installed: Tools, namespace: str
+) -> None:
+    """Two reconciles of a new service that both saw no admin Secret (kopf can run a create
+    handler twice): as the operator's ServiceAccount on the real API server, the first
+    create wins, the second is refused (409) and keeps nothing of its own key."""
+    api = config.new_client_from_config(config_file=str(operator_kubeconfig))  # type: ignore[no-untyped-call]
+    kube = Kube(api)
+
+    def admin_secret(key: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "race-triton-admin", "namespace": namespace},
+            "data": {"admin-key": base64.b64encode(key.encode()).decode()},
+        }
+
+    try:
+        assert kube.create(admin_secret("first")) is True
+        assert kube.create(admin_secret("second")) is False
+    finally:
+        api.close()
+    stored = installed.get("secret", "race-triton-admin", namespace)
+    assert stored is not None
+    assert base64.b64decode(stored["data"]["admin-key"]).decode() == "first"
 
 
 def test_the_operator_may_not_list_or_watch_secrets(installed: Tools) -> None:

@@ -211,6 +211,19 @@ class FakeCluster:
         self.children[key] = merged
         return True
 
+    def create(self, desired: dict[str, Any]) -> bool:
+        kind, meta = desired["kind"], desired["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        failure = self.fail_apply or self.refuse.get(kind)
+        if failure is not None:
+            self.writes.append(("refused", *key))
+            raise failure
+        if key in self.children:
+            return False
+        self.writes.append(("create", *key))
+        self.children[key] = copy.deepcopy(desired)
+        return True
+
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         live = self.children.get((kind, namespace, name))
         owners = (live or {}).get("metadata", {}).get("ownerReferences") or []

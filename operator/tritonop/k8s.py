@@ -192,7 +192,8 @@ class Kube:
 
     def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
         """The Triton admin key in the service's admin Secret, or a new random one when the
-        Secret (or its key) does not exist yet: the reconcile then applies it. Hex, so that it
+        Secret (or its key) does not exist yet: the reconcile then creates the Secret with it
+        (`create`, so a racing reconcile's key is never overwritten). Hex, so that it
         never contains the ':', ',' or '=' that tritonserver's restriction syntax splits on.
         Never logged."""
         secret = self.get("Secret", namespace, secret_name)
@@ -221,6 +222,33 @@ class Kube:
         self._apply(RESOURCES[kind].path(meta.get("namespace"), meta["name"]), desired)
         API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("applied %s %s/%s", kind, meta.get("namespace"), meta["name"])
+        return True
+
+    def create(self, desired: dict[str, Any]) -> bool:
+        """Create `desired`; False when it exists already (409): never overwrites.
+
+        For children whose content the operator generates rather than derives from the spec
+        (the admin Secret's random key): two reconciles of a new service running at once
+        (kopf may run a create handler twice on a busy API server) would each apply their own
+        key, the last write winning over pods started with the first. With a create, the
+        loser's write is refused and the next reconcile reads the winner's key.
+        """
+        kind = desired["kind"]
+        meta = desired["metadata"]
+        try:
+            self._request(
+                "POST",
+                RESOURCES[kind].path(meta.get("namespace")),
+                desired,
+                query=[("fieldManager", FIELD_MANAGER)],
+            )
+        except ApiException as error:
+            if error.status == 409:
+                log.info("%s %s/%s exists already: kept", kind, meta.get("namespace"), meta["name"])
+                return False
+            raise
+        API_WRITES.labels(kind=kind, verb="create").inc()
+        log.info("created %s %s/%s", kind, meta.get("namespace"), meta["name"])
         return True
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:

@@ -267,7 +267,10 @@ def _write_children(
     refusals = []
     for child, live in zip(children, lives, strict=True):
         try:
-            kube.apply(child, live)
+            if child["kind"] == "Secret" and live is None:
+                kube.create(child)  # the admin Secret: a generated key is never overwritten
+            else:
+                kube.apply(child, live)
         except ApiException as error:
             if not refused(error) or namespace_terminating(error):
                 raise

@@ -67,6 +67,10 @@ class KubeApi(Protocol):
         """Server-side apply `desired` unless `live` (None: absent) holds it; True if written."""
         ...
 
+    def create(self, desired: dict[str, Any]) -> bool:
+        """Create `desired` unless it exists (then False): never overwrites."""
+        ...
+
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child if the InferenceService `owner_uid` owns it; True if deleted."""
         ...
