@@ -38,7 +38,7 @@ from typing import Any
 from e2e.load import KubernetesEndpoints, LoadConfig, LoadGenerator, LoadResult, Profile
 from e2e.polling import wait_until
 from e2e.tritonsim.emulator import EmulatorConfig, ServiceSettings
-from e2e.tritonsim.podrunner import PodRunner, PodStatus
+from e2e.tritonsim.podrunner import PodRunner, PodStatus, Server
 
 #: Namespaces whose tritonop pods KWOK leaves unready until the pod runner marks them Ready
 #: (e2e/cluster/kwok-stages.yaml, stage pod-running-unready-dataplane).
@@ -163,12 +163,15 @@ def start_pod_runner(
     service_time_ms: float = 50.0,
     instances: int = 1,
     load_delay_s: float = 1.0,
+    default_server: Server = Server.EMULATOR,
+    work_dir: Path | None = None,
 ) -> PodRunner:
     """A started pod runner for `dataplane-*` pods that marks them Ready when loaded.
 
     Defaults: 50 ms per request on one model instance (about 20 requests/s per pod), a
     one-second model load, so a new pod is visibly unready for a moment, as Triton is, and a
-    short termination grace for pods the Deployment removes.
+    short termination grace for pods the Deployment removes. `default_server` serves the pods
+    no `PodSettings.server` names (real servers keep repositories and logs in `work_dir`).
     """
     defaults = EmulatorConfig(
         load_delay_s=load_delay_s,
@@ -180,6 +183,8 @@ def start_pod_runner(
         set_pod_readiness=True,
         namespace_filter=is_dataplane_namespace,
         termination_grace_s=TERMINATION_GRACE_S,
+        default_server=default_server,
+        work_dir=work_dir,
     )
     runner.start()
     return runner
@@ -557,6 +562,25 @@ class Timeline:
             if sample.t >= after and sample.ready and sample.average > per_replica:
                 return sample.t
         return None
+
+    def drained(self, per_pod: float, after: float, lasting: float) -> float | None:
+        """When, after `after`, no server's queue has been above `per_pod` for at least
+        `lasting` seconds up to the latest sample: the start of that calm stretch, or None.
+
+        Per pod, not averaged: after a step the backlog sits on the pods that were ready
+        before it, and requests behind it wait however idle the new pods are.
+        """
+        start: float | None = None
+        latest = after
+        for sample in list(self.queue):
+            if sample.t < after:
+                continue
+            latest = sample.t
+            if not sample.ready or max(sample.pending.values(), default=0) > per_pod:
+                start = None
+            elif start is None:
+                start = sample.t
+        return start if start is not None and latest - start >= lasting else None
 
     def replicas(self) -> list[tuple[float, int]]:
         """(time, Deployment spec.replicas) at every observed change."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
+from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools, wait_established
 from e2e.polling import wait_until
 from e2e.services import condition, example, wait_condition
 
@@ -130,9 +130,7 @@ def test_keda_mode_without_and_with_kedas_crd(
         )  # the service itself still runs
 
         tools.kubectl("apply", "--server-side", "-f", str(keda_crd()))
-        tools.kubectl(
-            "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"
-        )
+        wait_established(tools, "scaledobjects.keda.sh")
         scaled = wait_until(
             lambda: tools.get("scaledobject", "batch", namespace), 60, "the ScaledObject"
         )

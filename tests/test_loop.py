@@ -56,7 +56,7 @@ def operator_service(clock: FakeClock, **autoscaling: Any) -> FakeCluster:
         },
     )
     book = cluster.book(clock)
-    reconcile(cluster.runtime(clock), book, cluster.view(), body, "create")
+    reconcile(cluster.runtime(clock), book, cluster.retries, cluster.view(), body, "create")
     cluster.roll_out(KEY)
     cluster.set_pods(KEY, ready_pod("svc-a", "10.0.0.1"))
     refresh_workload(book, cluster.view(), KEY)
@@ -360,3 +360,32 @@ async def test_a_refused_event_does_not_undo_the_scale(clock: FakeClock) -> None
     status = cluster.service(KEY)["status"]
     assert status["lastScale"]["to"] > 1
     assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"
+
+
+async def test_the_resync_and_the_loop_agree_while_the_scale_write_fails(clock: FakeClock) -> None:
+    """The repair loop's resync of a service whose scale writes keep failing neither clears the
+    loop's AbleToScale=False nor disagrees with it about the replicas: the status is written
+    once, when the failure starts, not back and forth at every resync."""
+    cluster = operator_service(clock)
+    cluster.fail_scale = [api_error(500, "Internal Server Error")] * 2
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    runtime = cluster.runtime(clock, autoscale_interval_seconds=5.0)
+    book = cluster.book(clock)
+    view = cluster.view()
+
+    def status_writes() -> list[tuple[str, ...]]:
+        return [w for w in cluster.writes if w[0].startswith("status")]
+
+    first = await autoscale_once(runtime, book, KEY, view, source, None)
+    assert first.failure is not None and len(status_writes()) == 1
+    clock.advance(5.0)
+    reconcile(runtime, book, cluster.retries, view, cluster.service(KEY), "resync")
+    clock.advance(5.0)
+    second = await autoscale_once(runtime, book, KEY, view, source, first.state)
+    assert second.failure is not None
+    assert len(status_writes()) == 1
+    status = cluster.service(KEY)["status"]
+    able = find_condition(status, c.ABLE_TO_SCALE)
+    assert (able["status"], able["reason"]) == ("False", c.FAILED_UPDATE_SCALE)
+    assert status["replicaSummary"] == "1/1"  # what the Deployment has, as the reconcile says
+    assert status["desiredReplicas"] > 1  # what the loop wants

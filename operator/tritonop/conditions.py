@@ -50,7 +50,16 @@ INVALID_SPEC: Final = "InvalidSpec"
 PENDING: Final = "Pending"
 """Placed's reason before any reconcile recorded a placement."""
 
-RECONCILE_VERDICTS: Final = frozenset({SECRET_NOT_FOUND, INVALID_SPEC})
+POLICY_VIOLATION: Final = "PolicyViolation"
+"""Also an Event reason: the spec asks for what the administrator's policy does not allow."""
+RESOURCE_EXISTS: Final = "ResourceExists"
+"""Also an Event reason: a child's name is taken by an object this service does not control."""
+APPLY_FAILED: Final = "ApplyFailed"
+"""Also an Event reason: the API server refused a child (the message is the server's)."""
+
+RECONCILE_VERDICTS: Final = frozenset(
+    {SECRET_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, RESOURCE_EXISTS, APPLY_FAILED}
+)
 """Ready reasons only a reconcile can clear: a Deployment or pod change does not override them."""
 
 # ------------------------------------------------------------------ reasons of ScalingActive set by the reconcile

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonop import conditions as c
+from tritonop.admission import policy_violations
 from tritonop.api.models import Autoscaling
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale.types import ConditionFlag
@@ -47,12 +48,14 @@ class ClusterFacts:
     """What the operator knows of the cluster around one InferenceService."""
 
     nodes: Sequence[NodeInfo] | None
-    secret_digest: str | None
-    """Digest of spec.modelRepository.secretRef's data; None when unset or missing."""
+    secret_version: str | None
+    """resourceVersion of spec.modelRepository.secretRef's Secret; None when unset or missing."""
     secret_missing: bool
     keda_available: bool
     live_status: Mapping[str, Any]
     workload: WorkloadState
+    admin_key: str | None = None
+    """The key in the service's admin Secret (read, or newly generated); None renders no Secret."""
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,22 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
     """The reconcile of one valid InferenceService."""
     spec = service.spec
     placement = decide(spec, facts.nodes, settings.gpu_fallback)
+    violations = policy_violations(spec, settings)
+    if violations:
+        return refused(service, facts, placement, c.POLICY_VIOLATION, "; ".join(violations))
     replicas = initial_replicas(service, facts.workload)
     children = render_children(
         service,
         placement,
         settings,
         replicas=None,
-        secret_hash=facts.secret_digest,
+        secret_version=facts.secret_version,
+        admin_key=facts.admin_key,
     )
     mode = spec.autoscaling_mode
     stale = [kind for name, kind in AUTOSCALER_KINDS.items() if name != mode]
+    if not settings.network_policy:
+        stale.append("NetworkPolicy")
     url, grpc_url = service_urls(service, settings.cluster_domain)
 
     flags = list(
@@ -161,6 +170,24 @@ def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Pla
         status_fields=fields,
         flags=tuple(flags),
         events=events,
+    )
+
+
+def refused(
+    service: ParsedService, facts: ClusterFacts, placement: Placement, reason: str, message: str
+) -> Plan:
+    """A reconcile that applies nothing (what exists stays as it is): Ready=False says why,
+    with a Warning Event when that is news."""
+    ready = c.find_condition(facts.live_status, c.READY)
+    repeated = ready.get("reason") == reason and ready.get("message") == message
+    return Plan(
+        placement=placement,
+        children=[],
+        stale_children=[],
+        replicas=None,
+        status_fields={"observedGeneration": service.generation},
+        flags=(ConditionFlag(c.READY, False, reason, message),),
+        events=[] if repeated else [EventSpec(True, reason, message)],
     )
 
 

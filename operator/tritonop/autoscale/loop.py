@@ -304,11 +304,10 @@ def carry_out(
             fields.update(_scaled(runtime, body, service, current, decision))
 
     def status(live: Mapping[str, Any]) -> StatusChange:
+        # Ready of the replicas the Deployment has (the decision, unless its write failed):
+        # the reconcile's resync writes the same summary, so the two never undo each other.
         ready = int(live.get("readyReplicas") or 0)
-        summary: StatusFields = {
-            **fields,
-            "replicaSummary": f"{ready}/{decision.desired_replicas}",
-        }
+        summary: StatusFields = {**fields, "replicaSummary": f"{ready}/{replicas}"}
         return StatusChange(summary, flags, int(live.get("observedGeneration") or 0))
 
     try:
