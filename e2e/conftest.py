@@ -154,17 +154,19 @@ def namespace(installed: Tools, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
-def podrunner(cluster: LocalCluster | None) -> Iterator[PodRunner]:
-    """One Triton emulator per Running tritonop pod in `dataplane-*` namespaces (session-wide).
+def podrunner(cluster: LocalCluster | None, work_dir: Path) -> Iterator[PodRunner]:
+    """One Triton server per Running tritonop pod in `dataplane-*` namespaces (session-wide):
+    the emulator, or real tritonserver for services a test configures with
+    `PodSettings(server=Server.TRITONSERVER)` (their logs under `<work dir>/podrunner/`).
 
-    It plays the kubelet for those pods: each is marked Ready once its emulator's model has
-    loaded. Needs this machine's KWOK cluster (pod IPs on 127.0.0.0/8).
+    It plays the kubelet for those pods: each is marked Ready once its server is ready.
+    Needs this machine's KWOK cluster (pod IPs on 127.0.0.0/8).
     """
     if cluster is None:
         pytest.skip("the data plane needs the local KWOK cluster (loopback pod IPs)")
     from e2e.dataplane import start_pod_runner
 
-    runner = start_pod_runner(cluster.kubeconfig)
+    runner = start_pod_runner(cluster.kubeconfig, work_dir=work_dir / "podrunner")
     try:
         yield runner
     finally:

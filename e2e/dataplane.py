@@ -38,7 +38,7 @@ from typing import Any
 from e2e.load import KubernetesEndpoints, LoadConfig, LoadGenerator, LoadResult, Profile
 from e2e.polling import wait_until
 from e2e.tritonsim.emulator import EmulatorConfig, ServiceSettings
-from e2e.tritonsim.podrunner import PodRunner, PodStatus
+from e2e.tritonsim.podrunner import PodRunner, PodStatus, Server
 
 #: Namespaces whose tritonop pods KWOK leaves unready until the pod runner marks them Ready
 #: (e2e/cluster/kwok-stages.yaml, stage pod-running-unready-dataplane).
@@ -163,12 +163,15 @@ def start_pod_runner(
     service_time_ms: float = 50.0,
     instances: int = 1,
     load_delay_s: float = 1.0,
+    default_server: Server = Server.EMULATOR,
+    work_dir: Path | None = None,
 ) -> PodRunner:
     """A started pod runner for `dataplane-*` pods that marks them Ready when loaded.
 
     Defaults: 50 ms per request on one model instance (about 20 requests/s per pod), a
     one-second model load, so a new pod is visibly unready for a moment, as Triton is, and a
-    short termination grace for pods the Deployment removes.
+    short termination grace for pods the Deployment removes. `default_server` serves the pods
+    no `PodSettings.server` names (real servers keep repositories and logs in `work_dir`).
     """
     defaults = EmulatorConfig(
         load_delay_s=load_delay_s,
@@ -180,6 +183,8 @@ def start_pod_runner(
         set_pod_readiness=True,
         namespace_filter=is_dataplane_namespace,
         termination_grace_s=TERMINATION_GRACE_S,
+        default_server=default_server,
+        work_dir=work_dir,
     )
     runner.start()
     return runner
@@ -397,26 +402,48 @@ class ClusterView:
 
     def scale_writes(self, user: str, namespace: str, name: str) -> list[float]:
         """Monotonic times of `user`'s writes to the Deployment's scale subresource (audit)."""
+        return [
+            t
+            for t, _ in self.audit_writes(user, namespace, "deployments", "scale", name, '"scale"')
+        ]
+
+    def pod_writes(self, user: str, namespace: str, name: str) -> list[tuple[float, str]]:
+        """(monotonic time, pod) of `user`'s writes to the service's pods (audit), oldest first."""
+        return self.audit_writes(user, namespace, "pods", None, f"{name}-", '"pods"')
+
+    def audit_writes(
+        self,
+        user: str,
+        namespace: str,
+        resource: str,
+        subresource: str | None,
+        name: str,
+        marker: str,
+    ) -> list[tuple[float, str]]:
+        """(monotonic time, object name) of `user`'s patches and updates of `resource` (with
+        `subresource`) named `name`, or starting with it when it ends in "-"; `marker` is a
+        string every such audit line has, to skip the others without parsing them."""
         if self.audit_log is None:
             raise AssertionError("no audit log: the data-plane tests need the local cluster")
-        times = []
+        found = []
         with contextlib.suppress(FileNotFoundError), self.audit_log.open() as log:
             for line in log:
-                if '"scale"' not in line or name not in line:
+                if marker not in line or name not in line:
                     continue
                 event = json.loads(line)
                 ref = event.get("objectRef") or {}
+                written = str(ref.get("name", ""))
                 if (
                     (event.get("user") or {}).get("username") == user
-                    and ref.get("resource") == "deployments"
-                    and ref.get("subresource") == "scale"
+                    and ref.get("resource") == resource
+                    and ref.get("subresource") == subresource
                     and ref.get("namespace") == namespace
-                    and ref.get("name") == name
+                    and (written.startswith(name) if name.endswith("-") else written == name)
                     and event.get("verb") in ("patch", "update")
                 ):
                     received = event.get("stageTimestamp") or event["requestReceivedTimestamp"]
-                    times.append(parse_time(received) - self.wall_offset)
-        return sorted(times)
+                    found.append((parse_time(received) - self.wall_offset, written))
+        return sorted(found)
 
 
 def parse_time(text: str) -> float:
@@ -535,6 +562,25 @@ class Timeline:
             if sample.t >= after and sample.ready and sample.average > per_replica:
                 return sample.t
         return None
+
+    def drained(self, per_pod: float, after: float, lasting: float) -> float | None:
+        """When, after `after`, no server's queue has been above `per_pod` for at least
+        `lasting` seconds up to the latest sample: the start of that calm stretch, or None.
+
+        Per pod, not averaged: after a step the backlog sits on the pods that were ready
+        before it, and requests behind it wait however idle the new pods are.
+        """
+        start: float | None = None
+        latest = after
+        for sample in list(self.queue):
+            if sample.t < after:
+                continue
+            latest = sample.t
+            if not sample.ready or max(sample.pending.values(), default=0) > per_pod:
+                start = None
+            elif start is None:
+                start = sample.t
+        return start if start is not None and latest - start >= lasting else None
 
     def replicas(self) -> list[tuple[float, int]]:
         """(time, Deployment spec.replicas) at every observed change."""

@@ -3,15 +3,16 @@
 One command, no Docker: it starts a local Kubernetes control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, KWOK nodes with H100 GPUs) in its own state directory
 outside the repository, installs the CRDs and the chart's RBAC, runs the operator as its own
-ServiceAccount, starts the data plane (one Triton emulator per pod, on the pod's 127.64.x.y
-IP), applies an autoscaled InferenceService (manifests/examples/autoscaled.yaml with a shorter
+ServiceAccount, starts the data plane (one real tritonserver per pod, NVIDIA's CPU build from
+the `nvidia-pytriton` wheel, bound to the pod's 127.64.x.y IP; `--emulator` for the Triton
+emulator instead), applies an autoscaled InferenceService (manifests/examples/autoscaled.yaml with a shorter
 scale-down window), and drives a few minutes of varying load at it: warm-up, ramp, plateau,
 burst, drop. A compact table shows every two seconds what the load sees (offered and served
 requests/s, p95 latency), what Triton reports (requests waiting per ready pod) and what the
 operator does (replicas, ready pods, where the scheduler placed them, scale events). At the end:
 a summary per phase, and how to look around.
 
-    python -m e2e.demo [--duration 210] [--keep] [--state-dir DIR]
+    python -m e2e.demo [--duration 210] [--keep] [--state-dir DIR] [--emulator]
     python -m e2e.demo --down [--state-dir DIR]     # tear down what --keep left running
 
 Bounded in time; Ctrl-C or SIGTERM tears everything down; no prompts; plain lines (no
@@ -49,7 +50,7 @@ if TYPE_CHECKING:  # the data plane's imports are heavy; the supervisor mode nee
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "dataplane-demo"
-"""A `dataplane-*` namespace: KWOK leaves its pods unready until their emulator has loaded."""
+"""A `dataplane-*` namespace: KWOK leaves its pods unready until their server is ready."""
 EXAMPLE = ROOT / "manifests" / "examples" / "autoscaled.yaml"
 INTERVAL_S = 2
 """The operator's metrics interval in the demo (as in the e2e suite)."""
@@ -239,6 +240,10 @@ class Row:
     ready: int
     placement: str
     event: str
+    servers: tuple[tuple[str, int], ...] = ()
+    """(pod IP, pid) of the real tritonservers serving the service's ready pods."""
+    server_rss_mib: float = 0.0
+    """Their resident memory with their stub processes."""
 
 
 def pods_by_node(pods: Sequence[dict[str, Any]]) -> str:
@@ -358,6 +363,16 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
             keep=args.keep,
         )
         supervised.append(operator)
+        # A real server's model load takes what it takes (about 2 s); the emulator's is 2 s.
+        server, load_delay = ("emulator", "2") if args.emulator else ("tritonserver", "0")
+        say(
+            "data plane: "
+            + (
+                "the Triton emulator"
+                if args.emulator
+                else "NVIDIA tritonserver 2.51 (nvidia-pytriton, CPU) on each pod's IP"
+            )
+        )
         runner = Supervised.start(
             "the pod runner",
             [
@@ -372,11 +387,15 @@ def run(args: argparse.Namespace, turn: Turn) -> int:
                 "--namespace-prefix",
                 DATAPLANE_PREFIX,
                 "--load-delay",
-                "2",
+                load_delay,
                 "--service-time-ms",
                 str(SERVICE_TIME_MS),
                 "--termination-grace",
                 "2",
+                "--server",
+                server,
+                "--work-dir",
+                str(demo_dir / "servers"),
             ],
             state_dir=state_dir,
             log_path=demo_dir / "podrunner.log",
@@ -508,6 +527,7 @@ def observe_row(
     latencies = sorted(r.latency_s * 1000 for r in recent if r.ok and r.latency_s is not None)
     served = len(load.generator.completed_since(elapsed - TICK_S)) / TICK_S
     queue: float | None = None
+    servers: tuple[tuple[str, int], ...] = ()
     with contextlib.suppress(OSError, ValueError):
         with urllib.request.urlopen(f"{control}/pods", timeout=2) as response:
             pods = [
@@ -516,6 +536,10 @@ def observe_row(
                 if p["namespace"] == NAMESPACE and p["service"] == name and p["ready"]
             ]
         queue = sum(p["pending"] for p in pods) / len(pods) if pods else 0.0
+        servers = tuple((str(p["ip"]), int(p["pid"])) for p in pods if p.get("pid"))
+    from e2e.realtriton.server import tree_rss
+
+    resident = sum(parent + sum(stubs) for parent, stubs in (tree_rss(p) for _, p in servers))
     deployment = view.deployment(NAMESPACE, name) or {}
     status = (view.service(NAMESPACE, name) or {}).get("status") or {}
     scaled = view.scale_events(NAMESPACE, name)
@@ -534,6 +558,8 @@ def observe_row(
         ready=int((deployment.get("status") or {}).get("readyReplicas") or 0),
         placement=f"{mode} {pods_by_node(view.pods(NAMESPACE, name))}",
         event=event,
+        servers=servers,
+        server_rss_mib=resident / 2**20,
     )
     return row, len(scaled)
 
@@ -583,6 +609,14 @@ def summary(
         if event.get("reason") in ("ScaledUp", "ScaledDown"):
             message = str(event.get("message", ""))
             print(f"  {event['reason']}: " + textwrap.shorten(message, 220, placeholder=" ..."))
+    served_by = sorted({server for row in rows for server in row.servers}, key=lambda s: s[1])
+    if served_by:
+        print(
+            f"tritonserver processes: {len(served_by)} over the run, at most "
+            f"{max(len(r.servers) for r in rows)} at once using "
+            f"{max(r.server_rss_mib for r in rows):.0f} MiB with their python-backend stubs: "
+            + ", ".join(f"pid {pid} on {ip}" for ip, pid in served_by)
+        )
 
 
 def fmt_ms(value: float | None) -> str:
@@ -606,7 +640,8 @@ def look_around(
             f"kubectl describe tis {name} -n {NAMESPACE}  # conditions and scale events\n"
             f"kubectl get pods -n {NAMESPACE} -o wide     # nodes and 127.64.x.y pod IPs\n"
             f"curl -s http://127.0.0.1:{metrics_port}/metrics | grep tritonop_   # the operator\n"
-            f"curl -s 127.0.0.1:{control_port}/pods       # the emulators (pending, ready)\n"
+            f"curl -s 127.0.0.1:{control_port}/pods       # the pods' servers (pending, ready, pid)\n"
+            "ps -o pid,rss,args -C tritonserver           # real servers, one per pod IP\n"
             f"tear down: {down}   (or: python -m e2e.demo --down --state-dir {state_dir})"
         )
     else:
@@ -687,6 +722,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the cluster's state directory (default: $TRITONOP_CACHE/clusters/demo)",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines, even on a terminal")
+    parser.add_argument(
+        "--emulator",
+        action="store_true",
+        help="serve the pods with the Triton emulator instead of real tritonserver",
+    )
     parser.add_argument("--down", action="store_true", help="tear down a demo left by --keep")
     args = parser.parse_args(arguments)
     args.state_dir = str(args.state_dir or default_state_dir())

@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from e2e.cluster.processes import free_ports, log_tail
+from e2e.cluster.processes import free_ports, log_tail, spawn
 from e2e.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,12 +122,13 @@ class Tools:
         return self.kubectl(*args, input=text, check=check, timeout=timeout)
 
 
-def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
-    """The operator's ServiceAccount and RBAC exactly as the Helm chart renders them."""
+def chart_rbac(tools: Tools, *extra: str, root: Path = ROOT) -> list[dict[str, Any]]:
+    """The operator's ServiceAccount and RBAC exactly as the Helm chart (of the source tree
+    `root`) renders them."""
     rendered = tools.helm(
         "template",
         "tritonop",
-        str(ROOT / "charts" / "tritonop"),
+        str(root / "charts" / "tritonop"),
         "--namespace",
         OPERATOR_NAMESPACE,
         "--set",
@@ -136,16 +139,28 @@ def chart_rbac(tools: Tools, *extra: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
 
 
-def install_crds_and_rbac(tools: Tools) -> None:
+def wait_established(tools: Tools, crd: str, timeout: float = 60) -> None:
+    """Wait until the API server serves `crd`. Not `kubectl wait --for=condition=Established`:
+    right after the create the CRD has no `status.conditions` yet, and kubectl (1.3x) then
+    fails at once with "accessor error: <nil>" instead of waiting (seen in CI)."""
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+
+    def established() -> bool:
+        out = tools.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False)
+        return out.returncode == 0 and out.stdout.strip() == "True"
+
+    wait_until(established, timeout, f"CRD {crd} Established")
+
+
+def install_crds_and_rbac(tools: Tools, root: Path = ROOT) -> None:
     """Install what the operator needs before it runs, as a user would: the CRDs from crds/
     (waiting until the API server serves them) and the operator's namespace, ServiceAccount
-    and RBAC exactly as the chart renders them."""
-    tools.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    tools.kubectl(
-        "wait", "--for=condition=Established", "crd/inferenceservices.tritonop.io", "--timeout=60s"
-    )
+    and RBAC exactly as the chart renders them (both of the source tree `root`: a benchmark
+    may run another revision of the operator)."""
+    tools.kubectl("apply", "--server-side", "-f", str(root / "crds"))
+    wait_established(tools, "inferenceservices.tritonop.io")
     tools.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    tools.apply(chart_rbac(tools))
+    tools.apply(chart_rbac(tools, root=root))
 
 
 @dataclass
@@ -169,16 +184,22 @@ class OperatorProcess:
             "TRITONOP_HEALTH_PORT": str(self.health_port),
             "TRITONOP_AUTOSCALE_INTERVAL_SECONDS": "2",
             "TRITONOP_SCRAPE_TIMEOUT_SECONDS": "1",
+            # Every service is resynced often, so the suite exercises the resync (and the
+            # zero-idle-writes tests check that it writes nothing) and a rotated Secret rolls
+            # the pods within the tests' waits.
+            "TRITONOP_RESYNC_INTERVAL_SECONDS": "15",
             **self.env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        # In a process group of its own (stop() reaches its parser process too), and killed
+        # by the kernel if pytest dies before its teardown could stop it: a killed test run
+        # leaves no operator behind.
+        self.process = spawn(
             [sys.executable, "-m", "tritonop.cli", "run"],
+            log_path=self.log_path,
+            cwd=ROOT,
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            kill_with_parent=True,
         )
         wait_until(self.healthy, timeout, "the operator's /healthz", check=self.check_running)
 
@@ -223,3 +244,80 @@ class OperatorProcess:
 
     def tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
+
+    def rss_kib(self) -> RssKib:
+        """The operator's resident memory now (0 for a process that is gone)."""
+        if self.process is None:
+            return RssKib(0, 0)
+        return RssKib(process_rss_kib(self.process.pid), group_rss_kib(self.process.pid))
+
+
+@dataclass(frozen=True)
+class RssKib:
+    """Resident memory in KiB: of the operator's process, and of its process group (with its
+    metrics-parser process: what a container's memory limit counts)."""
+
+    process: int
+    group: int
+
+    def max(self, other: RssKib) -> RssKib:
+        return RssKib(max(self.process, other.process), max(self.group, other.group))
+
+
+def process_rss_kib(pid: int) -> int:
+    """VmRSS of `pid` in KiB; 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0  # a zombie has no VmRSS
+
+
+def group_rss_kib(pgid: int) -> int:
+    """The sum of VmRSS over the processes of process group `pgid`, KiB."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # state, ppid, pgrp
+            total += process_rss_kib(int(stat.parent.name))
+    return total
+
+
+class PeakRss:
+    """Samples the operator's RSS every `interval` seconds in a thread, while in its `with`
+    block, and keeps the highest (following the operator across a restart: it samples whatever
+    process it runs now)."""
+
+    def __init__(self, operator: OperatorProcess, interval: float = 0.25) -> None:
+        self.operator = operator
+        self.interval = interval
+        self.peak = RssKib(0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = self.peak.max(self.operator.rss_kib())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = self.peak.max(self.operator.rss_kib())
+
+
+def peak_rss(operator: OperatorProcess, seconds: float) -> RssKib:
+    """The operator's highest RSS over the next `seconds` (bounded)."""
+    with PeakRss(operator) as sampler:
+        time.sleep(seconds)
+    return sampler.peak

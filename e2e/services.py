@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,20 @@ def wait_condition(
         ) from None
 
 
+def events(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events posted on an InferenceService."""
+    return [
+        e
+        for e in tools.items("events", namespace)
+        if e["involvedObject"].get("name") == name
+        and e["involvedObject"].get("kind") == "InferenceService"
+    ]
+
+
+def event_reasons(tools: Tools, namespace: str, name: str) -> set[str]:
+    return {e["reason"] for e in events(tools, namespace, name)}
+
+
 def pods(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
     return [
         p
@@ -92,6 +110,82 @@ def running_pods(
         return running if len(running) == count == len(found) else None
 
     return wait_until(probe, timeout, f"{count} running pods of {namespace}/{name}")
+
+
+def secret_version(tools: Tools, namespace: str, name: str) -> str | None:
+    """The credentials Secret's version the service's pod template carries (it rolls on it)."""
+    deployment = tools.get("deployment", name, namespace) or {}
+    template = (deployment.get("spec") or {}).get("template") or {}
+    found = (
+        (template.get("metadata") or {}).get("annotations", {}).get("tritonop.io/secret-version")
+    )
+    return None if found is None else str(found)
+
+
+def rotate_and_wait_for_the_roll(
+    tools: Tools, namespace: str, name: str, secret: str, timeout: float = 60
+) -> None:
+    """Change one key of the service's credentials Secret, then wait until the pod template
+    carries the Secret's new version and the service's one pod has been replaced."""
+    before = secret_version(tools, namespace, name)
+    first_pod = running_pods(tools, namespace, name, 1)[0]["metadata"]["name"]
+    tools.kubectl(
+        "patch", "secret", secret, "-n", namespace, "-p", '{"stringData": {"ROTATED": "yes"}}'
+    )
+    wait_until(
+        lambda: secret_version(tools, namespace, name) != before,
+        timeout,
+        "the pod template to carry the Secret's new version",
+    )
+    wait_until(
+        lambda: [
+            p
+            for p in running_pods(tools, namespace, name, 1, timeout=5)
+            if p["metadata"]["name"] != first_pod
+        ],
+        90,
+        "the pods to roll",
+    )
+
+
+def create_service_with_credentials(tools: Tools, namespace: str) -> None:
+    """A CPU service `creds` whose model repository names the credentials Secret `s3`
+    (created here), once it is Ready."""
+    tools.kubectl(
+        "create", "secret", "generic", "s3", "-n", namespace, "--from-literal=AWS_ACCESS_KEY_ID=a"
+    )
+    repository = {"uri": "s3://models/triton", "secretRef": {"name": "s3"}}
+    tools.apply([service("creds", gpu={"count": 0}, modelRepository=repository)], namespace)
+    wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
+
+
+#: The data of an unrelated Secret: 750 000 random bytes, 1 000 000 characters of base64 (the
+#: API server stores and serves it as 1 MB).
+UNRELATED_SECRET_BYTES = 750_000
+
+
+def create_unrelated_secrets(cluster: Any, namespace: str, count: int) -> float:
+    """Create `count` 1 MB Secrets (random data) in `namespace` as admin, four at a time, for
+    what the operator must not pay for; returns the seconds taken."""
+    started = time.monotonic()
+
+    def create(index: int) -> None:
+        data = base64.b64encode(os.urandom(UNRELATED_SECRET_BYTES)).decode()
+        cluster.api(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"unrelated-{index:03d}"},
+                "data": {"blob": data},
+            },
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, range(count)))
+    return time.monotonic() - started
 
 
 def write_file(path: Path, documents: list[dict[str, Any]]) -> Path:

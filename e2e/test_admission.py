@@ -133,6 +133,75 @@ INVALID: list[tuple[str, str, dict[str, Any] | None, str]] = [
         spec_with(tolerations=[{"key": "a", "operator": "Maybe"}]),
         "spec.tolerations[0].operator",
     ),
+    # What the API server would refuse only when the operator applies the children.
+    (
+        "pvc sub path leaves the claim",
+        "bad-t",
+        spec_with(modelRepository={"uri": "pvc://claim/a/../b"}),
+        "'..' is not allowed as a path element",
+    ),
+    (
+        "nodeSelector key is not a label key",
+        "bad-u",
+        spec_with(nodeSelector={"bad key!": "x"}),
+        "nodeSelector keys must be an optional DNS prefix",
+    ),
+    (
+        "nodeSelector value is not a label value",
+        "bad-v",
+        spec_with(nodeSelector={"zone": "eu west"}),
+        "spec.nodeSelector[zone]",
+    ),
+    (
+        "unknown affinity field",
+        "bad-w",
+        spec_with(affinity={"nodeAfinity": {}}),
+        "nodeAfinity",
+    ),
+    (
+        "HPA model name is not a label value",
+        "bad-x",
+        spec_with(
+            autoscaling={"mode": "HPA", "models": ["text/llm"], "targets": {"queueDepth": 2}}
+        ),
+        "in mode HPA the models become label values",
+    ),
+    (
+        "maxUnavailable 0",
+        "bad-y",
+        spec_with(disruption={"maxUnavailable": 0}),
+        "spec.disruption.maxUnavailable",
+    ),
+    (
+        "maxUnavailable 0%",
+        "bad-z",
+        spec_with(disruption={"maxUnavailable": "0%"}),
+        "spec.disruption.maxUnavailable",
+    ),
+    (
+        "annotation key is not a qualified name",
+        "bad-aa",
+        spec_with(service={"annotations": {"k: v": "x"}}),
+        "annotation keys must be",
+    ),
+    (
+        "the operator's restricted-API flags",
+        "bad-ab",
+        spec_with(triton={"args": ["--http-restricted-api=model-repository:k=v"]}),
+        "set by the operator",
+    ),
+    (
+        "too many models",
+        "bad-ac",
+        spec_with(models=[f"m{i}" for i in range(65)]),
+        "spec.models",
+    ),
+    (
+        "control character in a model name",
+        "bad-ad",
+        spec_with(models=["m\nx"]),
+        "printable ASCII",
+    ),
     ("name too long", "n" * 60, GOOD, "metadata.name"),
     ("name with capitals", "BadName", GOOD, "metadata.name"),
     ("missing spec", "bad-s", None, "spec"),
@@ -169,6 +238,76 @@ def test_invalid_service_is_rejected_naming_the_field(
 
 def test_at_least_fifteen_distinct_rejections() -> None:
     assert len({case for case, *_ in INVALID}) >= 15
+
+
+def test_specs_at_the_edges_of_the_rules_are_accepted(installed: Tools, namespace: str) -> None:
+    """What the new rules must not refuse: prefixed and empty label syntax, a full affinity,
+    percentages, model names that are label values in HPA mode, free text in Operator mode."""
+    spec = spec_with(
+        modelRepository={"uri": "pvc://models/v1..2/triton"},
+        models=[f"model-{i}" for i in range(64)],
+        nodeSelector={"topology.kubernetes.io/zone": "eu-1a", "example.com/pool": ""},
+        tolerations=[{"operator": "Exists"}, {"key": "example.com/dedicated", "value": "ml"}],
+        disruption={"maxUnavailable": "100%"},
+        service={"annotations": {"example.com/owner": "team ml {a: b}"}},
+        autoscaling={"mode": "HPA", "models": ["resnet50"], "targets": {"queueDepth": 2}},
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "topology.kubernetes.io/zone",
+                                    "operator": "In",
+                                    "values": ["a"],
+                                }
+                            ],
+                            "matchFields": [
+                                {"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}
+                            ],
+                        }
+                    ]
+                }
+            },
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "ok"}},
+                            "namespaceSelector": {},
+                            "topologyKey": "kubernetes.io/hostname",
+                            "matchLabelKeys": ["pod-template-hash"],
+                        },
+                    }
+                ]
+            },
+        },
+    )
+    body = {
+        "apiVersion": "tritonop.io/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "edges"},
+        "spec": spec,
+    }
+    result = installed.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=yaml.safe_dump(body),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load(result.stdout)["spec"]
+    assert stored["affinity"] == spec["affinity"]
+    assert stored["nodeSelector"] == spec["nodeSelector"]
 
 
 def test_an_objective_alone_is_admitted_and_kept_as_written(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools
+from e2e.harness import OPERATOR_USER, WRITE_VERBS, OperatorProcess, Tools, wait_established
 from e2e.polling import wait_until
 from e2e.services import condition, example, wait_condition
 
@@ -79,6 +79,22 @@ def test_hpa_mode_renders_an_hpa_and_leaves_replicas_alone(
         ]
         assert scale_writes == []
 
+    # An objective is the operator's own policy's: in HPA mode it is ignored, and says so.
+    body = example("hpa.yaml", "ranker")
+    body["spec"]["autoscaling"]["objective"] = {"latencyMs": 500, "attainment": 0.99}
+    tools.apply([body], namespace)
+    obj = wait_condition(
+        tools, namespace, "ranker", "ScalingActive", "True", "ObjectiveIgnored", timeout=60
+    )
+    assert "remove the objective" in condition(obj, "ScalingActive")["message"]
+    ignored = wait_until(
+        lambda: [e for e in tools.items("events", namespace) if e["reason"] == "ObjectiveIgnored"],
+        30,
+        "the ObjectiveIgnored Event",
+    )
+    assert len(ignored) == 1 and ignored[0]["type"] == "Warning", ignored
+    assert tools.get("hpa", "ranker", namespace) is not None  # still scaling, on the targets
+
     # Leaving HPA mode removes the HPA the operator created.
     body = example("hpa.yaml", "ranker")
     body["spec"]["autoscaling"] = {"mode": "None"}
@@ -114,9 +130,7 @@ def test_keda_mode_without_and_with_kedas_crd(
         )  # the service itself still runs
 
         tools.kubectl("apply", "--server-side", "-f", str(keda_crd()))
-        tools.kubectl(
-            "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"
-        )
+        wait_established(tools, "scaledobjects.keda.sh")
         scaled = wait_until(
             lambda: tools.get("scaledobject", "batch", namespace), 60, "the ScaledObject"
         )

@@ -52,8 +52,9 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
         "delete",
     },
     ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "secrets"): {"get", "list", "watch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "secrets"): {"get", "create", "patch"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
@@ -268,7 +269,18 @@ def test_every_operator_env_var_is_a_setting_the_operator_reads(
             "clusterDomain": "example.internal",
             "defaultTritonImage": "registry.example/triton:1",
             "replicaCount": 2,
+            "policy": {
+                "allowedServiceTypes": ["ClusterIP", "LoadBalancer"],
+                "allowedServiceAnnotationPrefixes": ["service.beta.kubernetes.io/"],
+                "allowedImagePrefixes": ["registry.example/"],
+            },
+            "networkPolicy": {
+                "enabled": False,
+                "prometheus": {"namespace": "obs", "podLabels": "app=prom,team=obs"},
+            },
+            "metrics": {"authentication": {"secretName": "metrics-token"}},
         },
+        namespace="ops",
     )
     env = env_of(objects)
     for name in env:
@@ -287,6 +299,14 @@ def test_every_operator_env_var_is_a_setting_the_operator_reads(
     assert settings.cluster_domain == "example.internal"
     assert settings.default_image == "registry.example/triton:1"
     assert settings.peering == "tritonop"
+    assert settings.allowed_service_type_list == ["ClusterIP", "LoadBalancer"]
+    assert settings.allowed_service_annotation_prefix_list == ["service.beta.kubernetes.io/"]
+    assert settings.allowed_image_prefix_list == ["registry.example/"]
+    assert settings.network_policy is False
+    assert settings.operator_namespace == "ops"
+    assert settings.prometheus_namespace == "obs"
+    assert settings.prometheus_pod_label_map == {"app": "prom", "team": "obs"}
+    assert settings.metrics_token_file == "/var/run/tritonop/metrics-token/token"
 
 
 def test_default_env_gives_the_default_settings(
@@ -447,6 +467,7 @@ def test_monitors_are_off_by_default_and_select_the_right_pods(
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
     kept = {relabel["targetLabel"] for relabel in endpoint["relabelings"]}
     assert {"namespace", "pod", "inferenceservice"} <= kept
+    assert endpoint["honorLabels"] is False  # a pod's own labels never override namespace/pod
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
 
     namespaced = render(
@@ -518,3 +539,48 @@ def test_notes_tell_what_to_do_next(helm: str) -> None:
     assert "manifests/examples/" in notes
     assert "team-a" in notes
     assert "9090" in notes and "8002" in notes
+
+
+def test_metrics_authentication_mounts_the_token_and_the_service_monitor_sends_it(
+    helm: str, default_objects: Objects
+) -> None:
+    assert env_of(default_objects)["TRITONOP_METRICS_TOKEN_FILE"] == ""
+    objects = render(
+        helm,
+        {
+            "metrics": {
+                "authentication": {"secretName": "metrics-token"},
+                "serviceMonitor": {"enabled": True},
+            }
+        },
+    )
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "metrics-token")
+    assert volume["secret"] == {
+        "secretName": "metrics-token",
+        "items": [{"key": "token", "path": "token"}],
+    }
+    mount = next(
+        m for m in operator_container(objects)["volumeMounts"] if m["name"] == "metrics-token"
+    )
+    assert env_of(objects)["TRITONOP_METRICS_TOKEN_FILE"] == mount["mountPath"] + "/token"
+    (endpoint,) = only(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "metrics-token", "key": "token"},
+    }
+
+
+def test_policy_defaults_allow_only_cluster_ip_no_annotations_and_ngc_triton(
+    default_objects: Objects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env_of(default_objects).items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.allowed_service_type_list == ["ClusterIP"]
+    assert settings.allowed_service_annotation_prefix_list == []
+    assert settings.allowed_image_prefix_list == [
+        "nvcr.io/nvidia/tritonserver:",
+        "nvcr.io/nvidia/tritonserver@",
+    ]
+    assert settings.network_policy is True

@@ -1,11 +1,16 @@
 """The autoscaling loop end to end: load -> Triton's queue -> metrics -> operator -> Deployment ->
 scheduler -> new pods -> the queue drains -> later the service shrinks.
 
-Everything is real except Triton's inference engine: the operator (as its ServiceAccount)
-scrapes `:8002/metrics` on pod IPs inside 127.0.0.0/8, where the pod runner binds one Triton
-emulator per Running pod and marks the pod Ready once the emulator's model has loaded; the load
-generator sends KServe v2 inference requests to the Ready pods. Assertions are on what the API
-server (objects, Events, the audit log of the operator's writes) and the emulators report.
+Everything is real except the GPUs: the operator (as its ServiceAccount) scrapes
+`:8002/metrics` on pod IPs inside 127.0.0.0/8, where the pod runner binds one Triton server
+per Running pod and marks the pod Ready once the server is; the load generator sends KServe v2
+inference requests to the Ready pods. The server is NVIDIA's tritonserver (CPU build from the
+`nvidia-pytriton` wheel, python-backend `simple` model sleeping its service time) or the
+emulator: the step and restart scenarios run on both; fail-static on garbage and HTTP 500
+metrics needs the emulator (a real server's metrics cannot be made to misbehave), a killed
+server, gRPC and the restricted model-control API need the real one (see e2e/README.md).
+Assertions are on what the API server (objects, Events, the audit log of the operator's
+writes) and the servers report.
 
 Every load is bounded in time and count. Figures are printed (`-s`) and appended as JSON lines
 to `<pytest tmp>/e2e*/dataplane-figures.jsonl`.
@@ -20,8 +25,11 @@ Timing constants, and why:
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import json
+import math
 import os
 import re
 import subprocess
@@ -32,7 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from e2e.cluster import LocalCluster
 from e2e.dataplane import (
@@ -49,7 +60,10 @@ from e2e.harness import OPERATOR_USER, ROOT, OperatorProcess, Tools
 from e2e.polling import WaitTimeout, wait_until
 from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
-from e2e.tritonsim.podrunner import PodRunner, PodSettings
+from e2e.tritonsim.podrunner import RESTART_DELAY_S, PodRunner, PodSettings, Server
+from tritonop.autoscale.deletioncost import DELETION_COST
+from tritonop.autoscale.queueing import MAX_TARGET_UTILIZATION
+from tritonop.render.lockdown import ADMIN_KEY_FIELD, ADMIN_KEY_HEADER, admin_secret_name
 
 pytestmark = pytest.mark.kwok_only
 
@@ -66,6 +80,12 @@ POD_CAPACITY = 1000.0 / SERVICE_TIME_MS
 
 
 Record = Callable[..., None]
+
+
+def needed(rate: float) -> int:
+    """Replicas the emulated model needs for `rate` req/s: the fewest that carry it at the
+    highest utilisation any target allows (the policy never plans a replica busier)."""
+    return max(1, math.ceil(rate / (POD_CAPACITY * MAX_TARGET_UTILIZATION) - 1e-9))
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +139,21 @@ def plane(
     return DataPlane(cluster, operator, installed, podrunner, dataplane_namespace, view)
 
 
-def serve(runner: PodRunner, namespace: str, name: str, load_delay_s: float = 1.0) -> None:
-    """The emulated model of one service's pods (set before its pods start)."""
+def serve(
+    runner: PodRunner,
+    namespace: str,
+    name: str,
+    load_delay_s: float = 1.0,
+    server: Server = Server.EMULATOR,
+) -> None:
+    """The server and model of one service's pods (set before its pods start)."""
     runner.configure(
-        PodSettings(service_time_ms=SERVICE_TIME_MS, instances=1, load_delay_s=load_delay_s),
+        PodSettings(
+            service_time_ms=SERVICE_TIME_MS,
+            instances=1,
+            load_delay_s=load_delay_s,
+            server=server,
+        ),
         namespace=namespace,
         service=name,
     )
@@ -156,12 +187,51 @@ def next_scale_write(plane: DataPlane, name: str, after: float, timeout: float, 
     )
 
 
+def scale_down_seen(
+    plane: DataPlane, timeline: Timeline, name: str, *, after: float, below: int, within: float
+) -> float:
+    """Wait for the operator's first scale write after `after` (the scale-down a repair lets
+    through) and for the sampler to see fewer than `below` replicas, so the timeline the
+    scenario reports holds it; returns the write's time."""
+    written_at = next_scale_write(plane, name, after, within, f"a scale-down below {below}")
+    wait_until(
+        lambda: (timeline.replicas_at(time.monotonic()) or below) < below,
+        15,
+        "the sampler to see the scale-down",
+        interval=POLL_S,
+    )
+    return written_at
+
+
 def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
 def scaling_active(view: ClusterView, namespace: str, name: str) -> dict[str, Any]:
     return condition(view.service(namespace, name), "ScalingActive")
+
+
+def wait_ready_and_stable(
+    view: ClusterView, timeline: Timeline, namespace: str, name: str, *, at_least: int
+) -> int:
+    """Wait for at least `at_least` replicas, all ready, unchanged for two intervals, with
+    ScalingActive=True; returns the replica count."""
+
+    def ready_and_stable() -> bool:
+        deployment = view.deployment(namespace, name) or {}
+        replicas = deployment["spec"]["replicas"]
+        changes = timeline.replicas()
+        return bool(
+            replicas >= at_least
+            and (deployment.get("status") or {}).get("readyReplicas") == replicas
+            and changes
+            and time.monotonic() - changes[-1][0] > 2 * INTERVAL
+            and scaling_active(view, namespace, name).get("status") == "True"
+        )
+
+    what = f">= {at_least} ready replicas, stable, ScalingActive=True"
+    wait_until(ready_and_stable, 60, what, interval=POLL_S)
+    return timeline.replicas()[-1][1]
 
 
 def wait_steady(view: ClusterView, namespace: str, name: str, load: BackgroundLoad) -> None:
@@ -199,16 +269,22 @@ class ScaleRecord:
     writes: list[float]
     changes: list[tuple[float, int]]
     events: list[tuple[str, int, int]]
+    sequence: list[int]
+    """Every sampled replica count, the first included: what the Events' chain must be."""
 
     @classmethod
     def read(cls, plane: DataPlane, name: str, timeline: Timeline, since: float) -> ScaleRecord:
-        """Writes after `since`, changes sampled from just before it, and all the Events."""
+        """Writes after `since`, changes sampled from just before it, and all the Events; the
+        changes and the sequence come from one reading of the sampler, so they cannot differ
+        by a change sampled in between."""
+        replicas = timeline.replicas()
         return cls(
             writes=[
                 t for t in operator_scale_writes(plane.view, plane.namespace, name) if t > since
             ],
-            changes=[(t, r) for t, r in timeline.replicas() if t > since - 0.5],
+            changes=[(t, r) for t, r in replicas if t > since - 0.5],
             events=plane.view.scale_events(plane.namespace, name),
+            sequence=[r for _, r in replicas],
         )
 
     def agrees(self) -> bool:
@@ -225,13 +301,14 @@ def steady_load(
     duration_s: float,
     max_requests: int,
     load_delay_s: float = 1.0,
+    server: Server = Server.EMULATOR,
 ) -> Iterator[Scenario]:
-    """What every scenario starts with: the emulated model set for the service's pods, the
+    """What every scenario starts with: the server and model set for the service's pods, the
     service applied, the sampler running, and the load (bounded by `duration_s` and
     `max_requests`) flowing with the operator reporting valid metrics (`wait_steady`).
     The sampler stops when the block ends; the caller waits for the load's result."""
     namespace, name = plane.namespace, service["metadata"]["name"]
-    serve(plane.podrunner, namespace, name, load_delay_s)
+    serve(plane.podrunner, namespace, name, load_delay_s, server)
     plane.installed.apply([service], namespace)
     applied_at = time.monotonic()
     load = BackgroundLoad(
@@ -248,8 +325,13 @@ def steady_load(
         yield Scenario(load, timeline, applied_at)
 
 
+#: The scenarios that run on both data planes: the emulator, and NVIDIA's tritonserver.
+BOTH_SERVERS = pytest.mark.parametrize("server", [Server.EMULATOR, Server.TRITONSERVER])
+
+
+@BOTH_SERVERS
 def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
-    plane: DataPlane, figures: Record
+    plane: DataPlane, figures: Record, server: Server
 ) -> None:
     namespace, name = plane.namespace, "step"
     view = plane.view
@@ -258,7 +340,9 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     rate = AdjustableRate(low, peak=high)
     # Steady: one replica carries `low` (half its capacity); the operator reads valid metrics
     # and keeps one replica.
-    with steady_load(plane, service, rate, duration_s=170, max_requests=9000) as scenario:
+    with steady_load(
+        plane, service, rate, duration_s=330, max_requests=15000, server=server
+    ) as scenario:
         load, timeline = scenario.load, scenario.timeline
 
         def one_replica() -> None:
@@ -282,16 +366,30 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
             f"scaled up {delay:.1f}s after the queue crossed {target}/replica"
         )
 
-        high_until = step_at + 30
-        hold(high_until)
+        hold(step_at + 30)
         settled_high = (view.deployment(namespace, name) or {})["spec"]["replicas"]
         assert settled_high >= high / POD_CAPACITY, "fewer replicas than the load needs"
+        # Acceptance 3 of issue 10: within one replica of what the load needs (the fewest
+        # replicas that carry it at the highest utilisation a target allows)
+        assert settled_high <= needed(high) + 1, f"{settled_high} replicas for {high} req/s"
         pods = view.pods(namespace, name)
         assert len(pods) == settled_high
         assert {p["spec"].get("nodeName") for p in pods} <= H100_NODES, "a pod off the H100s"
         for pod in pods:
             limits = pod["spec"]["containers"][0]["resources"]["limits"]
             assert str(limits.get("nvidia.com/gpu")) == "1"
+        # The backlog the first pod built before the new ones were ready drains at that pod's
+        # spare capacity, so how long it takes depends on how fast the new servers came up
+        # (real tritonservers with their python-backend stubs are slower on a busy machine):
+        # the SLO holds for the 10 s after it drained, not by a fixed time after the step.
+        drained_at = wait_until(
+            lambda: timeline.drained(target, step_at, lasting=2),
+            120,
+            f"every pod's queue at most {target} (the step's backlog drained)",
+            interval=POLL_S,
+        )
+        high_until = max(step_at + 30, drained_at + 10)
+        hold(high_until)
 
         # Drop: back to `low`. No scale-down before the stabilization window has passed.
         drop_at = rate.set(low)
@@ -301,11 +399,22 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
             changes = timeline.replicas()
             return bool(changes and changes[-1][1] <= 2 and time.monotonic() - changes[-1][0] > 6)
 
-        wait_until(settled, 40, "replicas settled after the drop", interval=POLL_S)
+        wait_until(settled, 90, "replicas settled after the drop", interval=POLL_S)
         settled_at = timeline.replicas()[-1][0]
         after_down = timeline.replicas_at(scaled_down_at + 1.5) or 0
         hold(settled_at + 8)
     result = load.wait()
+    # Load-aware scale-down: the operator wrote its pods' pod-deletion-cost after the drop
+    # and before its first scale-down write, and the pods left carry it.
+    annotated = [
+        (t, pod) for t, pod in view.pod_writes(OPERATOR_USER, namespace, name) if t > drop_at
+    ]
+    assert annotated and annotated[0][0] < scaled_down_at, (
+        f"no pod-deletion-cost written between the drop and the scale-down: {annotated}"
+    )
+    for pod in view.pods(namespace, name):
+        annotations = pod["metadata"].get("annotations") or {}
+        assert annotations.get(DELETION_COST, "").isdigit(), (pod["metadata"]["name"], annotations)
 
     replicas = timeline.replicas()
     peak = max(r for _, r in replicas)
@@ -321,13 +430,17 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     events = view.scale_events(namespace, name)
     figures(
         "step",
+        server=server.value,
         load_rps={"low": low, "high": high, "pod_capacity": POD_CAPACITY},
         target_queue_depth=target,
         scale_up_delay_s=round(delay, 2),
         scale_up_after_step_s=round(scaled_up_at - step_at, 2),
         queue_crossed_after_step_s=round(crossed_at - step_at, 2),
+        backlog_drained_after_step_s=round(drained_at - step_at, 1),
+        high_phase_s=round(high_until - step_at, 1),
         peak_replicas=peak,
         settled_replicas_high=settled_high,
+        needed_replicas={"high": needed(high), "low": needed(low)},
         final_replicas=final,
         scale_down_after_drop_s=round(down_delay, 1),
         stabilization_window_s=window,
@@ -344,6 +457,7 @@ def test_step_load_scales_up_on_the_queue_and_down_after_the_window(
     assert all(r <= 6 for _, r in replicas)
     assert down_delay >= window, f"scaled down {down_delay:.1f}s after the drop (< {window}s)"
     assert after_down < settled_high and final < settled_high
+    assert final <= needed(low) + 1, f"{final} replicas for {low} req/s after the drop"
     for phase in ("before", "high_last_10s", "after"):
         assert (p95[phase] or 0) < SLO_MS, f"p95 {phase} the step: {p95}"
     assert failed <= sent * 0.01, f"{failed} of {sent} requests failed: {result.summary}"
@@ -416,25 +530,7 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
     with steady_load(plane, service, rate, duration_s=150, max_requests=6000) as scenario:
         load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
 
-        def three_ready_and_stable() -> bool:
-            deployment = view.deployment(namespace, name) or {}
-            replicas = deployment["spec"]["replicas"]
-            changes = timeline.replicas()
-            return bool(
-                replicas >= 3
-                and (deployment.get("status") or {}).get("readyReplicas") == replicas
-                and changes
-                and time.monotonic() - changes[-1][0] > 2 * INTERVAL
-                and scaling_active(view, namespace, name).get("status") == "True"
-            )
-
-        wait_until(
-            three_ready_and_stable,
-            60,
-            ">= 3 ready replicas, stable, ScalingActive=True",
-            interval=POLL_S,
-        )
-        held = timeline.replicas()[-1][1]
+        held = wait_ready_and_stable(view, timeline, namespace, name, at_least=3)
         pods = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))
         failing, garbled = pods[0], pods[1]
         podrunner.configure(
@@ -470,14 +566,8 @@ def test_broken_metrics_hold_replicas_until_they_recover(plane: DataPlane, figur
 
         hold(broken_until, no_scale_down)
         restored_at, active_again_after = restore_metrics(plane, name, [failing, garbled])
-        scaled_down_at = next_scale_write(
-            plane, name, restored_at, window + 20, "the scale-down after recovery"
-        )
-        wait_until(
-            lambda: (timeline.replicas_at(time.monotonic()) or held) < held,
-            5,
-            "the sampler to see the scale-down",
-            interval=POLL_S,
+        scaled_down_at = scale_down_seen(
+            plane, timeline, name, after=restored_at, below=held, within=window + 20
         )
     result = load.wait()
 
@@ -610,8 +700,9 @@ def test_absurd_metrics_hold_their_service_and_spare_the_operator(
     assert not writes, "a scale write while the metrics were invalid"
 
 
+@BOTH_SERVERS
 def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
-    plane: DataPlane, figures: Record
+    plane: DataPlane, figures: Record, server: Server
 ) -> None:
     """The operator restarts (SIGTERM, start again) right after a scale-up, while its new pods are
     still loading their model.
@@ -636,6 +727,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         duration_s=150,
         max_requests=9000,
         load_delay_s=5.0,
+        server=server,
     ) as scenario:
         load, timeline = scenario.load, scenario.timeline
         step_at = rate.set(35.0)
@@ -657,7 +749,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             return None
 
         resumed_at = wait_until(
-            fresh_metrics, 15, "status with fresh metrics after the restart", interval=POLL_S
+            fresh_metrics, 30, "status with fresh metrics after the restart", interval=POLL_S
         )
         all_ready_at = wait_until(
             lambda: (
@@ -665,7 +757,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
                 and (d.get("status") or {}).get("readyReplicas") == d["spec"]["replicas"]
                 and time.monotonic()
             ),
-            30,
+            90,
             "the pods asked for before the restart to be ready",
             interval=POLL_S,
         )
@@ -687,11 +779,15 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
             record = wait_until(agreeing_counts, 10, "writes, Events and changes to agree")
         except WaitTimeout:
             record = ScaleRecord.read(plane, name, timeline, since=step_at)
-        sequence = [r for _, r in timeline.replicas()]
     result = load.wait()
 
     # (a) and (b)
-    scale_writes, changes, events = record.writes, record.changes, record.events
+    scale_writes, changes, events, sequence = (
+        record.writes,
+        record.changes,
+        record.events,
+        record.sequence,
+    )
     chain = [events[0][1]] + [to for _, _, to in events] if events else []
     # (c) scale writes after the restart while the earlier pods were starting, and the
     # emulators' queue per ready replica at each of them
@@ -704,6 +800,7 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     }
     figures(
         "restart",
+        server=server.value,
         replicas_before_restart={"asked": asked, "ready": ready_then},
         scaled_up_after_step_s=round(scaled_at - step_at, 2),
         restart_took_s=round(restarted_at - restart_at, 1),
@@ -714,7 +811,11 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
         scale_events=events,
         replica_sequence=sequence,
         writes_while_earlier_pods_started=queue_at,
-        requests={"sent": result.summary.sent, "failed": result.summary.errors},
+        requests={
+            "sent": result.summary.sent,
+            "failed": result.summary.errors,
+            "errors": result.summary.errors_by_kind,
+        },
     )
     assert len(scale_writes) == len(events) == len(changes), (scale_writes, events, changes)
     assert chain == sequence and sequence[0] == 1, (chain, sequence)
@@ -722,10 +823,165 @@ def test_operator_restart_during_a_scale_up_neither_repeats_nor_stalls_it(
     assert max(sequence) > asked, "no scale-up after the restart"
 
 
+def test_a_killed_tritonserver_holds_replicas_until_it_is_back(
+    plane: DataPlane, figures: Record
+) -> None:
+    """Fail-static on real Triton: one pod's tritonserver is SIGKILLed (its metrics port now
+    refuses connections) as the load drops. The operator reports ScalingActive=False naming
+    that pod and does not scale down, although healthy metrics would (the policy's hold for a
+    new service is over); the pod runner starts the server again after the kubelet's restart
+    delay, ScalingActive turns True and the scale-down follows."""
+    namespace, name = plane.namespace, "killed"
+    view, podrunner = plane.view, plane.podrunner
+    window = 6
+    service = autoscaled_service(name, scale_down_window_s=window)
+    rate = AdjustableRate(45.0, peak=45.0)
+    with steady_load(
+        plane, service, rate, duration_s=150, max_requests=6000, server=Server.TRITONSERVER
+    ) as scenario:
+        load, timeline, created_at = scenario.load, scenario.timeline, scenario.applied_at
+        wait_ready_and_stable(view, timeline, namespace, name, at_least=3)
+        # Past the hold for a new service (60 s, plus the window its held recommendations
+        # stay in): from here a drop scales down within the window and an interval or two.
+        hold(created_at + 60 + window + INTERVAL)
+        held = timeline.replicas()[-1][1]
+        victim = sorted(p["metadata"]["name"] for p in view.pods(namespace, name))[0]
+        killed_pid = podrunner.kill_server(namespace, victim)
+        killed_at = rate.set(3.0)
+
+        def inactive_naming_victim() -> dict[str, Any] | None:
+            active = scaling_active(view, namespace, name)
+            if active.get("status") == "False" and victim in active.get("message", ""):
+                return active
+            return None
+
+        # Seen while the server is down: the pod runner starts it again after RESTART_DELAY_S.
+        inactive = wait_until(
+            inactive_naming_victim, RESTART_DELAY_S, "ScalingActive=False", interval=POLL_S
+        )
+        inactive_after = time.monotonic() - killed_at
+
+        def no_scale_down() -> None:
+            deployment = view.deployment(namespace, name) or {}
+            assert deployment["spec"]["replicas"] >= held, "scaled down while a server was down"
+
+        def back() -> bool:
+            return any(
+                s.name == victim and s.ready and s.pid not in (None, killed_pid)
+                for s in podrunner.pods()
+            )
+
+        wait_until(
+            back,
+            RESTART_DELAY_S + 60,
+            "the killed server back",
+            interval=POLL_S,
+            check=no_scale_down,
+        )
+        back_at = time.monotonic()
+        wait_until(
+            lambda: scaling_active(view, namespace, name).get("status") == "True",
+            30,
+            "ScalingActive=True with the server back",
+            interval=POLL_S,
+        )
+        active_again_after = time.monotonic() - back_at
+        scaled_down_at = scale_down_seen(
+            plane, timeline, name, after=back_at, below=held, within=window + 20
+        )
+    result = load.wait()
+
+    during = [s.replicas for s in timeline.api if killed_at <= s.t <= back_at and s.replicas]
+    figures(
+        "killed_server",
+        server="tritonserver",
+        replicas_held=held,
+        killed_pod=victim,
+        down_for_s=round(back_at - killed_at, 1),
+        inactive_after_s=round(inactive_after, 1),
+        inactive_reason=inactive.get("reason"),
+        inactive_message=inactive.get("message"),
+        active_again_after_s=round(active_again_after, 1),
+        scale_down_after_back_s=round(scaled_down_at - back_at, 1),
+        requests={
+            "sent": result.summary.sent,
+            "failed": result.summary.errors,
+            "errors": result.summary.errors_by_kind,
+        },
+    )
+    assert inactive["reason"] == "IncompleteMetrics", inactive
+    assert min(during) >= held
+    assert not [
+        t for t in operator_scale_writes(view, namespace, name) if killed_at < t < back_at
+    ], "a scale write while the server was down"
+    assert timeline.replicas()[-1][1] < held
+
+
+def test_tritonserver_pod_serves_grpc_and_locks_model_control(plane: DataPlane) -> None:
+    """On a pod's real tritonserver: inference over gRPC on the pod's gRPC port, and with the
+    restricted-API flags the operator renders (the key from the service's own generated
+    Secret, NAME-triton-admin), a model load without the key is refused over HTTP and gRPC,
+    and accepted with it; the pod spec holds only the reference."""
+    namespace, name = plane.namespace, "grpc"
+    service = autoscaled_service(name, max_replicas=1)
+    serve(plane.podrunner, namespace, name, server=Server.TRITONSERVER)
+    plane.installed.apply([service], namespace)
+
+    def ready_pod() -> dict[str, Any] | None:
+        pods = plane.view.pods(namespace, name)
+        ready = [p for p in pods if condition(p, "Ready").get("status") == "True"]
+        return ready[0] if ready else None
+
+    pod = wait_until(ready_pod, 90, "the pod Ready on its tritonserver", interval=POLL_S)
+    ip = pod["status"]["podIP"]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    (status,) = [s for s in plane.podrunner.pods() if s.name == pod["metadata"]["name"]]
+    assert status.server == "tritonserver" and status.pid is not None
+    secret = json.loads(
+        plane.installed.kubectl(
+            "get", "secret", admin_secret_name(name), "-n", namespace, "-o", "json"
+        ).stdout
+    )
+    key = base64.b64decode(secret["data"][ADMIN_KEY_FIELD]).decode()
+    assert key not in json.dumps(pod["spec"]), "the key in clear in the pod spec"
+    assert f"{ADMIN_KEY_HEADER}={key}" in Path(f"/proc/{status.pid}/cmdline").read_text()
+
+    client = grpcclient.InferenceServerClient(f"{ip}:{ports['grpc']}")
+    try:
+        inputs = []
+        for tensor_name, value in (("INPUT0", 5), ("INPUT1", 2)):
+            tensor = grpcclient.InferInput(tensor_name, [1, 16], "INT32")
+            tensor.set_data_from_numpy(np.full((1, 16), value, dtype=np.int32))
+            inputs.append(tensor)
+        result = client.infer("simple", inputs)
+        assert result.as_numpy("OUTPUT0").tolist() == [[7] * 16]
+        assert result.as_numpy("OUTPUT1").tolist() == [[3] * 16]
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.load_model("simple")
+        client.load_model("simple", headers={f"triton-grpc-protocol-{ADMIN_KEY_HEADER}": key})
+    finally:
+        client.close()
+
+    def load(headers: dict[str, str]) -> int:
+        connection = http.client.HTTPConnection(ip, ports["http"], timeout=30)
+        try:
+            connection.request("POST", "/v2/repository/models/simple/load", b"{}", headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    assert load({}) == 403
+    assert load({ADMIN_KEY_HEADER: "wrong"}) == 403
+    assert load({ADMIN_KEY_HEADER: key}) == 200
+
+
 def test_demo_runs_scales_up_and_leaves_nothing_running(
     podrunner: PodRunner, turn: None, tmp_path: Path, figures: Record
 ) -> None:
-    """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run."""
+    """`python -m e2e.demo` as a user (or CI, no terminal, no stdin) runs it: a short run, on
+    real tritonserver (the demo's default)."""
     # The demo's pods get the same loopback IPs as this session's: let ours go first.
     wait_until(
         lambda: not podrunner.pods(), 60, "this session's data-plane pods to go", interval=0.5
@@ -754,6 +1010,20 @@ def test_demo_runs_scales_up_and_leaves_nothing_running(
     )
     assert finished.returncode == 0, f"{output[-3000:]}\n{finished.stderr[-3000:]}"
     assert ups is not None and int(ups.group(1)) >= 1, output[-3000:]
+    # Acceptance 3 of issue 10: the steady phases end within one replica of what they need
+    steady = {
+        match["phase"]: (float(match["rate"]), int(match["most"]))
+        for match in re.finditer(
+            r"^(?P<phase>plateau|burst)\s+(?P<rate>[\d.]+)/s\s+\d+\s+\d+\s+\S+\s+\d+-(?P<most>\d+)$",
+            output,
+            re.M,
+        )
+    }
+    assert set(steady) == {"plateau", "burst"}, output[-3000:]
+    for phase, (rate, most) in steady.items():
+        assert most <= needed(rate) + 1, f"{phase}: {most} replicas for {rate} req/s"
     assert "ScaledUp" in output and "=== summary ===" in output
+    # By default the demo's pods are served by real tritonservers, one per pod IP.
+    assert re.search(r"tritonserver processes: \d+ over the run", output), output[-3000:]
     assert "\x1b[" not in output, "terminal control codes without a terminal"
     assert not state_dir.exists(), "the demo left its cluster behind"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.harness import OPERATOR_NAMESPACE, ROOT, OperatorProcess, Tools
+from e2e.harness import OPERATOR_NAMESPACE, ROOT, OperatorProcess, Tools, wait_established
 from e2e.services import service, wait_condition
 
 pytestmark = pytest.mark.kwok_only
@@ -55,9 +55,7 @@ def replicas(
     crds = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
     installed.apply(crds, force=True)
     for crd in crds:
-        installed.kubectl(
-            "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s"
-        )
+        wait_established(installed, crd["metadata"]["name"])
     kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
     installed.apply([d for d in documents if d["kind"] in kinds], force=True)
     env = chart_env(documents)

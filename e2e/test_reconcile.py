@@ -13,23 +13,19 @@ import pytest
 
 from e2e.harness import OperatorProcess, Tools
 from e2e.polling import wait_until
-from e2e.services import condition, example, pods, running_pods, service, wait_condition
+from e2e.services import (
+    condition,
+    event_reasons,
+    example,
+    pods,
+    rotate_and_wait_for_the_roll,
+    running_pods,
+    service,
+    wait_condition,
+)
 
 H100_NODES = {"gpu-h100-a", "gpu-h100-b"}
 CPU_NODES = {"cpu-a", "cpu-b"}
-
-
-def events(tools: Tools, namespace: str, name: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in tools.items("events", namespace)
-        if e["involvedObject"].get("name") == name
-        and e["involvedObject"].get("kind") == "InferenceService"
-    ]
-
-
-def event_reasons(tools: Tools, namespace: str, name: str) -> set[str]:
-    return {e["reason"] for e in events(tools, namespace, name)}
 
 
 def owned_children(tools: Tools, namespace: str, name: str, uid: str) -> dict[str, dict[str, Any]]:
@@ -270,24 +266,4 @@ def test_secret_change_rolls_the_pods_and_a_missing_secret_is_reported(
     )
     wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
 
-    def digest() -> str:
-        deployment = tools.get("deployment", "creds", namespace) or {}
-        return str(
-            deployment["spec"]["template"]["metadata"]["annotations"].get("tritonop.io/secret-hash")
-        )
-
-    before = digest()
-    first_pod = running_pods(tools, namespace, "creds", 1)[0]["metadata"]["name"]
-    tools.kubectl(
-        "patch", "secret", "s3", "-n", namespace, "-p", '{"stringData": {"AWS_ACCESS_KEY_ID": "b"}}'
-    )
-    wait_until(lambda: digest() != before, 60, "the pod template to carry the new Secret digest")
-    wait_until(
-        lambda: [
-            p
-            for p in running_pods(tools, namespace, "creds", 1, timeout=5)
-            if p["metadata"]["name"] != first_pod
-        ],
-        90,
-        "the pods to roll",
-    )
+    rotate_and_wait_for_the_roll(tools, namespace, "creds", "s3")

@@ -8,6 +8,7 @@ so "nothing written" in a test means what it means against an API server.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from tritonop import API_VERSION, KIND
+from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.autoscale.observe import MetricsTarget
 from tritonop.autoscale.types import Observation
 from tritonop.config import Settings
 from tritonop.k8s import is_subset
 from tritonop.placement import NodeInfo, node_info
+from tritonop.render.labels import standard_labels
+from tritonop.retries import Retries
 from tritonop.runtime import Runtime
 from tritonop.status import ServiceKey
 from tritonop.statusbook import StatusBook
@@ -78,7 +82,7 @@ class FakeCluster:
 
     nodes: list[NodeInfo] = field(default_factory=list)
     secrets: dict[ServiceKey, str] = field(default_factory=dict)
-    """Secret digests by (namespace, name)."""
+    """Credentials Secrets' resourceVersions by (namespace, name)."""
     crds: set[str] = field(default_factory=set)
     services: dict[ServiceKey, list[dict[str, Any]]] = field(default_factory=dict)
     deployments: dict[ServiceKey, list[dict[str, Any]]] = field(default_factory=dict)
@@ -92,6 +96,11 @@ class FakeCluster:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     """Every status written, in order."""
     fail_apply: Exception | None = None
+    """Raised by every apply (the API server failing)."""
+    refuse: dict[str, Exception] = field(default_factory=dict)
+    """Raised by applies of these kinds (the API server refusing one child)."""
+    retries: Retries = field(default_factory=Retries)
+    """The operator's retry book, kept here so tests hand one to the handler bodies."""
     fail_scale: list[Exception] = field(default_factory=list)
     """Errors the next scale writes raise, one each, in order (then they succeed)."""
     fail_status: list[Exception] = field(default_factory=list)
@@ -169,20 +178,30 @@ class FakeCluster:
 
     # ------------------------------------------------------------------ KubeApi
 
-    def secret_digest(self, namespace: str, name: str) -> str | None:
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.children.get((kind, str(namespace), name))
+
+    def secret_version(self, namespace: str, name: str) -> str | None:
         return self.secrets.get((namespace, name))
 
     def crd_exists(self, name: str) -> bool:
         return name in self.crds
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None = None) -> bool:
-        if self.fail_apply is not None:
-            raise self.fail_apply
+    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+        secret = self.children.get(("Secret", namespace, secret_name))
+        if secret is not None:
+            return base64.b64decode(secret["data"][field]).decode()
+        return f"key-of-{secret_name}"
+
+    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
         kind, meta = desired["kind"], desired["metadata"]
         key = (kind, meta["namespace"], meta["name"])
-        current = self.children.get(key) if live is None else live
-        if current is not None and is_subset(desired, current):
+        if live is not None and is_subset(desired, live):
             return False
+        failure = self.fail_apply or self.refuse.get(kind)
+        if failure is not None:
+            self.writes.append(("refused", *key))
+            raise failure
         self.writes.append(("apply", *key))
         merged = copy.deepcopy(desired)
         if kind == "Deployment":
@@ -193,6 +212,19 @@ class FakeCluster:
                 merged["status"] = existing.get("status", {})
             self.deployments[(meta["namespace"], meta["name"])] = [merged]
         self.children[key] = merged
+        return True
+
+    def create(self, desired: dict[str, Any]) -> bool:
+        kind, meta = desired["kind"], desired["metadata"]
+        key = (kind, meta["namespace"], meta["name"])
+        failure = self.fail_apply or self.refuse.get(kind)
+        if failure is not None:
+            self.writes.append(("refused", *key))
+            raise failure
+        if key in self.children:
+            return False
+        self.writes.append(("create", *key))
+        self.children[key] = copy.deepcopy(desired)
         return True
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
@@ -212,6 +244,16 @@ class FakeCluster:
         deployment = self.deployment((namespace, name))
         if deployment is not None:
             deployment["spec"]["replicas"] = replicas
+
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        self.writes.append(("annotate", "Pod", namespace, name, str(cost)))
+        for pods in self.pods.values():
+            for pod in pods:
+                meta = pod["metadata"]
+                if meta.get("name") == name:
+                    meta.setdefault("annotations", {})[DELETION_COST] = str(cost)
+                    return True
+        return False
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         items = self.services.get((namespace, name))
@@ -259,6 +301,19 @@ def ready_pod(name: str, ip: str) -> dict[str, Any]:
             "conditions": [{"type": "Ready", "status": "True"}],
         },
     }
+
+
+def owned_pod(service: str, name: str, ip: str, cost: str | None = None) -> dict[str, Any]:
+    """A ready pod as the ReplicaSet of `service`'s Deployment makes it (the operator's labels,
+    a controller ReplicaSet), with a pod-deletion-cost annotation when `cost` is given."""
+    pod = ready_pod(name, ip)
+    pod["metadata"]["labels"] = standard_labels(service)
+    pod["metadata"]["ownerReferences"] = [
+        {"kind": "ReplicaSet", "name": f"{service}-5d9c7b", "controller": True}
+    ]
+    if cost is not None:
+        pod["metadata"]["annotations"] = {DELETION_COST: cost}
+    return pod
 
 
 def starting_pod(name: str) -> dict[str, Any]:

@@ -179,6 +179,113 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {**MINIMAL, "triton": {"startupTimeoutSeconds": 5}},
         "startupTimeoutSeconds",
     ),
+    # What the API server would refuse when the operator applies the children: refused here.
+    (
+        "pvc sub path leaves the claim",
+        {"modelRepository": {"uri": "pvc://claim/a/../b"}},
+        "'..' is not allowed as a path element",
+    ),
+    (
+        "pvc sub path is only ..",
+        {"modelRepository": {"uri": "pvc://claim/.."}},
+        "must stay inside the claim",
+    ),
+    (
+        "nodeSelector key with a space",
+        {**MINIMAL, "nodeSelector": {"bad key!": "x"}},
+        "spec.nodeSelector: nodeSelector key 'bad key!' is not a valid key",
+    ),
+    (
+        "nodeSelector key prefix too long",
+        {**MINIMAL, "nodeSelector": {"a" * 254 + "/zone": "x"}},
+        "is not a valid key",
+    ),
+    (
+        "nodeSelector value not a label value",
+        {**MINIMAL, "nodeSelector": {"zone": "eu west"}},
+        "spec.nodeSelector.zone",
+    ),
+    (
+        "toleration key not a label key",
+        {**MINIMAL, "tolerations": [{"key": "no spaces please", "operator": "Exists"}]},
+        "spec.tolerations[0].key",
+    ),
+    (
+        "toleration value too long",
+        {**MINIMAL, "tolerations": [{"key": "k", "value": "v" * 64}]},
+        "spec.tolerations[0].value",
+    ),
+    (
+        "annotation key not a qualified name",
+        {**MINIMAL, "service": {"annotations": {"k: v": "x"}}},
+        "annotation 'k: v' is not a valid key",
+    ),
+    (
+        "resource name not a qualified name",
+        {**MINIMAL, "resources": {"limits": {"gpu memory": "1"}}},
+        "resource name 'gpu memory' is not a valid key",
+    ),
+    (
+        "HPA model name is not a label value",
+        {
+            **MINIMAL,
+            "autoscaling": {"mode": "HPA", "models": ["text/llm"], "targets": {"queueDepth": 2}},
+        },
+        "in mode HPA the models become label values",
+    ),
+    (
+        "maxUnavailable 0 blocks drains",
+        {**MINIMAL, "disruption": {"maxUnavailable": 0}},
+        "must be at least 1",
+    ),
+    (
+        "maxUnavailable 0%",
+        {**MINIMAL, "disruption": {"maxUnavailable": "0%"}},
+        "must be at least 1",
+    ),
+    (
+        "maxUnavailable over 100%",
+        {**MINIMAL, "disruption": {"maxUnavailable": "150%"}},
+        "'1%' to '100%'",
+    ),
+    (
+        "triton args set the restricted APIs",
+        {**MINIMAL, "triton": {"args": ["--http-restricted-api=model-repository:k=v"]}},
+        "set by the operator",
+    ),
+    (
+        "unknown affinity field",
+        {**MINIMAL, "affinity": {"nodeAfinity": {}}},
+        "spec.affinity.nodeAfinity: unknown field",
+    ),
+    (
+        "affinity operator",
+        {
+            **MINIMAL,
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "zone", "operator": "Equals"}]}
+                        ]
+                    }
+                }
+            },
+        },
+        "matchExpressions[0].operator",
+    ),
+    ("too many models", {**MINIMAL, "models": [f"m{i}" for i in range(65)]}, "spec.models"),
+    (
+        "control characters in a model name",
+        {**MINIMAL, "models": ["m\nprivileged: true"]},
+        "spec.models[0]: 'm\\nprivileged: true' must be printable ASCII",
+    ),
+    ("too long an argument", {**MINIMAL, "triton": {"args": ["x" * 513]}}, "spec.triton.args[0]"),
+    (
+        "too many annotations",
+        {**MINIMAL, "service": {"annotations": {f"k{i}": "v" for i in range(17)}}},
+        "spec.service.annotations",
+    ),
 ]
 
 
@@ -225,6 +332,62 @@ def test_parsed_service_identity() -> None:
         3,
     )
     assert service.labels == {"team": "ml"}
+
+
+VALID_LABEL_SYNTAX: list[tuple[str, dict[str, Any]]] = [
+    ("prefixed nodeSelector key", {"nodeSelector": {"topology.kubernetes.io/zone": "eu-1a"}}),
+    ("empty nodeSelector value", {"nodeSelector": {"example.com/pool": ""}}),
+    ("pvc sub path with dots in names", {"modelRepository": {"uri": "pvc://c/v1..2/.models"}}),
+    ("percent maxUnavailable", {"disruption": {"maxUnavailable": "100%"}}),
+    ("toleration of every taint", {"tolerations": [{"operator": "Exists"}]}),
+    (
+        "model names outside HPA mode are not labels",
+        {"autoscaling": {"mode": "Operator", "models": ["text/llm"], "targets": {"queueDepth": 2}}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "extra"), VALID_LABEL_SYNTAX, ids=[c[0] for c in VALID_LABEL_SYNTAX]
+)
+def test_valid_label_syntax_is_accepted(case: str, extra: dict[str, Any]) -> None:
+    parse_object(isvc({**MINIMAL, **extra}))
+
+
+def test_typed_affinity_round_trips_as_the_pod_spec_carries_it() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 5,
+                    "preference": {
+                        "matchFields": [
+                            {"key": "metadata.name", "operator": "In", "values": ["n1"]}
+                        ]
+                    },
+                }
+            ],
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "x"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        },
+    }
+    spec = parse_spec("demo", {**MINIMAL, "affinity": affinity})
+    assert spec.affinity.manifest() == affinity
+    assert parse_spec("demo", MINIMAL).affinity.manifest() == {}
 
 
 def test_an_objective_alone_is_enough_in_operator_mode() -> None:

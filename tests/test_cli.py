@@ -43,7 +43,7 @@ def documents(text: str) -> list[dict[str, Any]]:
 def test_gpu_example_shows_every_gpu_field(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = render(capsys, "-f", str(GPU_EXAMPLE))
     assert code == 0
-    deployment = documents(out)[0]
+    deployment = next(d for d in documents(out) if d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -69,7 +69,13 @@ def test_gpu_example_shows_every_gpu_field(capsys: pytest.CaptureFixture[str]) -
         assert container[probe]["httpGet"]["path"] == path
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
-    assert [d["kind"] for d in documents(out)] == ["Deployment", "Service", "PodDisruptionBudget"]
+    assert [d["kind"] for d in documents(out)] == [
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]
+    assert "also creates the Secret llm-h100-triton-admin" in out
     assert "placement GPU" in out.splitlines()[0] and "placement GPU" in err
 
 
@@ -159,3 +165,41 @@ def test_console_script_prints_the_crd() -> None:
         [sys.executable, "-m", "tritonop.cli", "crd"], capture_output=True, text=True, check=True
     )
     assert yaml.safe_load(result.stdout)["metadata"]["name"] == "inferenceservices.tritonop.io"
+
+
+def test_metrics_behind_a_bearer_token(tmp_path: Path) -> None:
+    """/metrics names every tenant's services: with a token file, only its holder reads it."""
+    import urllib.error
+    import urllib.request
+
+    from tritonop.cli import serve_metrics
+
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    server = serve_metrics("127.0.0.1", 0, str(token))
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        for header in (None, "Bearer wrong", "s3cret"):
+            request = urllib.request.Request(
+                url, headers={"Authorization": header} if header else {}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=5)
+            assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert b"process_max_fds" in response.read()
+        token.write_text("rotated")  # a rotated Secret takes effect without a restart
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer rotated"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+    open_server = serve_metrics("127.0.0.1", 0, "")
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{open_server.server_port}/metrics", timeout=5
+        ) as response:
+            assert response.status == 200
+    finally:
+        open_server.shutdown()

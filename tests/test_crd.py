@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from tritonop.api import models
 from tritonop.api.crd import crd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +103,99 @@ def test_subresources_and_printer_columns() -> None:
 def test_crd_file_is_valid_yaml_of_one_document() -> None:
     documents = list(yaml.safe_load_all(CRD_FILE.read_text()))
     assert len(documents) == 1 and documents[0]["kind"] == "CustomResourceDefinition"
+
+
+#: All annotations of an object share 256 KiB, and kopf keeps the last handled spec in one of
+#: them: the largest spec the schema admits must leave room for kopf's other annotations and
+#: for the user's own.
+SPEC_SIZE_BUDGET = 200 * 1024
+#: Patterns whose strings JSON never escapes (letters, digits and a little punctuation).
+UNESCAPED_PATTERNS = (
+    models.LABEL_VALUE_PATTERN,
+    models.QUALIFIED_NAME_PATTERN,
+    models.DNS1123_LABEL_PATTERN,
+    models.DNS1123_SUBDOMAIN_PATTERN,
+    models.QUANTITY_PATTERN,
+    models.RESOURCE_NAME_PATTERN,
+    models.MAX_UNAVAILABLE_PERCENT_PATTERN,
+)
+
+
+def _largest_string(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
+    """Bytes of the longest JSON string a string node admits."""
+    if "enum" in node:
+        return max(len(str(value)) for value in node["enum"]) + 2
+    if "maxLength" not in node:
+        unbounded.append(path)
+        return 0
+    # kopf writes JSON with ASCII escapes: a character is 12 bytes at worst (an astral
+    # character as two \uXXXX escapes), 2 when a pattern keeps it ASCII (\" or \\), 1 when
+    # the pattern allows nothing JSON escapes.
+    checks = node.get("pattern", "") + " ".join(
+        rule["rule"] for rule in node.get("x-kubernetes-validations", [])
+    )
+    if any(pattern in checks for pattern in UNESCAPED_PATTERNS):
+        per_character = 1
+    elif "matches('^" in checks or "pattern" in node:
+        per_character = 2
+    else:
+        per_character = 12
+    return int(node["maxLength"]) * per_character + 2
+
+
+def _largest_map(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
+    """Bytes of the largest JSON object a map node (additionalProperties) admits."""
+    rules = " ".join(rule["rule"] for rule in node.get("x-kubernetes-validations", []))
+    if "maxProperties" not in node or "size() <= 317" not in rules:
+        unbounded.append(f"{path} (entries or keys)")
+        return 0
+    value = largest_json(node["additionalProperties"], f"{path}{{}}", unbounded)
+    return 2 + int(node["maxProperties"]) * (317 + 4 + value)
+
+
+def largest_json(node: dict[str, Any], path: str, unbounded: list[str]) -> int:
+    """Bytes of the longest JSON a value of this schema node can have (an upper bound)."""
+    kind = node.get("type")
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        unbounded.append(path)
+        return 0
+    if kind in ("integer", "number", "boolean"):
+        return 24
+    if kind == "string" or node.get("x-kubernetes-int-or-string"):
+        return _largest_string(node, path, unbounded)
+    if kind == "array":
+        if "maxItems" not in node:
+            unbounded.append(path)
+            return 0
+        return 2 + int(node["maxItems"]) * (largest_json(node["items"], f"{path}[]", unbounded) + 1)
+    if "properties" in node:
+        return 2 + sum(
+            len(name) + 4 + largest_json(child, f"{path}.{name}", unbounded)
+            for name, child in node["properties"].items()
+        )
+    return _largest_map(node, path, unbounded)
+
+
+def test_every_spec_value_is_bounded_and_the_largest_spec_fits_kopfs_annotation() -> None:
+    unbounded: list[str] = []
+    size = largest_json(schema()["properties"]["spec"], ".spec", unbounded)
+    assert unbounded == [], f"unbounded in the schema: {unbounded}"
+    print(
+        f"largest admissible spec: {size / 1024:.0f} KiB of JSON (budget {SPEC_SIZE_BUDGET // 1024} KiB)"
+    )
+    assert size <= SPEC_SIZE_BUDGET
+
+
+def test_label_syntax_rules_guard_what_becomes_labels() -> None:
+    nodes = dict(walk(schema()))
+    for path in (".spec.nodeSelector", ".spec.service.annotations", ".spec.resources.limits"):
+        assert any("self.all(k" in rule for rule in rules(path)), path
+    assert any("matches" in rule for rule in rules(".spec.nodeSelector{}"))
+    assert any("matches" in rule for rule in rules(".spec.tolerations[].key"))
+    assert any("self.mode != 'HPA'" in rule for rule in rules(".spec.autoscaling"))
+    assert any("[.][.]" in rule for rule in rules(".spec.modelRepository.uri"))
+    assert any("self >= 1" in rule for rule in rules(".spec.disruption.maxUnavailable"))
+    assert any("--http-restricted-api" in rule for rule in rules(".spec.triton.args"))
+    affinity = nodes[".spec.affinity"]
+    assert "x-kubernetes-preserve-unknown-fields" not in affinity
+    assert set(affinity["properties"]) == {"nodeAffinity", "podAffinity", "podAntiAffinity"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tritonop.admission import policy_violations
 from tritonop.api import parse_object
 from tritonop.config import Settings
 from tritonop.placement import NodeInfo, decide
@@ -53,9 +54,10 @@ def test_example_is_valid_documented_and_renders(path: Path) -> None:
         for fallback in ("None", "CPU"):
             placement = decide(service.spec, nodes, fallback)
             children = render_children(service, placement, Settings(), replicas=None)
-            kinds = [child["kind"] for child in children[:3]]
-            assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+            kinds = [child["kind"] for child in children[:4]]
+            assert kinds == ["NetworkPolicy", "Deployment", "Service", "PodDisruptionBudget"]
             assert all(child["metadata"]["name"] == service.name for child in children)
+    assert policy_violations(service.spec, Settings()) == [], "examples pass the default policy"
 
 
 def test_examples_cover_the_documented_features() -> None:

@@ -49,8 +49,8 @@ def test_the_indexes_are_named_as_the_view_reads_them() -> None:
 def test_every_handler_takes_what_kopf_adds_later() -> None:
     names = {name for each in registered().values() for name in each}
     assert names == {
-        "configure", "watch_loop_lag", "release", "node_index", "pod_index", "deployment_index", "service_index",
-        "reconcile", "forget", "autoscaler", "nodes_changed", "secret_changed",
+        "configure", "watch_loop_lag", "release", "node_index", "pod_index", "deployment_index",
+        "service_index", "reconcile", "forget", "autoscaler", "repair", "nodes_changed",
         "keda_crd_changed", "deployment_changed", "pod_changed",
     }  # fmt: skip
     for name in names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tritonop.k8s import is_subset, secret_digest
+from tritonop.k8s import is_subset
 
 
 def test_server_added_fields_do_not_count_as_changes() -> None:
@@ -41,7 +41,26 @@ def test_real_changes_are_seen() -> None:
     assert not is_subset({"name": "triton"}, {"name": "other"})
 
 
-def test_secret_digest_is_stable_and_sensitive() -> None:
-    assert secret_digest({"a": "1", "b": "2"}) == secret_digest({"b": "2", "a": "1"})
-    assert secret_digest({"a": "1"}) != secret_digest({"a": "2"})
-    assert len(secret_digest(None)) == 16
+def test_refused_and_server_message() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from tritonop.k8s import refused, server_message
+
+    def error(status: int, body: str = "") -> ApiException:
+        failure = ApiException(status=status, reason="Reason")
+        failure.body = body
+        return failure
+
+    assert [refused(error(code)) for code in (400, 403, 404, 409, 422, 429, 500, 503)] == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
+    body = '{"kind": "Status", "message": "Deployment.apps \\"x\\" is invalid: bad"}'
+    assert server_message(error(422, body)) == 'Deployment.apps "x" is invalid: bad'
+    assert server_message(error(500, "not json")) == "HTTP 500 Reason"

@@ -36,6 +36,7 @@ EDGE_MODULES = frozenset(
         "tritonop.k8s",
         "tritonop.cli",
         "tritonop.reconciler",
+        "tritonop.repair",
         "tritonop.view",
         "tritonop.autoscale.loop",
         "tritonop.autoscale.metrics",

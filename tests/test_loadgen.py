@@ -185,7 +185,7 @@ async def test_runs_stop_at_the_request_limit_and_record_errors() -> None:
             StaticEndpoints((Endpoint("pod", "127.0.0.1", emulator.http_port),)),
             out=None,
         )
-        assert result.summary.errors_by_kind == {"http_400": 5}
+        assert result.summary.errors_by_kind == {"http_404": 5}  # unknown model, as Triton
     finally:
         await emulator.stop()
 

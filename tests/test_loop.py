@@ -4,6 +4,7 @@ in which nothing changes writes nothing."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fakes import (
     FakeSource,
     StopAfter,
     api_error,
+    owned_pod,
     ready_pod,
     starting_pod,
 )
@@ -25,6 +27,7 @@ from tritonop.autoscale.loop import (
     autoscale_once,
     next_delay,
     operator_mode,
+    pods_cold_start,
     rate_window,
     run_autoscaler,
     split_pods,
@@ -56,7 +59,7 @@ def operator_service(clock: FakeClock, **autoscaling: Any) -> FakeCluster:
         },
     )
     book = cluster.book(clock)
-    reconcile(cluster.runtime(clock), book, cluster.view(), body, "create")
+    reconcile(cluster.runtime(clock), book, cluster.retries, cluster.view(), body, "create")
     cluster.roll_out(KEY)
     cluster.set_pods(KEY, ready_pod("svc-a", "10.0.0.1"))
     refresh_workload(book, cluster.view(), KEY)
@@ -138,6 +141,99 @@ def test_pods_split_into_metrics_targets_and_starting_capacity() -> None:
     ready, starting = split_pods(pods)
     assert [(p.name, p.ip) for p in ready] == [("a", "10.0.0.1")]
     assert starting == 2
+
+
+def timed_pod(name: str, ip: str, created: str, ready: str) -> dict[str, Any]:
+    """A ready pod with the times the API server writes: creation and the Ready transition."""
+    pod = ready_pod(name, ip)
+    pod["metadata"]["creationTimestamp"] = created
+    pod["status"]["conditions"][0]["lastTransitionTime"] = ready
+    return pod
+
+
+def test_the_cold_start_is_measured_on_the_services_pods() -> None:
+    pods = [
+        timed_pod("a", "10.0.0.1", "2026-12-03T10:00:00Z", "2026-12-03T10:00:40Z"),
+        timed_pod("b", "10.0.0.2", "2026-12-03T10:05:00Z", "2026-12-03T10:05:44Z"),
+        starting_pod("c"),  # not Ready: no cold start yet
+    ]
+    assert pods_cold_start(pods) == 42.0
+    leaving = timed_pod("old", "10.0.0.9", "2026-12-03T09:00:00Z", "2026-12-03T09:09:00Z")
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-03T10:06:00Z"
+    assert pods_cold_start([*pods, leaving]) == 42.0  # a pod on its way out does not count
+    assert pods_cold_start([ready_pod("untimed", "10.0.0.3")]) is None
+
+
+class Scripted(FakeSource):
+    """A FakeSource whose request rate follows a script, one entry per interval."""
+
+    def __init__(self, clock: FakeClock, rates: list[float], **signals: Any) -> None:
+        super().__init__(clock, **signals)
+        self.rates = rates
+
+    async def observe(self, target: Any) -> Observation:
+        self.signals["request_rate"] = self.rates[min(len(self.targets), len(self.rates) - 1)]
+        return await super().observe(target)
+
+
+async def test_the_objectives_headroom_names_the_cold_start_the_pods_showed(
+    clock: FakeClock,
+) -> None:
+    cluster = operator_service(
+        clock, maxReplicas=40, targets={}, objective={"latencyMs": 5000, "attainment": 0.99}
+    )
+    cluster.set_pods(
+        KEY, timed_pod("svc-a", "10.0.0.1", "2026-12-03T10:00:00Z", "2026-12-03T10:00:42Z")
+    )
+    # calm, a 10 s burst at ten times the rate, calm: the loop feeds the pods' cold start
+    source = Scripted(
+        clock,
+        [2.0] * 30 + [20.0, 20.0] + [2.0] * 6,
+        queue_depth=0.0,
+        queue_time_ms=0.0,
+        compute_ms=1000.0,
+    )
+    await autoscale(cluster, clock, source, rounds=38)
+    reason = cluster.service(KEY)["status"]["lastScale"]["reason"]
+    assert re.search(
+        r"\+\d+ headroom for a rise of [\d.]+ req/s within the 42 s cold start", reason
+    )
+    assert reason == cluster.events[-1].message
+
+
+async def test_before_a_scale_down_busy_pods_get_a_higher_deletion_cost(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    deployment = cluster.deployment(KEY)
+    assert deployment is not None
+    deployment["spec"]["replicas"] = 3
+    cluster.set_pods(
+        KEY,
+        owned_pod("svc", "svc-a", "10.0.0.1", cost="0"),  # already says what it should
+        owned_pod("svc", "svc-b", "10.0.0.2"),
+        owned_pod("svc", "svc-c", "10.0.0.3"),
+        ready_pod("stray", "10.0.0.4"),  # not the operator's: never annotated
+    )
+    work = {"svc-a": 0.0, "svc-b": 3.0, "svc-c": 0.2, "stray": 0.0}
+    source = FakeSource(
+        clock, queue_depth=0.0, queue_time_ms=0.0, request_rate=1.0, pod_work=tuple(work.items())
+    )
+    await autoscale(cluster, clock, source, rounds=30)  # past the restart hold and window
+    writes = [w for w in cluster.writes if w[0] in ("annotate", "scale")]
+    assert writes[0] == ("annotate", "Pod", "ml", "svc-b", "3")
+    assert writes[1] == ("annotate", "Pod", "ml", "svc-c", "1")
+    assert writes[2][0] == "scale" and int(writes[2][-1]) < 3
+    assert not [w for w in writes[3:] if w[0] == "annotate"]  # nothing changed since
+    assert [e.reason for e in cluster.events] == [c.SCALED_DOWN]
+
+
+async def test_a_scale_up_writes_no_deletion_cost(clock: FakeClock) -> None:
+    cluster = operator_service(clock)
+    cluster.set_pods(KEY, owned_pod("svc", "svc-a", "10.0.0.1"))
+    source = FakeSource(
+        clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0, pod_work=(("svc-a", 17.0),)
+    )
+    await autoscale(cluster, clock, source, rounds=1)
+    assert [w[0] for w in cluster.writes if w[0] in ("annotate", "scale")] == ["scale"]
 
 
 def test_the_loop_runs_for_valid_operator_mode_services_only() -> None:
@@ -344,3 +440,33 @@ async def test_a_refused_event_does_not_undo_the_scale(clock: FakeClock) -> None
     status = cluster.service(KEY)["status"]
     assert status["lastScale"]["to"] > 1
     assert find_condition(status, c.ABLE_TO_SCALE)["status"] == "True"
+
+
+async def test_the_resync_and_the_loop_agree_while_the_scale_write_fails(clock: FakeClock) -> None:
+    """The repair loop's resync of a service whose scale writes keep failing neither clears the
+    loop's AbleToScale=False nor disagrees with it about the replicas: the status is written
+    once, when the failure starts, not back and forth at every resync."""
+    cluster = operator_service(clock)
+    cluster.fail_scale = [api_error(500, "Internal Server Error")] * 2
+    source = FakeSource(clock, queue_depth=16.0, queue_time_ms=400.0, request_rate=50.0)
+    runtime = cluster.runtime(clock, autoscale_interval_seconds=5.0)
+    book = cluster.book(clock)
+    view = cluster.view()
+
+    def status_writes() -> list[tuple[str, ...]]:
+        return [w for w in cluster.writes if w[0].startswith("status")]
+
+    state = LoopState(status_written=clock.monotonic())
+    first = await autoscale_once(runtime, book, KEY, view, source, state)
+    assert first.failure is not None and len(status_writes()) == 1
+    clock.advance(5.0)
+    reconcile(runtime, book, cluster.retries, view, cluster.service(KEY), "resync")
+    clock.advance(5.0)
+    second = await autoscale_once(runtime, book, KEY, view, source, state)
+    assert second.failure is not None
+    assert len(status_writes()) == 1
+    status = cluster.service(KEY)["status"]
+    able = find_condition(status, c.ABLE_TO_SCALE)
+    assert (able["status"], able["reason"]) == ("False", c.FAILED_UPDATE_SCALE)
+    assert status["replicaSummary"] == "1/1"  # what the Deployment has, as the reconcile says
+    assert status["desiredReplicas"] > 1  # what the loop wants

@@ -386,6 +386,32 @@ def test_observe_hand_computed_from_fixtures() -> None:
     assert (resnet.queue_depth, resnet.queue_time_ms, resnet.request_rate) == (5.0, 2.0, 120.0)
     bert = observe_one(previous, current, ["bert"])
     assert (bert.queue_depth, bert.queue_time_ms, bert.request_rate) == (3.0, 5.0, 40.0)
+    # compute time per request, like queue time: resnet50 +3.08 s, bert v2 +5.4 s
+    assert everything.compute_ms == pytest.approx(8_480_000 / 800 / 1000)
+    assert resnet.compute_ms == pytest.approx(3_080_000 / 600 / 1000)
+    assert bert.compute_ms == pytest.approx(5_400_000 / 200 / 1000)
+
+
+def test_compute_time_is_unknown_unless_every_rated_pod_reports_it() -> None:
+    # triton_page has no compute series: an upper bound of the request cost over some of the
+    # requests is no bound, so one pod without it leaves compute_ms unknown
+    previous = {
+        "a": scrape("a", 100.0, fixture("triton_metrics_gpu_t0.txt")),
+        "b": scrape("b", 100.0, triton_page({("m", "1"): (0, 0, 0)}), ip="10.0.0.2"),
+    }
+    current = {
+        "a": scrape("a", 105.0, fixture("triton_metrics_gpu_t5.txt")),
+        "b": scrape("b", 105.0, triton_page({("m", "1"): (0, 10, 0)}), ip="10.0.0.2"),
+    }
+    assert observe_one(previous, current).compute_ms is None
+    # each reporting pod's unfinished work: pending plus executing (compute s per second);
+    # b's page has no compute series, so only its pending requests count
+    assert dict(observe_one(previous, current).pod_work) == {
+        "a": pytest.approx(8.0 + 8_480_000 / 5.0 / 1e6),
+        "b": 0.0,
+    }
+    alone = {"a": current["a"]}
+    assert observe_one({"a": previous["a"]}, alone).compute_ms == pytest.approx(10.6)
 
 
 def test_two_pods_average_depth_and_weight_queue_time_by_requests() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tritonop.api import parse_object
 from tritonop.config import Settings
 from tritonop.placement import node_info
@@ -52,11 +54,12 @@ def facts(
 ) -> ClusterFacts:
     return ClusterFacts(
         nodes=[H100, CPU] if nodes is None else nodes,
-        secret_digest=None if secret_missing else "abc",
+        secret_version=None if secret_missing else "abc",
         secret_missing=secret_missing,
         keda_available=keda,
         live_status=live or {},
         workload=workload_state(deployment, []),
+        admin_key="k3y",
     )
 
 
@@ -80,8 +83,14 @@ def flags(result: Any) -> dict[str, Any]:
 
 def test_first_reconcile_of_a_gpu_service() -> None:
     result = plan(service(replicas=2), facts(), SETTINGS)
-    assert [c["kind"] for c in result.children] == ["Deployment", "Service", "PodDisruptionBudget"]
-    assert "replicas" not in result.children[0]["spec"]  # replicas go through the scale subresource
+    assert [c["kind"] for c in result.children] == [
+        "Secret",
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    ]
+    assert "replicas" not in result.children[2]["spec"]  # replicas go through the scale subresource
     assert result.replicas == 2
     assert result.placement.mode == "GPU"
     assert result.status_fields["observedGeneration"] == 4
@@ -145,6 +154,33 @@ def test_hpa_and_keda_modes_leave_replicas_alone() -> None:
     assert flags(hpa)["ScalingActive"].reason == "DelegatedToHPA"
 
 
+@pytest.mark.parametrize(("mode", "owner"), [("HPA", "HorizontalPodAutoscaler"), ("KEDA", "KEDA")])
+def test_an_objective_in_hpa_and_keda_modes_is_ignored_with_a_condition_and_an_event(
+    mode: str, owner: str
+) -> None:
+    autoscaling = {
+        "mode": mode,
+        "targets": {"queueDepth": 4},
+        "objective": {"latencyMs": 500, "attainment": 0.99},
+    }
+    settings = Settings(prometheus_url="http://prom:9090")
+    result = plan(service(autoscaling=autoscaling), facts(), settings)
+    active = flags(result)["ScalingActive"]
+    assert (active.status, active.reason) == (True, "ObjectiveIgnored")
+    assert owner in active.message and "remove the objective" in active.message
+    assert [(e.warning, e.reason) for e in result.events if e.reason == active.reason] == [
+        (True, "ObjectiveIgnored")
+    ]
+    # the autoscaler is still rendered, on the targets; the Event is posted once
+    assert result.children[-1]["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    live = {
+        "conditions": [{"type": "ScalingActive", "reason": "ObjectiveIgnored"}],
+        "placement": {"mode": "GPU"},
+    }
+    again = plan(service(autoscaling=autoscaling), facts(live=live), settings)
+    assert again.events == []
+
+
 def test_keda_without_its_crd_is_a_condition_and_applies_no_scaled_object() -> None:
     spec = {"autoscaling": {"mode": "KEDA", "targets": {"queueDepth": 4}}}
     result = plan(service(**spec), facts(keda=False), Settings(prometheus_url="http://prom:9090"))
@@ -175,3 +211,29 @@ def test_workload_refresh_keeps_the_reconciles_verdict() -> None:
         "desiredReplicas": 1,
     }
     assert "Ready" not in {f.type for f in refreshed}
+
+
+def test_network_policy_turned_off_is_a_stale_child() -> None:
+    result = plan(service(), facts(), Settings(network_policy=False))
+    assert "NetworkPolicy" not in [c["kind"] for c in result.children]
+    assert "NetworkPolicy" in result.stale_children
+
+
+def test_a_service_outside_the_policy_applies_nothing_and_says_why_once() -> None:
+    strict = Settings(allowed_service_types="ClusterIP")
+    result = plan(service(service={"type": "LoadBalancer"}), facts(), strict)
+    assert (result.children, result.stale_children, result.replicas) == ([], [], None)
+    (ready,) = result.flags
+    assert (ready.type, ready.status, ready.reason) == ("Ready", False, "PolicyViolation")
+    assert "spec.service.type LoadBalancer is not allowed" in ready.message
+    assert [(e.warning, e.reason, e.message) for e in result.events] == [
+        (True, "PolicyViolation", ready.message)
+    ]
+    live = {
+        "conditions": [{"type": "Ready", "reason": "PolicyViolation", "message": ready.message}]
+    }
+    assert plan(service(service={"type": "LoadBalancer"}), facts(live=live), strict).events == []
+    _fields, refreshed = workload_refresh(
+        {"placement": {"mode": "GPU"}, **live}, workload_state(deployment(1, 1), []), "None"
+    )
+    assert "Ready" not in {f.type for f in refreshed}  # the Deployment does not heal the verdict

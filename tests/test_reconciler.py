@@ -20,11 +20,11 @@ from tritonop.reconciler import (
     nodes_changed,
     reconcile,
     refresh_workload,
-    secret_changed,
     workload_changed,
 )
 
 KEY = ("ml", "svc")
+SECRET_VERSION = "tritonop.io/secret-version"
 H100 = "NVIDIA-H100-80GB-HBM3"
 
 
@@ -52,7 +52,9 @@ def cluster() -> FakeCluster:
 
 def run(cluster: FakeCluster, clock: FakeClock, body: dict[str, Any], **settings: Any) -> Any:
     book = cluster.book(clock)
-    reconcile(cluster.runtime(clock, **settings), book, cluster.view(), body, "create")
+    reconcile(
+        cluster.runtime(clock, **settings), book, cluster.retries, cluster.view(), body, "create"
+    )
     return book
 
 
@@ -61,8 +63,12 @@ def test_first_reconcile_creates_children_scales_and_reports(
 ) -> None:
     body = cluster.add_service("svc", gpu_spec())
     run(cluster, clock, body)
-    kinds = [w[1] for w in cluster.writes if w[0] == "apply"]
-    assert kinds == ["Deployment", "Service", "PodDisruptionBudget"]
+    writes = [w[:2] for w in cluster.writes if w[0] in ("create", "apply")]
+    assert writes == [  # the admin Secret is created: a racing reconcile's key is kept
+        ("create", "Secret"),
+        *(("apply", kind) for kind in ("NetworkPolicy", "Deployment", "Service")),
+        ("apply", "PodDisruptionBudget"),
+    ]
     assert ("scale", "Deployment", "ml", "svc", "2") in cluster.writes
     status = cluster.service(KEY)["status"]
     assert status["placement"]["mode"] == "GPU"
@@ -77,10 +83,10 @@ def test_a_reconcile_that_observes_nothing_new_writes_nothing(
     body = cluster.add_service("svc", gpu_spec())
     book = cluster.book(clock)
     runtime = cluster.runtime(clock)
-    reconcile(runtime, book, cluster.view(), body, "create")
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     before = len(cluster.writes)
     clock.advance(300)
-    reconcile(runtime, book, cluster.view(), cluster.service(KEY), "resume")
+    reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "resume")
     assert cluster.writes[before:] == []
 
 
@@ -105,12 +111,12 @@ def test_an_invalid_spec_is_reported_once_and_raised(
     book = cluster.book(clock)
     runtime = cluster.runtime(clock)
     with pytest.raises(SpecError) as raised:
-        reconcile(runtime, book, cluster.view(), body, "create")
+        reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     assert any("spec.gpu.count" in problem for problem in raised.value.problems)
     ready = find_condition(cluster.service(KEY)["status"], c.READY)
     assert (ready["status"], ready["reason"]) == ("False", c.INVALID_SPEC)
     with pytest.raises(SpecError):
-        reconcile(runtime, book, cluster.view(), cluster.service(KEY), "resume")
+        reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "resume")
     assert [e.reason for e in cluster.events] == [c.INVALID_SPEC]
     assert [w[0] for w in cluster.writes] == ["status", "event"]
 
@@ -125,10 +131,28 @@ def test_a_namespace_being_deleted_stops_the_reconcile_quietly(
     )
     cluster.fail_apply = refused
     run(cluster, clock, body)  # no exception
-    assert cluster.writes == []
+    assert [w for w in cluster.writes if w[0] != "refused"] == []
+    assert cluster.retries.pending(KEY) is None  # nothing to retry: the namespace is going
+
+
+def test_a_failing_api_server_is_retried_with_bounded_backoff_not_raised(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    body = cluster.add_service("svc", gpu_spec())
     cluster.fail_apply = ApiException(status=500, reason="Internal")
-    with pytest.raises(ApiException):
-        run(cluster, clock, body)
+    book, runtime = cluster.book(clock), cluster.runtime(clock, resync_interval_seconds=60)
+    delays = []
+    for _ in range(6):
+        reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")  # no exception
+        failure = cluster.retries.pending(KEY)
+        assert failure is not None
+        delays.append(failure.due - clock.monotonic())
+    assert delays == [5, 10, 20, 40, 60, 60]  # doubling, bounded by the resync interval
+    assert "status" not in [w[0] for w in cluster.writes]  # a 5xx says nothing about the spec
+    cluster.fail_apply = None
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "retry")
+    assert cluster.retries.pending(KEY) is None
+    assert find_condition(cluster.service(KEY)["status"], c.PLACED)["status"] == "True"
 
 
 def test_node_events_reconcile_only_services_whose_placement_changes(clock: FakeClock) -> None:
@@ -138,30 +162,40 @@ def test_node_events_reconcile_only_services_whose_placement_changes(clock: Fake
         "svc", gpu_spec(gpu={"count": 1, "products": [H100], "fallback": "CPU"})
     )
     book, runtime, capacity = cluster.book(clock), cluster.runtime(clock), NodeCapacity()
-    reconcile(runtime, book, cluster.view(), body, "create")
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     assert cluster.service(KEY)["status"]["placement"]["mode"] == "CPUFallback"
     before = len(cluster.writes)
-    nodes_changed(runtime, book, cluster.view(), capacity)  # first sight: same placement
-    nodes_changed(runtime, book, cluster.view(), capacity)  # unchanged capacity: skipped
+    nodes_changed(
+        runtime, book, cluster.retries, cluster.view(), capacity
+    )  # first sight: same placement
+    nodes_changed(
+        runtime, book, cluster.retries, cluster.view(), capacity
+    )  # unchanged capacity: skipped
     assert cluster.writes[before:] == []
     cluster.add_node("h100", gpus=8, product=H100)
-    nodes_changed(runtime, book, cluster.view(), capacity)
+    nodes_changed(runtime, book, cluster.retries, cluster.view(), capacity)
     assert cluster.service(KEY)["status"]["placement"]["mode"] == "GPU"
     assert ("apply", "Deployment", "ml", "svc") in cluster.writes[before:]
 
 
-def test_a_secret_change_reconciles_the_services_that_name_it(
+def test_a_rotated_secret_rolls_the_pods_on_its_resource_version(
     cluster: FakeCluster, clock: FakeClock
 ) -> None:
     uses = gpu_spec(modelRepository={"uri": "s3://m/t", "secretRef": {"name": "creds"}})
-    cluster.add_service("svc", uses)
-    cluster.add_service("other", gpu_spec())
-    cluster.add_service("elsewhere", uses, namespace="prod")
-    cluster.secrets[("ml", "creds")] = "digest-1"
+    body = cluster.add_service("svc", uses)
+    cluster.secrets[("ml", "creds")] = "41"
     runtime, book = cluster.runtime(clock), cluster.book(clock)
-    secret_changed(runtime, book, cluster.view(), "ml", "creds")
-    touched = {w[3] for w in cluster.writes if w[0] == "apply"}
-    assert touched == {"svc"}
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+
+    def version() -> str:
+        deployment = cluster.deployment(KEY)
+        assert deployment is not None
+        return str(deployment["spec"]["template"]["metadata"]["annotations"][SECRET_VERSION])
+
+    assert version() == "41"
+    cluster.secrets[("ml", "creds")] = "57"  # rotated: a new resourceVersion
+    reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "resync")
+    assert version() == "57"
 
 
 def test_keda_appearing_reconciles_keda_mode_services_only(
@@ -172,12 +206,12 @@ def test_keda_appearing_reconciles_keda_mode_services_only(
     cluster.add_service("plain", gpu_spec())
     runtime = cluster.runtime(clock, prometheus_url="http://prom:9090")
     book = cluster.book(clock)
-    keda_crd_changed(runtime, book, cluster.view())
+    keda_crd_changed(runtime, book, cluster.retries, cluster.view())
     assert find_condition(cluster.service(KEY)["status"], c.SCALING_ACTIVE)["reason"] == (
         c.KEDA_NOT_INSTALLED
     )
     cluster.crds.add(KEDA_CRD)
-    keda_crd_changed(runtime, book, cluster.view())
+    keda_crd_changed(runtime, book, cluster.retries, cluster.view())
     assert ("apply", "ScaledObject", "ml", "svc") in cluster.writes
     assert not any(w[3] == "plain" for w in cluster.writes)
 
@@ -189,9 +223,9 @@ def test_the_deployment_watch_mirrors_state_and_recreates_a_deleted_deployment(
     runtime, book = cluster.runtime(clock), cluster.book(clock)
     refresh_workload(book, cluster.view(), KEY)  # not reconciled yet: the reconcile writes first
     assert cluster.writes == []
-    reconcile(runtime, book, cluster.view(), body, "create")
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     cluster.roll_out(KEY)
-    workload_changed(runtime, book, cluster.view(), KEY, deleted=False)
+    workload_changed(runtime, book, cluster.retries, cluster.view(), KEY, deleted=False)
     status = cluster.service(KEY)["status"]
     assert (status["readyReplicas"], status["replicaSummary"]) == (2, "2/2")
     assert find_condition(status, c.READY)["status"] == "True"
@@ -200,7 +234,7 @@ def test_the_deployment_watch_mirrors_state_and_recreates_a_deleted_deployment(
     del cluster.deployments[KEY]
     del cluster.children[("Deployment", "ml", "svc")]
     before = len(cluster.writes)
-    workload_changed(runtime, book, cluster.view(), KEY, deleted=True)
+    workload_changed(runtime, book, cluster.retries, cluster.view(), KEY, deleted=True)
     assert ("apply", "Deployment", "ml", "svc") in cluster.writes[before:]
     assert ("scale", "Deployment", "ml", "svc", "2") in cluster.writes[before:]
 
@@ -210,19 +244,19 @@ def test_a_deployment_removed_with_its_service_is_not_recreated(
 ) -> None:
     body = cluster.add_service("svc", gpu_spec())
     runtime, book = cluster.runtime(clock), cluster.book(clock)
-    reconcile(runtime, book, cluster.view(), body, "create")
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     del cluster.deployments[KEY]
     before = len(cluster.writes)
-    workload_changed(runtime, book, cluster.view(), KEY, deleted=True)
-    assert not any(w[0] == "apply" for w in cluster.writes[before:])
+    workload_changed(runtime, book, cluster.retries, cluster.view(), KEY, deleted=True)
+    assert not any(w[0] in ("create", "apply") for w in cluster.writes[before:])
 
 
 def test_forget_drops_the_remembered_status(cluster: FakeCluster, clock: FakeClock) -> None:
     body = cluster.add_service("svc", gpu_spec())
     book = run(cluster, clock, body)
     assert book.get(KEY, None)
-    forget(book, KEY)
+    forget(book, cluster.retries, KEY)
     assert book.get(KEY, None) == {}
 
 
@@ -233,6 +267,151 @@ def test_a_new_service_that_wants_one_replica_is_not_scaled() -> None:
     cluster = FakeCluster()
     cluster.add_node("cpu")
     body = cluster.add_service("svc", {"modelRepository": {"uri": "s3://m/t"}, "gpu": {"count": 0}})
-    reconcile(cluster.runtime(clock), cluster.book(clock), cluster.view(), body, "create")
+    reconcile(
+        cluster.runtime(clock), cluster.book(clock), cluster.retries, cluster.view(), body, "create"
+    )
     assert [w[0] for w in cluster.writes if w[0] == "scale"] == []
     assert ("apply", "Deployment", "ml", "svc") in cluster.writes
+
+
+# ---------------------------------------------------------------- ownership and refusals
+
+
+def foreign_service(namespace: str = "ml", name: str = "svc") -> dict[str, Any]:
+    """A user's own Service that happens to have the InferenceService's name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "uid": "user-uid"},
+        "spec": {"selector": {"app": "checkout"}, "ports": [{"port": 443}]},
+    }
+
+
+def test_a_name_taken_by_someone_elses_object_writes_nothing_and_says_so_once(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    user = foreign_service()
+    cluster.children[("Service", "ml", "svc")] = user
+    cluster.add_service("svc", gpu_spec())
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    for trigger in ("create", "retry", "retry"):
+        reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), trigger)
+    assert [w[0] for w in cluster.writes] == ["status", "event", "event"]  # no child written
+    assert cluster.children[("Service", "ml", "svc")] is user
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert (ready["status"], ready["reason"]) == ("False", c.RESOURCE_EXISTS)
+    assert (
+        "Service svc already exists and this InferenceService does not control it"
+        in (ready["message"])
+    )
+    assert [e.reason for e in cluster.events] == [c.PLACED_ON_GPU, c.RESOURCE_EXISTS]
+    assert cluster.retries.pending(KEY) is not None
+
+    del cluster.children[("Service", "ml", "svc")]  # the conflict goes away: it heals
+    reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "retry")
+    assert (
+        cluster.children[("Service", "ml", "svc")]["spec"]["selector"]["app.kubernetes.io/instance"]
+        == "svc"
+    )
+    assert cluster.retries.pending(KEY) is None
+    assert find_condition(cluster.service(KEY)["status"], c.READY)["reason"] != c.RESOURCE_EXISTS
+
+
+def test_a_child_of_another_inference_service_is_not_taken_over(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    earlier = foreign_service()
+    earlier["metadata"]["ownerReferences"] = [
+        {
+            "kind": "InferenceService",
+            "name": "svc",
+            "uid": "uid-of-an-earlier-svc",
+            "controller": True,
+        }
+    ]
+    cluster.children[("Service", "ml", "svc")] = earlier
+    run(cluster, clock, cluster.add_service("svc", gpu_spec()))
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert ready["reason"] == c.RESOURCE_EXISTS
+    assert "controlled by InferenceService svc (uid uid-of-an-earlier-svc)" in ready["message"]
+    assert not [w for w in cluster.writes if w[0] in ("create", "apply")]
+
+
+def test_a_refused_child_is_apply_failed_with_the_servers_message_once(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    invalid = ApiException(status=422, reason="Unprocessable Entity")
+    invalid.body = '{"kind": "Status", "message": "Deployment.apps \\"svc\\" is invalid: spec.template.spec.nodeSelector: Invalid value"}'
+    cluster.refuse["Deployment"] = invalid
+    cluster.add_service("svc", gpu_spec())
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    for trigger in ("create", "retry", "retry"):
+        reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), trigger)
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert (ready["status"], ready["reason"]) == ("False", c.APPLY_FAILED)
+    assert 'Deployment svc: Deployment.apps "svc" is invalid' in ready["message"]
+    assert [e.reason for e in cluster.events].count(c.APPLY_FAILED) == 1
+    applied = {w[1] for w in cluster.writes if w[0] in ("create", "apply")}
+    assert {"Service", "PodDisruptionBudget", "Secret"} <= applied  # the others still go in
+    assert not [w for w in cluster.writes if w[0] == "scale"]  # no Deployment to scale
+    assert [w[0] for w in cluster.writes].count("refused") == 3  # one per attempt
+
+    del cluster.refuse["Deployment"]  # the cause is fixed: it heals
+    reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "retry")
+    assert find_condition(cluster.service(KEY)["status"], c.READY)["reason"] != c.APPLY_FAILED
+    assert cluster.retries.pending(KEY) is None
+
+
+def test_one_failing_service_does_not_keep_others_from_moving(clock: FakeClock) -> None:
+    cluster = FakeCluster()
+    cluster.add_node("cpu")
+    fallback = gpu_spec(gpu={"count": 1, "products": [H100], "fallback": "CPU"})
+    broken = cluster.add_service("broken", fallback)
+    healthy = cluster.add_service("healthy", fallback)
+    runtime, book, capacity = cluster.runtime(clock), cluster.book(clock), NodeCapacity()
+    for body in (broken, healthy):
+        reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    nodes_changed(runtime, book, cluster.retries, cluster.view(), capacity)
+    cluster.fail_apply = None
+    failing = ApiException(status=500, reason="Internal")
+
+    original_apply = cluster.apply
+
+    def apply(desired: dict[str, Any], live: Any) -> bool:
+        if desired["metadata"]["name"].startswith("broken"):
+            raise failing
+        return original_apply(desired, live)
+
+    cluster.apply = apply  # type: ignore[method-assign]
+    cluster.add_node("h100", gpus=8, product=H100)
+    nodes_changed(runtime, book, cluster.retries, cluster.view(), capacity)
+    assert cluster.service(("ml", "healthy"))["status"]["placement"]["mode"] == "GPU"
+    assert cluster.retries.pending(("ml", "broken")) is not None
+    assert cluster.retries.pending(("ml", "healthy")) is None
+
+
+def test_a_deployment_with_our_labels_but_another_controller_is_not_ours(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    """The Deployment index selects by the operator's labels, which anyone can set: only the
+    controller's uid makes a Deployment the service's (its replicas are read and scaled)."""
+    impostor = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "svc",
+            "namespace": "ml",
+            "labels": {"app.kubernetes.io/managed-by": "tritonop"},
+        },
+        "spec": {"replicas": 7},
+    }
+    cluster.deployments[KEY] = [impostor]
+    cluster.children[("Deployment", "ml", "svc")] = impostor
+    body = cluster.add_service("svc", gpu_spec())
+    assert cluster.view().deployment(KEY) is None
+    assert not cluster.view().workload(KEY).exists
+    run(cluster, clock, body)
+    ready = find_condition(cluster.service(KEY)["status"], c.READY)
+    assert ready["reason"] == c.RESOURCE_EXISTS and "it has no controller" in ready["message"]
+    assert impostor["spec"] == {"replicas": 7}
+    assert not [w for w in cluster.writes if w[0] in ("apply", "scale")]

@@ -19,6 +19,7 @@ from tritonop.placement import Placement
 from tritonop.render import (
     label_selector_string,
     manifests_to_yaml,
+    render_access,
     render_children,
     render_workload,
     selector_labels,
@@ -27,13 +28,16 @@ from tritonop.render import (
     to_yaml_flow,
 )
 from tritonop.render.autoscaling import render_autoscaler
+from tritonop.render.lockdown import restricted_api_args
+from tritonop.render.workload import PRESTOP_PAUSE_SECONDS, TRITON_EXIT_TIMEOUT_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "manifests" / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UID = "3f6c2a9e-1b7d-4c55-9a0e-2d8f6b1c7e40"
 NAMESPACE = "models"
-SECRET_HASH = "sha256-5d41402abc4b2a76"
+SECRET_VERSION = "48213"
+ADMIN_KEY = "0123456789abcdef0123456789abcdef"
 SETTINGS = Settings()
 LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -71,13 +75,21 @@ def golden_cases() -> list[tuple[str, str]]:
 
 def render_example(name: str, mode: str) -> str:
     service = load_example(name)
-    secret_hash = SECRET_HASH if service.spec.model_repository.secret_ref else None
-    objects = render_workload(
-        service, PLACEMENTS[mode], SETTINGS, replicas=replicas_for(service), secret_hash=secret_hash
-    )
+    secret_version = SECRET_VERSION if service.spec.model_repository.secret_ref else None
+    objects = [
+        *render_access(service, SETTINGS, admin_key=ADMIN_KEY),
+        *render_workload(
+            service,
+            PLACEMENTS[mode],
+            SETTINGS,
+            replicas=replicas_for(service),
+            secret_version=secret_version,
+        ),
+    ]
     header = (
         f"# Golden render of manifests/examples/{name}.yaml with placement {mode}\n"
-        f"# (namespace {NAMESPACE}, a fixed uid; Deployment, Service, PodDisruptionBudget).\n"
+        f"# (namespace {NAMESPACE}, a fixed uid and admin key; admin Secret, NetworkPolicy,\n"
+        "# Deployment, Service, PodDisruptionBudget).\n"
         "# Regenerate: UPDATE_GOLDEN=1 python -m pytest tests/test_render.py\n"
     )
     return header + manifests_to_yaml(objects)
@@ -104,6 +116,8 @@ def test_golden(name: str, mode: str) -> None:
 
 
 KUBERNETES_TYPES = {
+    "Secret": "V1Secret",
+    "NetworkPolicy": "V1NetworkPolicy",
     "Deployment": "V1Deployment",
     "Service": "V1Service",
     "PodDisruptionBudget": "V1PodDisruptionBudget",
@@ -151,10 +165,10 @@ def deployment(
     *,
     replicas: int | None = 1,
     settings_: Settings = SETTINGS,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> dict[str, Any]:
     return render_workload(
-        service, placement, settings_, replicas=replicas, secret_hash=secret_hash
+        service, placement, settings_, replicas=replicas, secret_version=secret_version
     )[0]
 
 
@@ -280,7 +294,7 @@ def test_user_scheduling_constraints_kept_and_merged() -> None:
     )
     assert gpu_pod["affinity"]["podAntiAffinity"] == USER_AFFINITY["podAntiAffinity"]
     # the spec itself is not modified by the merge
-    assert service.spec.affinity == USER_AFFINITY
+    assert service.spec.affinity.manifest() == USER_AFFINITY
 
     cpu_pod = pod(deployment(service, CPU_FALLBACK))
     assert cpu_pod["nodeSelector"] == {"pool": "inference"}
@@ -333,6 +347,7 @@ def test_args_order_explicit_models_then_user_args() -> None:
         "--allow-metrics=true",
         "--allow-gpu-metrics=true",
         "--strict-readiness=true",
+        *restricted_api_args(),
         "--model-control-mode=explicit",
         "--load-model=resnet50",
         "--load-model=densenet_onnx",
@@ -403,13 +418,12 @@ def test_rollout_keeps_serving() -> None:
 
 def test_secret_env_and_hash_annotation() -> None:
     service = make_service(modelRepository={"uri": "s3://b/m", "secretRef": {"name": "creds"}})
-    rendered = deployment(service, secret_hash="abc123")
+    rendered = deployment(service, secret_version="abc123")
     assert container(rendered)["envFrom"] == [{"secretRef": {"name": "creds"}}]
     annotations = rendered["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["tritonop.io/secret-hash"] == "abc123"
-    assert annotations["prometheus.io/port"] == "8002"
+    assert annotations["tritonop.io/secret-version"] == "abc123"
     without_hash = deployment(service)["spec"]["template"]["metadata"]["annotations"]
-    assert "tritonop.io/secret-hash" not in without_hash
+    assert "tritonop.io/secret-version" not in without_hash
     assert "envFrom" not in container(deployment(make_service()))
 
 
@@ -487,20 +501,22 @@ def test_label_helpers_and_urls() -> None:
 
 
 def test_yaml_injection_in_user_values_stays_a_string() -> None:
-    evil_model = 'm"\n          privileged: true\n---\nkind: Secret #'
-    evil_annotation = "x\n  injected: yes\n"
+    # Control characters are refused by the API models; what printable text can try is left.
+    evil_model = 'm", privileged: true, "x": "--- kind: Secret #'
+    evil_annotation = "x}, injected: {yes: 1"
+    evil_arg = "--log-verbose=1'; rm -rf / ]  privileged: true"
     service = make_service(
         models=[evil_model, "*alias", "&anchor x", "!!python/object:os.system"],
-        service={"annotations": {"a": evil_annotation, "k: v": "{b: 1}"}},
-        nodeSelector={"zone": "'; rm -rf /"},
+        service={"annotations": {"a": evil_annotation, "b": "{b: 1}"}},
+        triton={"args": [evil_arg]},
     )
     deploy, svc, _pdb = render_workload(service, GPU, SETTINGS, replicas=1)
     args = container(deploy)["args"]
     for model in [evil_model, "*alias", "&anchor x", "!!python/object:os.system"]:
         assert f"--load-model={model}" in args
+    assert args[-1] == evil_arg
     assert "privileged" not in container(deploy)
-    assert svc["metadata"]["annotations"] == {"a": evil_annotation, "k: v": "{b: 1}"}
-    assert pod(deploy)["nodeSelector"] == {"zone": "'; rm -rf /"}
+    assert svc["metadata"]["annotations"] == {"a": evil_annotation, "b": "{b: 1}"}
     first_document = next(iter(yaml.safe_load_all(manifests_to_yaml([deploy, svc]))))
     assert first_document == deploy
 
@@ -531,8 +547,8 @@ def test_render_is_deterministic() -> None:
         tolerations=[USER_TOLERATION],
         resources={"requests": {"memory": "8Gi", "cpu": "2"}},
     )
-    first = render_children(service, GPU, SETTINGS, replicas=2, secret_hash="h")
-    second = render_children(service, GPU, SETTINGS, replicas=2, secret_hash="h")
+    first = render_children(service, GPU, SETTINGS, replicas=2, secret_version="h")
+    second = render_children(service, GPU, SETTINGS, replicas=2, secret_version="h")
     assert first == second
     assert manifests_to_yaml(first) == manifests_to_yaml(second)
     # resource maps come out sorted whatever order the spec lists them in
@@ -543,17 +559,112 @@ def test_render_is_deterministic() -> None:
         resources={"requests": {"cpu": "2", "memory": "8Gi"}},
     )
     assert manifests_to_yaml(
-        render_children(reordered, GPU, SETTINGS, replicas=2, secret_hash="h")
+        render_children(reordered, GPU, SETTINGS, replicas=2, secret_version="h")
     ) == (manifests_to_yaml(first))
 
 
-def test_render_children_appends_the_autoscaler_objects() -> None:
+def test_render_children_are_access_then_workload_then_the_autoscaler() -> None:
     service = load_example("hpa")
-    children = render_children(service, GPU, SETTINGS, replicas=None)
+    children = render_children(service, GPU, SETTINGS, replicas=None, admin_key=ADMIN_KEY)
+    access = render_access(service, SETTINGS, admin_key=ADMIN_KEY)
     workload = render_workload(service, GPU, SETTINGS, replicas=None)
-    assert children == workload + render_autoscaler(service, SETTINGS)
+    assert children == access + workload + render_autoscaler(service, SETTINGS)
+    assert [c["kind"] for c in access] == ["Secret", "NetworkPolicy"]
+
+
+# --------------------------------------------------------------------------------------------
+# lockdown: the admin key, restricted APIs, no token, no scrape annotations, NetworkPolicy
+# --------------------------------------------------------------------------------------------
+
+
+def test_triton_administrative_apis_are_behind_the_admin_key() -> None:
+    rendered = deployment(make_service(models=["m"]))
+    args = container(rendered)["args"]
+    expected = (
+        "model-repository,model-config,shared-memory,logging,trace:admin-key=$(TRITONOP_ADMIN_KEY)"
+    )
+    assert f"--http-restricted-api={expected}" in args
+    assert f"--grpc-restricted-protocol={expected}" in args
+    # The key comes from the service's admin Secret through the environment, never in clear.
+    assert container(rendered)["env"] == [
+        {
+            "name": "TRITONOP_ADMIN_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "svc-triton-admin", "key": "admin-key"}},
+        }
+    ]
+    assert ADMIN_KEY not in json.dumps(rendered)
+    assert pod(rendered)["automountServiceAccountToken"] is False
+    annotations = rendered["spec"]["template"]["metadata"]["annotations"]
+    assert not [key for key in annotations if key.startswith("prometheus.io/")]
+
+
+def test_admin_secret_holds_the_key_base64_and_is_owned() -> None:
+    import base64
+
+    (secret,) = render_access(make_service(), Settings(network_policy=False), admin_key="k3y")
+    assert secret["metadata"]["name"] == "svc-triton-admin"
+    assert secret["data"] == {"admin-key": base64.b64encode(b"k3y").decode()}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert render_access(make_service(), Settings(network_policy=False), admin_key=None) == []
+
+
+def test_network_policy_admits_clients_and_scrapers_only() -> None:
+    settings_ = Settings(
+        operator_namespace="ops",
+        prometheus_namespace="mon",
+        prometheus_pod_labels="app=prom, team=obs",
+    )
+    (policy,) = render_access(make_service(), settings_, admin_key=None)
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": selector_labels("svc")}
+    assert spec["policyTypes"] == ["Ingress"]
+    inference, metrics = spec["ingress"]
+    assert [p["port"] for p in inference["ports"]] == ["http", "grpc"]
+    assert inference["from"] == [
+        {"podSelector": {}},
+        {
+            "namespaceSelector": {"matchLabels": {"tritonop.io/inference-client": "true"}},
+            "podSelector": {"matchLabels": {"tritonop.io/inference-client": "true"}},
+        },
+    ]
+    assert [p["port"] for p in metrics["ports"]] == ["metrics"]
+    assert metrics["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/component": "operator",
+                    "app.kubernetes.io/part-of": "tritonop",
+                }
+            },
+        },
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
+            "podSelector": {"matchLabels": {"app": "prom", "team": "obs"}},
+        },
+    ]
+    assert render_access(make_service(), Settings(network_policy=False), admin_key=None) == []
 
 
 def test_toyaml_keeps_keys_longer_than_yamls_implicit_key_limit() -> None:
     value = {"\u0100" * 300: None, "k": 1}  # escaped, the first key is 1800 characters
     assert yaml.safe_load(to_yaml_flow(value)) == value
+
+
+def test_a_terminating_pod_pauses_then_has_tritons_exit_timeout_within_its_grace() -> None:
+    """Load-aware scale-down: the pod keeps serving while endpoints drop it (preStop), then
+    Triton finishes what it holds within --exit-timeout-secs, all before the kubelet's SIGKILL."""
+    plain = deployment(make_service())
+    assert container(plain)["lifecycle"] == {
+        "preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_SECONDS)]}}
+    }
+    grace = pod(plain)["terminationGracePeriodSeconds"]
+    assert grace == 60 and grace > PRESTOP_PAUSE_SECONDS + TRITON_EXIT_TIMEOUT_SECONDS
+    for args, exit_timeout in (
+        (["--exit-timeout-secs=120"], 120),
+        (["--exit-timeout-secs", "90", "--log-verbose=1"], 90),
+        (["--exit-timeout-secs=5", "--exit-timeout-secs=45"], 45),  # tritonserver: last wins
+        (["--exit-timeout-secs=soon"], TRITON_EXIT_TIMEOUT_SECONDS),
+    ):
+        rendered = deployment(make_service(triton={"args": args}))
+        assert pod(rendered)["terminationGracePeriodSeconds"] > PRESTOP_PAUSE_SECONDS + exit_timeout

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from e2e.bench import autoscale as bench
 
 from tritonop.api.models import Autoscaling
+from tritonop.sim.engine import SimulationResult, Timeline
 
 
 def outcome(policy: str, attainment: float, cost: float) -> bench.Outcome:
@@ -164,3 +166,35 @@ def test_the_objective_mode_is_the_targets_spec_with_an_objective() -> None:
     dumped = spec.model_dump(by_alias=True, exclude_none=True)
     assert dumped["objective"] == {"latencyMs": 5000, "attainment": 0.99}
     assert spec.max_replicas == bench.targets_spec(bench.PROFILES["1s"]).max_replicas
+
+
+def test_a_failed_attainment_says_where_the_misses_fall() -> None:
+    # misses at 300-330 s (one episode: gaps under a minute), one more at 2000 s
+    latencies = [0.1] * 10
+    arrivals = [10.0, 300.0, 310.0, 330.0, 400.0, 1000.0, 2000.0, 2500.0, 3000.0, 3500.0]
+    for late in (1, 2, 3, 6):
+        latencies[late] = 9.0
+    result = SimulationResult(
+        controller="operator",
+        duration=3600.0,
+        slo_ms=500.0,
+        arrivals=arrivals,
+        latencies=latencies,
+        replica_seconds=3600.0,
+        scale_events=0,
+        max_replicas=1,
+        timeline=Timeline(),
+    )
+    first = bench.FirstMisses.of(result)
+    assert first is not None
+    assert (first.start, first.end, first.misses, first.total_misses) == (300.0, 330.0, 3, 4)
+    assert first.attainment_after == pytest.approx(5 / 6)  # 400 s on: one miss of six
+    ours = replace(outcome("operator", 0.6, 5000), first_episode=first)
+    (check,) = [
+        c
+        for c in bench.check_cell(cell(operator={"objective": ours}))
+        if "SLO attainment" in c.text
+    ]
+    assert check.status == bench.FAIL  # the figures are beside the verdict, never instead
+    assert "3 of its 4 misses arrive in its first episode of misses, 300-330 s" in check.text
+    assert bench.FirstMisses.of(replace(result, latencies=[0.1] * 10)) is None

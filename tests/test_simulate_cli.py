@@ -171,3 +171,23 @@ def test_plot_writes_a_png_or_explains_the_missing_extra(
     else:
         assert code == 0
         assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_specs_objective_is_the_slo_unless_slo_ms_overrides_it(
+    tmp_path: Path, trace_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "objective.yaml"
+    spec.write_text(
+        SPEC.replace(
+            "targets: {queueDepth: 2, queueTimeMs: 100}",
+            "objective: {latencyMs: 40, attainment: 0.99}",
+        )
+    )
+    base = ["simulate", "--spec", str(spec), "--trace", str(trace_file), "--json"]
+    assert main(base) == 0
+    scored = json.loads(capsys.readouterr().out)
+    # 50 ms requests never meet a 40 ms objective; the default 500 ms they always would
+    assert (scored["slo_ms"], scored["slo_attainment"]) == (40.0, 0.0)
+    assert main([*base, "--slo-ms", "500"]) == 0
+    overridden = json.loads(capsys.readouterr().out)
+    assert (overridden["slo_ms"], overridden["slo_attainment"]) == (500.0, 1.0)

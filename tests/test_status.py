@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.status import (
+    PlacementFields,
     WorkloadState,
     merge_conditions,
     merge_status,
@@ -146,3 +147,25 @@ def test_unplaceable_placement_carries_the_scheduler_message_too() -> None:
 def test_missing_deployment() -> None:
     flags = flags_by_type(workload_state(None, []))
     assert flags["Available"].reason == "DeploymentMissing" and not flags["Ready"].status
+
+
+def test_status_messages_are_bounded() -> None:
+    from tritonop.status import MAX_MESSAGE_LENGTH
+
+    long = "model " * 1000
+    merged = merge_status(
+        {},
+        {
+            "placement": {"mode": "GPU", "reason": "R", "message": long},
+            "lastScale": {"from": 1, "to": 2, "reason": long},
+        },
+        [ConditionFlag("Ready", False, "R", long)],
+        generation=1,
+        now="t",
+    )
+    assert len(merged["conditions"][0]["message"]) == MAX_MESSAGE_LENGTH
+    assert merged["conditions"][0]["message"].endswith("\u2026")
+    assert len(merged["placement"]["message"]) == MAX_MESSAGE_LENGTH
+    assert len(merged["lastScale"]["reason"]) == MAX_MESSAGE_LENGTH
+    short: PlacementFields = {"mode": "GPU", "reason": "R", "message": "ok"}
+    assert merge_status({}, {"placement": short}, generation=1, now="t")["placement"] == short

@@ -71,7 +71,7 @@ async def written_statuses() -> list[dict[str, Any]]:
     for name, spec in SPECS.items():
         body = cluster.add_service(name, spec)
         try:
-            reconcile(runtime, book, cluster.view(), body, "create")
+            reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
         except SpecError:
             continue
         key = ("ml", name)

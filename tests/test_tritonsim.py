@@ -29,6 +29,7 @@ from e2e.tritonsim import (
 )
 from e2e.tritonsim.metrics import TRITON_FAMILIES, triton_registry
 from e2e.tritonsim.options import config_from_args
+from e2e.tritonsim.tensors import Array
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
@@ -63,7 +64,7 @@ def start_emulator(background: BackgroundLoop) -> Iterator[StartEmulator]:
 
 
 def simple_inputs(
-    first: np.ndarray, second: np.ndarray, *, binary: bool = True
+    first: Array, second: Array, *, binary: bool = True
 ) -> list[httpclient.InferInput]:
     inputs = []
     for name, value in (("INPUT0", first), ("INPUT1", second)):
@@ -164,20 +165,25 @@ async def test_aio_client_with_defaults() -> None:
         await emulator.stop()
 
 
-def test_errors_use_triton_shape_and_count_failures(start_emulator: StartEmulator) -> None:
+def test_errors_use_triton_shape_and_only_failed_executions_count(
+    start_emulator: StartEmulator,
+) -> None:
+    """As in tritonserver 2.51 (e2e/test_conformance.py): an unknown model is 404, requests
+    refused before execution are not counted, a failing execution counts reason BACKEND."""
     emulator = start_emulator()
     client = httpclient.InferenceServerClient(emulator.url)
     good = np.zeros((1, 16), dtype=np.int32)
     try:
         with pytest.raises(InferenceServerException) as unknown:
             client.infer("nosuchmodel", simple_inputs(good, good))
-        assert unknown.value.status() == "400"
+        assert unknown.value.status() == "404"
         assert "unknown model: 'nosuchmodel'" in unknown.value.message()
 
         wrong_shape = np.zeros((1, 15), dtype=np.int32)
         with pytest.raises(InferenceServerException) as invalid:
             client.infer("simple", simple_inputs(wrong_shape, wrong_shape))
-        assert "unexpected shape for input 'INPUT0'" in invalid.value.message()
+        # Both inputs are wrong; Triton names the one its map of the inputs yields first.
+        assert "unexpected shape for input 'INPUT1'" in invalid.value.message()
         too_big = np.zeros((9, 16), dtype=np.int32)
         with pytest.raises(InferenceServerException, match="batch-size must be <= 8"):
             client.infer("simple", simple_inputs(too_big, too_big))
@@ -189,8 +195,8 @@ def test_errors_use_triton_shape_and_count_failures(start_emulator: StartEmulato
     )
     with pytest.raises(urllib.error.HTTPError) as garbled:
         urllib.request.urlopen(request, timeout=5)
-    assert garbled.value.code == 400
-    assert "error" in garbled.value.read().decode()
+    assert garbled.value.code == 500
+    assert "failed to parse the request JSON buffer" in garbled.value.read().decode()
 
     metrics = scrape(emulator)
     failures = {
@@ -198,10 +204,24 @@ def test_errors_use_triton_shape_and_count_failures(start_emulator: StartEmulato
         for (name, labels), value in metrics.items()
         if name == "nv_inference_request_failure"
     }
-    # The two requests the model rejected count as OTHER; the unparsable body never became an
-    # inference request, and the unknown model has no counters at all.
-    assert failures == {"OTHER": 2, "REJECTED": 0, "CANCELED": 0, "BACKEND": 0}
+    # Neither the invalid requests nor the unparsable body became an execution; the unknown
+    # model has no counters at all.
+    assert failures == {"OTHER": 0, "REJECTED": 0, "CANCELED": 0, "BACKEND": 0}
     assert metrics[("nv_inference_request_success", SIMPLE)] == 0
+
+    emulator.set_service(replace(BASE.service, error_rate=1.0))
+    with (
+        httpclient.InferenceServerClient(emulator.url) as failing,
+        pytest.raises(InferenceServerException) as raised,
+    ):
+        failing.infer("simple", simple_inputs(good, good))
+    assert raised.value.status() == "500"
+    assert "Failed to process the request(s) for model 'simple_0_0'" in raised.value.message()
+    metrics = scrape(emulator)
+    backend = (("model", "simple"), ("reason", "BACKEND"), ("version", "1"))
+    assert metrics[("nv_inference_request_failure", backend)] == 1
+    assert metrics[("nv_inference_exec_count", SIMPLE)] == 1
+    assert metrics[("nv_inference_count", SIMPLE)] == 0
 
 
 def test_readiness_follows_the_load_delay(start_emulator: StartEmulator) -> None:
@@ -324,9 +344,12 @@ async def test_dynamic_batching_and_queue_limit() -> None:
         )
         rejected = [o for o in outcomes if isinstance(o, InferenceServerException)]
         assert rejected and all(error.status() == "503" for error in rejected)
-        failures = emulator.metrics_snapshot().models[0].failures
-        assert failures["REJECTED"] == len(rejected)
-        assert (await client.get_model_config("simple")).get("dynamic_batching") is None
+        assert all("Exceeds maximum queue size" in error.message() for error in rejected)
+        # tritonserver 2.51 counts no failure for a full queue (e2e/test_conformance.py).
+        assert sum(emulator.metrics_snapshot().models[0].failures.values()) == 0
+        batching_config = (await client.get_model_config("simple"))["dynamic_batching"]
+        assert batching_config["preferred_batch_size"] == [1]
+        assert batching_config["default_queue_policy"]["max_queue_size"] == 1
     finally:
         await client.close()
         await emulator.stop()

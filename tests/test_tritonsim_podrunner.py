@@ -7,18 +7,20 @@ can run while an e2e cluster serves pods on the same machine.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings
+from e2e.tritonsim import EmulatorConfig, MetricsFault, ServiceSettings, podrunner
 from e2e.tritonsim.cluster_smoke import unready_stages
-from e2e.tritonsim.podrunner import PodRunner, PodSettings, desired_emulator
+from e2e.tritonsim.podrunner import PodRunner, PodSettings, Server, desired_emulator
 
 
 def loopback_ip() -> str:
@@ -265,6 +267,27 @@ def test_namespace_filter_and_termination_grace() -> None:
             time.sleep(0.1)
 
 
+def test_a_new_pod_on_a_terminating_pods_ip_gets_its_own_server() -> None:
+    """KWOK frees a deleted pod's IP with the pod object and may give it to the next pod at
+    once: the old server, still in its grace, is stopped then, so that the new pod's clients
+    reach the new pod's server (its models), not the old one's."""
+    ip = loopback_ip()
+    old = triton_pod("old", ip, service="first")
+    new = triton_pod("new", ip, service="second")
+    new["spec"]["containers"][1]["args"][-1] = "--load-model=bert"
+    with PodRunner(watch=False, termination_grace_s=30.0) as runner:
+        runner.apply_event("ADDED", old)
+        runner.sync()
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] == 200
+        runner.apply_event("DELETED", old)
+        runner.apply_event("ADDED", new)
+        runner.sync()
+        (status,) = runner.pods()
+        assert (status.name, status.state, status.models) == ("new", "serving", ("bert",))
+        assert get(f"http://{ip}:8000/v2/models/bert/ready")[0] == 200
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] != 200
+
+
 def _port_open(ip: str) -> bool:
     try:
         urllib.request.urlopen(f"http://{ip}:8000/v2/health/live", timeout=0.5)
@@ -273,3 +296,92 @@ def _port_open(ip: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_real_tritonserver_per_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With server=tritonserver a pod gets NVIDIA's real server on its IP, from its own
+    arguments: the pod is marked Ready when /v2/health/ready says so, the queue is read from
+    its metrics, a killed server is started again after the restart delay, metrics faults
+    are refused, and a deleted pod's server stops within the grace plus its exit timeout."""
+    monkeypatch.setattr(podrunner, "RESTART_DELAY_S", 0.5)
+    patches: list[tuple[str, str, dict[str, Any]]] = []
+    ip = loopback_ip()
+    pod = triton_pod("real", ip)
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    with PodRunner(
+        watch=False,
+        defaults=EmulatorConfig(service=ServiceSettings(service_time_ms=10)),
+        set_pod_readiness=True,
+        status_patcher=lambda namespace, name, body: patches.append((namespace, name, body)),
+        termination_grace_s=0.5,
+        work_dir=tmp_path,
+    ) as runner:
+        runner.configure(PodSettings(server=Server.TRITONSERVER), namespace="team", pod="real")
+        runner.apply_event("ADDED", pod)
+        runner.sync()
+        (status,) = runner.wait_until(lambda s: bool(s) and s[0].ready, timeout=60)
+        assert (status.server, status.models) == ("tritonserver", ("resnet50",))
+        assert status.pid is not None and _process_alive(status.pid)
+        assert "tritonserver" in Path(f"/proc/{status.pid}/cmdline").read_text()
+        runner.wait_until(lambda _: bool(patches), timeout=10)
+        assert [(namespace, name) for namespace, name, _ in patches] == [("team", "real")]
+        assert get(f"http://{ip}:8000/v2/models/resnet50/ready")[0] == 200
+        assert (tmp_path / "team" / "real" / "tritonserver.log").exists()
+
+        with pytest.raises(ValueError, match="run tritonserver"):
+            runner.configure(PodSettings(metrics_fault=MetricsFault.ERROR), namespace="team")
+
+        killed = runner.kill_server("team", "real")
+        (restarted,) = runner.wait_until(
+            lambda s: bool(s) and s[0].ready and s[0].pid not in (None, killed), timeout=60
+        )
+        assert not _process_alive(killed)
+
+        runner.apply_event("DELETED", pod)
+        runner.sync()
+        assert runner.pods() == []
+        assert restarted.pid is not None
+        began = time.monotonic()
+        while _process_alive(restarted.pid):
+            assert time.monotonic() - began < 0.5 + 2 + 3 + 1, "the server outlived its bound"
+            time.sleep(0.1)
+
+
+def test_the_runner_expands_arguments_from_the_pods_secrets_like_the_kubelet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`$(NAME)` in the container's args comes from its env (a secretKeyRef here); while the
+    Secret is missing the server does not start (CreateContainerConfigError) and is retried."""
+    monkeypatch.setattr(podrunner, "RETRY_INTERVAL_S", 0.2)
+    secrets: dict[str, dict[str, str]] = {}
+    reads: list[tuple[str, str]] = []
+
+    def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+        reads.append((namespace, name))
+        return secrets.get(name)
+
+    ip = loopback_ip()
+    pod = triton_pod("keyed", ip)
+    container = pod["spec"]["containers"][1]
+    container["args"] = [*container["args"][:-1], "--load-model=$(MODEL)", "--load-model=$$(X)"]
+    container["env"] = [
+        {"name": "MODEL", "valueFrom": {"secretKeyRef": {"name": "names", "key": "model"}}}
+    ]
+    defaults = EmulatorConfig(service=ServiceSettings(service_time_ms=10))
+    with PodRunner(watch=False, defaults=defaults, secret_reader=read_secret) as runner:
+        runner.apply_event("ADDED", pod)
+        runner.sync()
+        (waiting,) = runner.pods()
+        assert waiting.state == "failed" and 'secret "names" not found' in waiting.error
+        secrets["names"] = {"model": "densenet"}
+        (serving,) = runner.wait_until(lambda s: bool(s) and s[0].state == "serving", timeout=10)
+    assert serving.models == ("densenet", "$(X)")
+    assert set(reads) == {("team", "names")} and len(reads) >= 2

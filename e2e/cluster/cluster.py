@@ -75,7 +75,8 @@ class LocalCluster:
     two state dirs never collide (every port is picked free at start).
 
     Attributes/properties for tests: ``kubeconfig`` (admin, system:masters), ``server`` (the
-    https URL), ``audit_log`` (JSON lines, one Metadata event per write), ``logs_dir``.
+    https URL), ``audit_log`` (JSON lines, one Metadata event per write and per
+    Secret read), ``logs_dir``.
     """
 
     COMPONENTS = COMPONENTS
@@ -137,11 +138,13 @@ class LocalCluster:
 
     @property
     def audit_log(self) -> Path:
-        """Audit log, JSON lines (audit.k8s.io/v1 Event), one Metadata-level event per write.
+        """Audit log, JSON lines (audit.k8s.io/v1 Event), one Metadata-level event per write
+        and per Secret read.
 
         Fields of interest: ``verb``, ``user.username`` (e.g.
         ``system:serviceaccount:tritonop-system:tritonop``), ``objectRef`` (resource,
-        namespace, name, subresource), ``responseStatus.code``. Reads are not logged.
+        namespace, name, subresource), ``responseStatus.code``. Reads are not logged, except
+        those of Secrets.
         """
         return self.state_dir / "audit" / "audit.log"
 

@@ -21,14 +21,16 @@ PORT_NAMES = ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
 SERVICE_CIDR = "10.96.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
-#: Audit policy: one Metadata event per write (with its user), nothing for reads, so a test
-#: can count e.g. the writes of ``system:serviceaccount:<ns>:<name>``. Node lease renewals
+#: Audit policy: one Metadata event per write (with its user), nothing for reads but those of
+#: Secrets, so a test can count e.g. the writes of ``system:serviceaccount:<ns>:<name>`` and
+#: show which Secrets it read (by name, or by listing or watching them). Node lease renewals
 #: by KWOK are dropped: they are pure noise here.
 AUDIT_POLICY: dict[str, object] = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
+        {"level": "Metadata", "resources": [{"group": "", "resources": ["secrets"]}]},
         {"level": "None", "verbs": ["get", "list", "watch"]},
         {
             "level": "None",

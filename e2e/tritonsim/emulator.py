@@ -54,9 +54,9 @@ from .tensors import (
 
 log = logging.getLogger(__name__)
 
-#: The server version reported in metadata: Triton 2.54.0 ships in the NGC 25.01 image,
-#: the operator's default image.
-SERVER_VERSION = "2.54.0"
+#: The server version reported in metadata: the tritonserver whose behaviour
+#: e2e/test_conformance.py checks the emulator against (the `nvidia-pytriton` 0.7.0 wheel).
+SERVER_VERSION = "2.51.0"
 
 #: Extensions the emulator implements (and only those), as listed in server metadata.
 EXTENSIONS = (
@@ -110,10 +110,17 @@ class ServiceSettings:
     max_queue_delay_ms: float = 0.0
     batch_overhead: float = 0.1
     max_queue_size: int = 0
-    """Reject requests (reason REJECTED, HTTP 503) when this many already wait; 0 = unbounded."""
+    """Reject requests (HTTP 503) when this many already wait; 0 = unbounded."""
+    error_rate: float = 0.0
+    """Fraction of executions in which the model raises after its service time (1 = all):
+    a failing model, counted reason BACKEND like Triton counts a backend's error."""
 
     def replica_config(self) -> ReplicaConfig:
         """The queueing model's configuration (validates the values)."""
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be between 0 and 1, got {self.error_rate}")
+        if self.max_queue_size < 0:
+            raise ValueError(f"max_queue_size must be >= 0, got {self.max_queue_size}")
         return ReplicaConfig(
             instances=self.instances,
             service_time_ms=self.service_time_ms,
@@ -141,6 +148,9 @@ class EmulatorConfig:
     """Seed of the service-time randomness (only used when service_time_cv > 0)."""
     model_repository: str = ""
     """Informational: the --model-repository the emulated server was started with."""
+    repository_models: tuple[str, ...] = ()
+    """Models the emulated repository holds besides `models`. Loading a name that is in
+    neither fails as Triton fails to find a model in its repository (HTTP 500)."""
 
 
 def require_loopback(host: str) -> None:
@@ -181,6 +191,7 @@ class _ModelRuntime:
 
     def __init__(self, model: AddSubModel, settings: ServiceSettings, rng: random.Random) -> None:
         self.model = model
+        self.rng = rng
         self.state = ModelState.LOADING
         self.ready_at = 0.0
         self.settings = settings
@@ -207,14 +218,14 @@ class _ModelRuntime:
         self.settings = settings
         self.active = ReplicaModel(settings.replica_config(), rng)
 
-    def fail(self, reason: str) -> None:
-        self.counters.failures[reason] += 1
-
     def record(self, completions: list[Completion]) -> None:
         """Fold finished requests into the counters and wake their HTTP handlers.
 
         A batch's completions are consecutive in the model's output, `batch_size` at a time,
-        which is how executions (exec_count, batch statistics) are told apart.
+        which is how executions (exec_count, batch statistics) are told apart. With an
+        `error_rate`, a batch may fail as a whole (the model raised for the execution): as in
+        Triton, its requests count as failures with reason BACKEND and the execution still
+        counts, but neither success, queue nor inference statistics.
         """
         counters = self.counters
         index = 0
@@ -223,17 +234,26 @@ class _ModelRuntime:
             index += len(batch)
             first = batch[0]
             compute_ns = round((first.end - first.start) * 1e9)
+            failed = self.settings.error_rate > 0 and self.rng.random() < self.settings.error_rate
             rows = 0
             for completion in batch:
                 waiter = self.waiters.pop(cast(int, completion.request_id))
                 rows += waiter.rows
+                duration_ns = round((completion.end - completion.arrival) * 1e9)
+                if failed:
+                    counters.failures["BACKEND"] += 1
+                    counters.fail_ns += duration_ns
+                    if not waiter.future.done():
+                        waiter.future.set_exception(self._model_error())
+                    continue
                 counters.success += 1
-                counters.success_ns += round((completion.end - completion.arrival) * 1e9)
+                counters.success_ns += duration_ns
                 counters.queue_ns += round((completion.start - completion.arrival) * 1e9)
                 counters.compute_infer_ns += compute_ns
                 if not waiter.future.done():
                     waiter.future.set_result(completion)
-            counters.inference_count += rows
+            if not failed:
+                counters.inference_count += rows
             counters.exec_count += 1
             execution = counters.batch_executions.setdefault(rows, [0, 0])
             execution[0] += 1
@@ -242,9 +262,32 @@ class _ModelRuntime:
             counters.last_inference_ms = int(time.time() * 1000)
         self.draining = [replica for replica in self.draining if replica.in_flight]
 
+    def _model_error(self) -> ProtocolError:
+        """What the python backend answers when a model's execute() raises (without the
+        Python traceback it appends); the emulator names the first instance."""
+        return ProtocolError(
+            f"Failed to process the request(s) for model '{self.model.name}_0_0', message: "
+            "TritonModelException: model error injected (error_rate parameter)",
+            status=500,
+        )
+
+
+def _json(body: object, status: int = 200) -> web.Response:
+    """A JSON answer as Triton writes it: compact, `application/json` without a charset."""
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+    )
+
 
 def _error(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _json({"error": message}, status=status)
+
+
+def _plain(status: int, body: bytes = b"") -> web.Response:
+    """Health and readiness answers: Triton sends them as text/plain (errors in JSON)."""
+    return web.Response(body=body, status=status, content_type="text/plain")
 
 
 @web.middleware
@@ -392,13 +435,18 @@ class TritonEmulator:
         return runtime.state if runtime else None
 
     def is_ready(self) -> bool:
-        """Server readiness: with strict readiness, only when every model is READY."""
+        """Server readiness: with strict readiness, only when every model that is loaded or
+        loading is READY (an unloaded model no longer counts, as in Triton)."""
         if self._stopping or self._loop is None:
             return False
         self._refresh_states()
         if not self.config.strict_readiness:
             return True
-        return all(runtime.state is ModelState.READY for runtime in self._runtimes.values())
+        return all(
+            runtime.state is ModelState.READY
+            for runtime in self._runtimes.values()
+            if runtime.state is not ModelState.UNAVAILABLE
+        )
 
     def _load(self, name: str, delay: float) -> _ModelRuntime:
         runtime = self._runtimes.get(name)
@@ -470,6 +518,13 @@ class TritonEmulator:
             cpu_memory_used_bytes=MEMORY_BASELINE_BYTES + in_flight * MEMORY_PER_REQUEST_BYTES,
         )
 
+    @property
+    def pending(self) -> int:
+        """Requests queued and not executing, over the ready models (what
+        nv_inference_pending_request_count sums to)."""
+        self._refresh_states()
+        return sum(r.pending for r in self._runtimes.values() if r.state is ModelState.READY)
+
     def metrics_text(self) -> bytes:
         """The metrics endpoint's body in the OK mode."""
         return render_exposition(self._registry)
@@ -524,14 +579,19 @@ class TritonEmulator:
         }
 
     def _ready_runtime(self, name: str, version: str | None) -> _ModelRuntime:
-        """The named model if it is READY in that version, else Triton's unknown-model error."""
+        """The named model if it is READY in that version, else Triton's unknown-model error
+        (HTTP 404; a model the server knows but has not loaded "has no available versions")."""
         self._refresh_states()
         runtime = self._runtimes.get(name)
-        if runtime is None or runtime.state is not ModelState.READY:
-            raise ProtocolError(f"Request for unknown model: '{name}' is not found")
+        if runtime is None:
+            raise ProtocolError(f"Request for unknown model: '{name}' is not found", 404)
+        if runtime.state is not ModelState.READY:
+            raise ProtocolError(
+                f"Request for unknown model: '{name}' has no available versions", 404
+            )
         if version not in (None, "", runtime.model.version):
             raise ProtocolError(
-                f"Request for unknown model: '{name}' version {version} is not found"
+                f"Request for unknown model: '{name}' version {version} is not found", 404
             )
         return runtime
 
@@ -563,19 +623,17 @@ class TritonEmulator:
         return app
 
     async def _live(self, request: web.Request) -> web.Response:
-        return web.Response(status=200 if not self._stopping else 400)
+        return _plain(200 if not self._stopping else 400)
 
     async def _ready(self, request: web.Request) -> web.Response:
-        return web.Response(status=200 if self.is_ready() else 400)
+        return _plain(200 if self.is_ready() else 400)
 
     async def _server_metadata(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"name": "triton", "version": SERVER_VERSION, "extensions": list(EXTENSIONS)}
-        )
+        return _json({"name": "triton", "version": SERVER_VERSION, "extensions": list(EXTENSIONS)})
 
     async def _model_metadata(self, request: web.Request) -> web.Response:
         runtime = self._requested_runtime(request)
-        return web.json_response(runtime.model.metadata())
+        return _json(runtime.model.metadata())
 
     async def _model_ready(self, request: web.Request) -> web.Response:
         name = request.match_info["model"]
@@ -586,22 +644,25 @@ class TritonEmulator:
             and runtime is not None
             and version in (None, "", runtime.model.version)
         )
-        return web.Response(status=200 if ready else 400)
+        if ready:
+            return _plain(200)
+        return _plain(400, b'{"error":"Model version not ready"}')
 
     async def _model_config(self, request: web.Request) -> web.Response:
         runtime = self._requested_runtime(request)
         settings = runtime.settings
-        return web.json_response(
+        return _json(
             runtime.model.config(
                 instances=settings.instances,
                 batcher_max_batch_size=settings.max_batch_size,
                 max_queue_delay_ms=settings.max_queue_delay_ms,
+                max_queue_size=settings.max_queue_size,
             )
         )
 
     async def _stats(self, request: web.Request) -> web.Response:
         name = request.match_info.get("model")
-        return web.json_response(self.statistics(name, request.match_info.get("version")))
+        return _json(self.statistics(name, request.match_info.get("version")))
 
     async def _repository_index(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -624,44 +685,43 @@ class TritonEmulator:
             if runtime.state is ModelState.UNAVAILABLE:
                 entry["reason"] = "unloaded"
             index.append(entry)
-        return web.json_response(index)
+        return _json(index)
 
     async def _load_model(self, request: web.Request) -> web.Response:
-        """Explicit model control: load (taking the load delay, like a real load would)."""
+        """Explicit model control: load (taking the load delay, like a real load would).
+
+        Only models of the emulated repository load; Triton answers any other name with 500.
+        """
         name = request.match_info["model"]
+        if name not in self.config.models and name not in self.config.repository_models:
+            raise ProtocolError(
+                f"failed to load '{name}', failed to poll from model repository", 500
+            )
         runtime = self._load(name, self.config.load_delay_s)
         await asyncio.sleep(max(0.0, runtime.ready_at - self._now()))
         self._refresh_states()
-        return web.json_response({})
+        return web.Response(status=200, content_type="application/json")
 
     async def _unload_model(self, request: web.Request) -> web.Response:
-        name = request.match_info["model"]
-        runtime = self._runtimes.get(name)
-        if runtime is None:
-            raise ProtocolError(f"failed to unload '{name}', no version is available")
-        runtime.state = ModelState.UNAVAILABLE
-        return web.json_response({})
+        """Unload; a model the server never loaded is unloaded already (200, like Triton)."""
+        runtime = self._runtimes.get(request.match_info["model"])
+        if runtime is not None:
+            runtime.state = ModelState.UNAVAILABLE
+        return web.Response(status=200, content_type="application/json")
 
     async def _infer(self, request: web.Request) -> web.Response:
         runtime = self._requested_runtime(request)
-        arrived = self._now()
         body = decompress(await request.read(), request.headers.get("Content-Encoding"))
-        # A body the frontend cannot decode never becomes an inference request, so Triton
-        # does not count it as a failure; one the model rejects is counted (reason OTHER).
+        # tritonserver 2.51 counts neither a request it cannot decode, nor one that fails
+        # validation, nor one its full queue rejects: none became an execution. Only a
+        # failed execution counts (reason BACKEND, see _ModelRuntime.record).
         infer_request = decode_infer_request(body, request.headers.get(HEADER_LENGTH))
-        try:
-            rows = runtime.model.validate(infer_request)
-        except ProtocolError:
-            runtime.fail("OTHER")
-            runtime.counters.fail_ns += round((self._now() - arrived) * 1e9)
-            raise
+        rows = runtime.model.validate(infer_request)
         limit = runtime.settings.max_queue_size
         if limit and runtime.active.pending_count >= limit:
-            runtime.fail("REJECTED")
+            request_id = infer_request.request_id or "<id_unknown>"
             raise ProtocolError(
-                f"Exceeds maximum queue size: {limit} requests already wait for "
-                f"'{runtime.model.name}'",
-                status=503,
+                f"[request id: {request_id}] Exceeds maximum queue size", status=503
             )
         await self._execute(runtime, rows)
         outputs = runtime.model.compute(infer_request)

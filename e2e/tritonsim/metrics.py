@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-#: Prometheus text format content type (what Triton's metrics endpoint sends).
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The metrics endpoint's content type, as tritonserver sends it (without the format version).
+CONTENT_TYPE = "text/plain; charset=utf-8"
 
 #: The failure reasons Triton labels nv_inference_request_failure with.
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
@@ -77,6 +77,11 @@ TRITON_FAMILIES: dict[str, tuple[str, str]] = {
         "gauge",
         "Instantaneous number of pending requests awaiting execution per-model.",
     ),
+    "nv_pinned_memory_pool_total_bytes": (
+        "gauge",
+        "Pinned memory pool total memory size, in bytes",
+    ),
+    "nv_pinned_memory_pool_used_bytes": ("gauge", "Pinned memory pool used memory size, in bytes"),
     "nv_cpu_utilization": ("gauge", "CPU utilization rate [0.0 - 1.0]"),
     "nv_cpu_memory_total_bytes": ("gauge", "CPU total memory (RAM), in bytes"),
     "nv_cpu_memory_used_bytes": ("gauge", "CPU used memory (RAM), in bytes"),
@@ -151,6 +156,9 @@ class TritonCollector:
                 failure.add_sample(failure.name, labels, float(model.failures.get(reason, 0)))
         families[failure.name] = failure
         server_values = {
+            # No CUDA here, so no pinned memory pool: tritonserver prints both gauges as 0.
+            "nv_pinned_memory_pool_total_bytes": 0.0,
+            "nv_pinned_memory_pool_used_bytes": 0.0,
             "nv_cpu_utilization": current.cpu_utilization,
             "nv_cpu_memory_total_bytes": float(current.cpu_memory_total_bytes),
             "nv_cpu_memory_used_bytes": float(current.cpu_memory_used_bytes),

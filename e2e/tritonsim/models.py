@@ -36,6 +36,26 @@ SIMPLE_INPUTS = (TensorSpec("INPUT0", "INT32", (16,)), TensorSpec("INPUT1", "INT
 SIMPLE_OUTPUTS = (TensorSpec("OUTPUT0", "INT32", (16,)), TensorSpec("OUTPUT1", "INT32", (16,)))
 
 
+#: What tritonserver appends to a shape error of a model with a batch dimension.
+_BATCH_DIMENSION_NOTE = (
+    "NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension "
+    "to be prepended to each input shape. If you want to specify the full shape including the "
+    "batch dim in your input dims config, try setting max_batch_size to zero. See the model "
+    "configuration docs for more info on max_batch_size."
+)
+
+
+def _name_list(names: list[str]) -> str:
+    """Triton's rendering of the inputs a request has: ['A','B']."""
+    return "[" + ",".join(f"'{name}'" for name in names) + "]"
+
+
+def _missing_list(names: list[str]) -> str:
+    """Triton's rendering of the missing inputs, which drops the "[" when there are none."""
+    text = "[" + "".join(f"'{name}'," for name in names)
+    return text[:-1] + "]"
+
+
 @dataclass(frozen=True)
 class AddSubModel:
     """A model with `simple`'s add/sub semantics under any name."""
@@ -44,8 +64,9 @@ class AddSubModel:
     version: str = "1"
     max_batch_size: int = 8
     """Largest batch dimension one request may carry (the model config's max_batch_size)."""
-    platform: str = "tensorflow_graphdef"
-    backend: str = "tensorflow"
+    backend: str = "python"
+    """The backend of the real repository's model (e2e/realtriton), which Triton reports as
+    the metadata's platform and the configuration's backend (with an empty platform)."""
     inputs: tuple[TensorSpec, ...] = SIMPLE_INPUTS
     outputs: tuple[TensorSpec, ...] = SIMPLE_OUTPUTS
 
@@ -62,24 +83,32 @@ class AddSubModel:
         return {
             "name": self.name,
             "versions": [self.version],
-            "platform": self.platform,
+            "platform": self.backend,
             "inputs": [describe(tensor) for tensor in self.inputs],
             "outputs": [describe(tensor) for tensor in self.outputs],
         }
 
     def config(
-        self, *, instances: int, batcher_max_batch_size: int, max_queue_delay_ms: float
+        self,
+        *,
+        instances: int,
+        batcher_max_batch_size: int,
+        max_queue_delay_ms: float,
+        max_queue_size: int,
     ) -> dict[str, Any]:
         """The model configuration response (`GET /v2/models/{name}/config`).
 
-        It describes what the emulator really does: `instance_group.count` is the number of
-        emulated instances, and a `dynamic_batching` section appears only when the emulated
-        scheduler forms batches (its largest batch is then `batcher_max_batch_size`).
+        It describes what the emulator does, in the terms of the configuration that
+        e2e/realtriton writes for the same settings: `instance_group.count` is the number of
+        emulated instances, and the `dynamic_batching` section is always there (its preferred
+        batch size is the emulated scheduler's largest batch, 1 when it does not batch; its
+        queue policy holds the queue limit).
         """
-        config: dict[str, Any] = {
+        return {
             "name": self.name,
-            "platform": self.platform,
+            "platform": "",
             "backend": self.backend,
+            "runtime": "",
             "version_policy": {"latest": {"num_versions": 1}},
             "max_batch_size": self.max_batch_size,
             "input": [
@@ -105,60 +134,70 @@ class AddSubModel:
                 for tensor in self.outputs
             ],
             "instance_group": [
-                {"name": self.name, "kind": "KIND_CPU", "count": instances, "gpus": []}
+                {"name": f"{self.name}_0", "kind": "KIND_CPU", "count": instances, "gpus": []}
             ],
-            "default_model_filename": "model.graphdef",
+            "dynamic_batching": {
+                "preferred_batch_size": [batcher_max_batch_size],
+                "max_queue_delay_microseconds": round(max_queue_delay_ms * 1000),
+                "preserve_ordering": False,
+                "default_queue_policy": {
+                    "timeout_action": "REJECT",
+                    "default_timeout_microseconds": 0,
+                    "allow_timeout_override": False,
+                    "max_queue_size": max_queue_size,
+                },
+            },
+            "default_model_filename": "model.py",
             "parameters": {},
         }
-        if batcher_max_batch_size > 1:
-            config["dynamic_batching"] = {
-                "preferred_batch_size": [batcher_max_batch_size],
-                "max_queue_delay_microseconds": int(max_queue_delay_ms * 1000),
-                "preserve_ordering": False,
-            }
-        return config
 
     def validate(self, request: InferRequest) -> int:
-        """Check a request against the signature; return its batch size (rows)."""
+        """Check a request against the signature; return its batch size (rows).
+
+        The messages and their order are tritonserver 2.51's (checked by
+        e2e/test_conformance.py): most carry the request id, and input names are listed in
+        the order Triton's map of the request's inputs yields them (reversed).
+        """
+        prefix = f"[request id: {request.request_id or '<id_unknown>'}] "
         expected = {tensor.name: tensor for tensor in self.inputs}
-        unknown = sorted(set(request.inputs) - set(expected))
+        given = list(reversed(list(request.inputs)))
+        if len(given) != len(expected):
+            missing = [name for name in expected if name not in request.inputs]
+            raise ProtocolError(
+                f"{prefix}expected {len(expected)} inputs but got {len(given)} inputs for "
+                f"model '{self.name}'. Got input(s) {_name_list(given)}, but missing required "
+                f"input(s) {_missing_list(missing)}. Please provide all required input(s)."
+            )
+        unknown = [name for name in given if name not in expected]
         if unknown:
             raise ProtocolError(
                 f"unexpected inference input '{unknown[0]}' for model '{self.name}'"
             )
-        missing = sorted(set(expected) - set(request.inputs))
-        if missing:
+        batch = request.inputs[given[0]].shape[0] if request.inputs[given[0]].shape else 0
+        if batch < 1 or batch > self.max_batch_size:
             raise ProtocolError(
-                f"expected {len(expected)} inputs but got {len(request.inputs)} inputs for "
-                f"model '{self.name}'. Got input(s) {sorted(request.inputs)}, but missing "
-                f"required input(s) {missing}"
+                f"{prefix}inference request batch-size must be <= {self.max_batch_size} for "
+                f"'{self.name}'"
             )
-        batch: int | None = None
-        for name, spec in expected.items():
+        for name in given:
+            spec = expected[name]
             datatype = request.datatypes[name]
             if datatype != spec.datatype:
                 raise ProtocolError(
-                    f"inference input '{name}' data-type is '{datatype}', but model "
+                    f"{prefix}inference input '{name}' data-type is '{datatype}', but model "
                     f"'{self.name}' expects '{spec.datatype}'"
                 )
             shape = request.inputs[name].shape
             if len(shape) != len(spec.dims) + 1 or tuple(shape[1:]) != spec.dims:
                 raise ProtocolError(
-                    f"unexpected shape for input '{name}' for model '{self.name}'. Expected "
-                    f"[-1,{','.join(str(dim) for dim in spec.dims)}], got "
-                    f"[{','.join(str(dim) for dim in shape)}]"
+                    f"{prefix}unexpected shape for input '{name}' for model '{self.name}'. "
+                    f"Expected [-1,{','.join(str(dim) for dim in spec.dims)}], got "
+                    f"[{','.join(str(dim) for dim in shape)}]. {_BATCH_DIMENSION_NOTE}"
                 )
-            if batch is None:
-                batch = shape[0]
-            elif shape[0] != batch:
+            if shape[0] != batch:
                 raise ProtocolError(
-                    f"inputs of model '{self.name}' must all have the same batch size"
+                    f"{prefix}inputs of model '{self.name}' must all have the same batch size"
                 )
-        assert batch is not None  # at least one input is required by the signature
-        if batch < 1 or batch > self.max_batch_size:
-            raise ProtocolError(
-                f"inference request batch-size must be <= {self.max_batch_size} for '{self.name}'"
-            )
         if request.requested_outputs is not None:
             known = {tensor.name for tensor in self.outputs}
             for output in request.requested_outputs:

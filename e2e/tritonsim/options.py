@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-queue-delay-ms", type=float, help="dynamic batcher's wait for a fuller batch")
     add("--batch-overhead", type=float, help="extra time per additional batched request")
     add("--max-queue-size", type=int, help="reject beyond this many queued requests (0 = no)")
+    add("--error-rate", type=float, help="fraction of executions in which the model raises")
     add("--seed", type=int, help="seed of the service-time randomness")
     add("--log-level", default="INFO", help="emulator log level")
     return parser
@@ -113,6 +114,7 @@ def config_from_args(
         max_queue_delay_ms=pick(args.max_queue_delay_ms, base.service.max_queue_delay_ms),
         batch_overhead=pick(args.batch_overhead, base.service.batch_overhead),
         max_queue_size=pick(args.max_queue_size, base.service.max_queue_size),
+        error_rate=pick(args.error_rate, base.service.error_rate),
     )
     service.replica_config()  # validate early, with the message of the queueing model
     config = replace(

@@ -1,26 +1,43 @@
-"""One Triton emulator per simulated pod of the e2e cluster.
+"""One Triton server per simulated pod of the e2e cluster: the emulator, or real tritonserver.
 
 KWOK marks the pods the scheduler placed Running and gives them IPs inside 127.0.0.0/8. The
 pod runner watches the pods the operator manages (label `app.kubernetes.io/managed-by=tritonop`,
-all namespaces), and for each Running pod with a loopback `status.podIP` starts an emulator
-bound to that IP on the ports of the pod's `tritonserver` arguments (8000 and 8002), configured
-from those arguments (`--load-model=...`, `--strict-readiness=...`). It stops the emulator when
+all namespaces), and for each Running pod with a loopback `status.podIP` starts a server bound
+to that IP on the ports of the pod's `tritonserver` arguments (8000, 8001, 8002), configured
+from those arguments (`--load-model=...`, `--strict-readiness=...`). It stops the server when
 the pod is deleted, stops running, or changes IP. Pods with any other IP are refused loudly:
 nothing here binds or dials outside 127.0.0.0/8.
+
+Which server a pod gets is a setting like the others (`PodSettings.server`, per pod, per
+service or for all; the runner's `default_server` otherwise): `emulator` (`TritonEmulator`,
+in process, every fault mode, service times that change at run time) or `tritonserver`
+(NVIDIA's real server from the `nvidia-pytriton` wheel, `e2e.realtriton.pod.RealTritonPod`:
+the pod's own arguments rewritten only where this machine differs, a repository written from
+the same settings, a process per pod that stops within its exit timeout). A real server that
+exits while its pod still runs (killed, crashed) is started again after `RESTART_DELAY_S`, as
+the kubelet restarts a container.
 
 All emulators share one asyncio loop in a background thread; the Kubernetes watch runs in a
 second thread and hands events to the loop, where one worker applies them in order.
 
+Like the kubelet, the runner expands `$(NAME)` in the container's command and args from its
+environment (`env` values and `secretKeyRef`s, `envFrom` Secrets, read through the API; see
+`containerenv`) before either server sees them: the operator passes Triton's admin key that
+way. A Secret that is missing keeps the server from starting (retried every
+`RETRY_INTERVAL_S`), as a container waits in CreateContainerConfigError.
+
 Tests steer the data plane through the control API: per pod, per InferenceService (the pod
-label `app.kubernetes.io/instance`) or for every pod, set the service time, instances, the
-model-load delay of emulators started from then on, and the metrics fault mode. In process
+label `app.kubernetes.io/instance`) or for every pod, set the server kind, service time,
+instances, the model-load delay of servers started from then on, and (emulator only) the
+metrics fault mode; a real server takes service settings when it (re)starts. In process
 that is `PodRunner.configure`; run as `python -m e2e.tritonsim.podrunner --kubeconfig K` it
 is an HTTP endpoint on 127.0.0.1 (`GET /pods`, `POST /configure`).
 
 Readiness: the emulator is ready only after its model-load delay, like Triton with
---strict-readiness, but the pod's Ready condition is KWOK's business and does not follow it
-(KWOK does not run probes). Clients that must not hit a loading pod probe /v2/health/ready
-themselves (the load generator does).
+--strict-readiness, and the real server when its `/v2/health/ready` says so; the pod's Ready
+condition is KWOK's business unless `set_pod_readiness` (see the class) makes the runner mark
+it from the server's readiness. Clients that must not hit a loading pod probe
+/v2/health/ready themselves (the load generator does).
 """
 
 from __future__ import annotations
@@ -28,19 +45,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import enum
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ..polling import WaitTimeout, wait_until
+from ..realtriton.pod import RealTritonPod
+from ..realtriton.server import DEFAULT_EXIT_TIMEOUT_S
+from .containerenv import (
+    ContainerConfigError,
+    EnvSource,
+    SecretReader,
+    env_sources,
+    environment,
+    expand_all,
+)
 from .emulator import (
     EmulatorConfig,
     MetricsFault,
@@ -59,6 +90,22 @@ TRITON_CONTAINER = "triton"
 #: Seconds between attempts to start an emulator whose bind failed (e.g. the pod's IP was
 #: still held by the emulator of a pod whose deletion had not been seen yet).
 RETRY_INTERVAL_S = 1.0
+#: Seconds before a real server that exited while its pod runs is started again: the
+#: kubelet's first restart back-off (10 s). With the readiness probe the operator renders
+#: (every 5 s, 3 failures) the kubelet would withdraw the pod's Ready only after 15 s, so the
+#: restarted server is usually back before that; the runner leaves Ready as it is meanwhile.
+RESTART_DELAY_S = 10.0
+
+
+class Server(enum.StrEnum):
+    """Which Triton a pod gets."""
+
+    EMULATOR = "emulator"
+    TRITONSERVER = "tritonserver"
+
+
+#: A pod's server: both have config, start(), stop(), is_ready() and pending.
+PodServer = TritonEmulator | RealTritonPod
 
 PodKey = tuple[str, str]
 
@@ -73,8 +120,11 @@ class PodSettings:
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
     load_delay_s: float | None = None
-    """Applies to emulators started after the setting (a running server has loaded)."""
+    """Applies to servers started after the setting (a running server has loaded)."""
     metrics_fault: MetricsFault | None = None
+    """Emulator only: real tritonserver's metrics cannot be made to misbehave."""
+    server: Server | None = None
+    """Applies to pods started after the setting."""
 
     def over(self, base: PodSettings) -> PodSettings:
         """These settings layered over `base` (ours win where set)."""
@@ -103,6 +153,7 @@ class PodSettings:
             "maxQueueDelayMs": "max_queue_delay_ms",
             "loadDelaySeconds": "load_delay_s",
             "metricsFault": "metrics_fault",
+            "server": "server",
         }
         unknown = sorted(set(body) - set(names) - {"namespace", "pod", "service"})
         if unknown:
@@ -110,6 +161,8 @@ class PodSettings:
         values: dict[str, Any] = {names[k]: v for k, v in body.items() if k in names}
         if values.get("metrics_fault") is not None:
             values["metrics_fault"] = MetricsFault(values["metrics_fault"])
+        if values.get("server") is not None:
+            values["server"] = Server(values["server"])
         return cls(**values)
 
 
@@ -130,7 +183,11 @@ class PodStatus:
     metrics_fault: str | None = None
     error: str = ""
     pending: int = 0
-    """Requests waiting in the emulator's queues now (nv_inference_pending_request_count)."""
+    """Requests waiting in the server's queues now (nv_inference_pending_request_count)."""
+    server: str = ""
+    """emulator or tritonserver."""
+    pid: int | None = None
+    """The real server's process id."""
 
 
 @dataclass(frozen=True)
@@ -140,14 +197,26 @@ class _Desired:
     ip: str
     service: str
     args: tuple[str, ...]
+    """The container's command and args as the pod spec has them (`$(NAME)` unexpanded)."""
+    env: tuple[EnvSource, ...] = ()
+    """The container's envFrom and env, for the kubelet's `$(NAME)` expansion."""
+
+    def container(self) -> dict[str, Any]:
+        """The `triton` container of a pod spec this was derived from."""
+        container: dict[str, Any] = {"name": TRITON_CONTAINER, "args": list(self.args)}
+        for field, entry in (source.manifest() for source in self.env):
+            container.setdefault(field, []).append(entry)
+        return container
 
 
 @dataclass
 class _Running:
     desired: _Desired
-    emulator: TritonEmulator | None
+    server: PodServer | None
     error: str = ""
     refused: bool = False
+    restart: asyncio.TimerHandle | None = None
+    """A pending restart of a real server that exited."""
 
 
 def desired_emulator(pod: Mapping[str, Any]) -> _Desired | None:
@@ -164,7 +233,12 @@ def desired_emulator(pod: Mapping[str, Any]) -> _Desired | None:
     )
     args = [*(container.get("command") or []), *(container.get("args") or [])]
     service = (metadata.get("labels") or {}).get(INSTANCE_LABEL, "")
-    return _Desired(ip=str(ip), service=str(service), args=tuple(str(a) for a in args))
+    return _Desired(
+        ip=str(ip),
+        service=str(service),
+        args=tuple(str(a) for a in args),
+        env=env_sources(container),
+    )
 
 
 StatusPatcher = Callable[[str, str, dict[str, Any]], None]
@@ -193,6 +267,34 @@ def ready_status_patch() -> dict[str, Any]:
     }
 
 
+def _api_secret_reader(api_client: Any) -> SecretReader:
+    """Reads a Secret's data through the API (as the kubelet does, with the runner's
+    credentials); None for a Secret that does not exist."""
+    import base64
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+
+    def read(namespace: str, name: str) -> Mapping[str, str] | None:
+        try:
+            secret = core.read_namespaced_secret(name, namespace, _request_timeout=10)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = secret.data or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    return read
+
+
+def _no_secrets(namespace: str, name: str) -> Mapping[str, str] | None:
+    """The secret reader of a runner without a cluster: there are no Secrets."""
+    return None
+
+
 def _api_status_patcher(api_client: Any) -> StatusPatcher:
     from kubernetes import client
 
@@ -210,7 +312,7 @@ def _pod_key(pod: Mapping[str, Any]) -> PodKey:
 
 
 class PodRunner:
-    """Runs an emulator for every Running, loopback-addressed pod the operator manages."""
+    """Runs a Triton server for every Running, loopback-addressed pod the operator manages."""
 
     def __init__(
         self,
@@ -225,6 +327,10 @@ class PodRunner:
         status_patcher: StatusPatcher | None = None,
         namespace_filter: Callable[[str], bool] | None = None,
         termination_grace_s: float = 0.0,
+        default_server: Server = Server.EMULATOR,
+        work_dir: Path | None = None,
+        exit_timeout_s: int | None = None,
+        secret_reader: SecretReader | None = None,
     ) -> None:
         """`watch=False` runs without a cluster: feed pod events with `apply_event`.
 
@@ -237,9 +343,19 @@ class PodRunner:
         suite's `dataplane-*` namespaces), so one runner can live through a whole test session
         without serving, or changing the behaviour of, other tests' pods.
 
-        `termination_grace_s` keeps a deleted pod's emulator serving that long before it stops,
+        `termination_grace_s` keeps a deleted pod's server serving that long before it stops,
         like a container finishing its in-flight requests after SIGTERM (KWOK deletes a pod the
-        moment it is marked for deletion; clients notice within their refresh interval).
+        moment it is marked for deletion; clients notice within their refresh interval). A
+        real server then gets SIGTERM and stops within `exit_timeout_s` (its
+        --exit-timeout-secs) plus a margin, else it is killed.
+
+        `default_server` is the server of pods no `PodSettings.server` names; real servers keep
+        their repositories and logs under `work_dir/<namespace>/<pod>/` (default: a temporary
+        directory removed by `stop()`).
+
+        `secret_reader` resolves the Secrets a container's environment names (for `$(NAME)` in
+        its arguments, see `containerenv`); by default the cluster's, through the watch's API
+        client, and none without a watch.
         """
         self._kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self._namespace = namespace
@@ -267,17 +383,32 @@ class PodRunner:
         self._readiness_task: asyncio.Task[None] | None = None
         self._namespace_filter = namespace_filter
         self._termination_grace_s = termination_grace_s
-        self._terminating: set[asyncio.Task[None]] = set()
+        #: Stoppers of deleted pods' servers, each with the event that cuts its grace short.
+        self._terminating: dict[asyncio.Task[None], asyncio.Event] = {}
+        #: The servers of deleted pods still in their termination grace, by pod IP: KWOK frees
+        #: a pod's IP with the pod object and may hand it to the next pod at once.
+        self._terminating_on: dict[str, asyncio.Task[None]] = {}
+        self._default_server = default_server
+        self._work_dir = work_dir
+        self._own_work_dir = False
+        self._exit_timeout_s = exit_timeout_s
+        self._server_watch: asyncio.Task[None] | None = None
+        self._secret_reader = secret_reader
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Start the emulator loop, the control endpoint (if asked) and the pod watch."""
         api = self._api_client() if self._watch_enabled else None
+        if self._work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="podrunner-"))
+            self._own_work_dir = True
         if self._set_pod_readiness and self._status_patcher is None:
             if api is None:
                 raise ValueError("set_pod_readiness without a watch needs a status_patcher")
             self._status_patcher = _api_status_patcher(api)
+        if self._secret_reader is None:
+            self._secret_reader = _api_secret_reader(api) if api is not None else _no_secrets
         self._loop = BackgroundLoop("podrunner-loop")
         self._loop.run(self._start_async())
         if api is not None:
@@ -289,6 +420,7 @@ class PodRunner:
     async def _start_async(self) -> None:
         self._events = asyncio.Queue()
         self._worker = asyncio.create_task(self._work())
+        self._server_watch = asyncio.create_task(self._watch_servers())
         if self._set_pod_readiness:
             self._readiness_task = asyncio.create_task(self._mark_ready_pods())
         if self._control_port is not None:
@@ -317,22 +449,25 @@ class PodRunner:
         if self._watch_thread is not None:
             self._watch_thread.join(timeout=10)
         if self._loop is not None:
-            self._loop.run(self._stop_async())
+            self._loop.run(self._stop_async(), timeout=120)
             self._loop.close()
             self._loop = None
+        if self._own_work_dir and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
 
     async def _stop_async(self) -> None:
-        if self._readiness_task is not None:
-            self._readiness_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._readiness_task
+        for task in (self._readiness_task, self._server_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         await asyncio.gather(*(self._stop_pod(key) for key in list(self._running)))
-        for task in list(self._terminating):
-            task.cancel()
+        for cut_short in self._terminating.values():
+            cut_short.set()
         await asyncio.gather(*self._terminating, return_exceptions=True)
         if self._control is not None:
             await self._control.cleanup()
@@ -403,7 +538,7 @@ class PodRunner:
         else:
             self._pod_ready[key] = pod_is_ready(pod)
         current = self._running.get(key)
-        if current is not None and current.desired == desired and current.emulator is not None:
+        if current is not None and current.desired == desired and current.server is not None:
             return
         if current is not None and current.desired == desired and current.refused:
             return
@@ -429,43 +564,122 @@ class PodRunner:
             )
             self._running[key] = _Running(desired, None, str(error), refused=True)
             return
+        await self._release_ip(desired.ip)
         settings = self._settings_for(namespace, desired.service, name)
+        kind = settings.server or self._default_server
+        try:
+            args = await self._container_args(namespace, desired)
+        except ContainerConfigError as error:
+            self._start_failed(key, desired, f"{kind} for pod {namespace}/{name}", error)
+            return
         base = replace(
             self._defaults,
             host=desired.ip,
             service=settings.service(self._defaults.service),
             load_delay_s=pick_float(settings.load_delay_s, self._defaults.load_delay_s),
         )
-        config, ignored = config_from_args(desired.args, base=base)
+        config, ignored = config_from_args(args, base=base)
         config = replace(config, host=desired.ip)  # never what the args say: the pod's IP
-        emulator = TritonEmulator(config)
-        if settings.metrics_fault is not None:
-            emulator.set_metrics_fault(settings.metrics_fault)
+        server: PodServer
+        if kind is Server.TRITONSERVER:
+            server = self._real_server(key, config, args)
+            ignored = []  # the real server takes the pod's arguments (rewritten) as they are
+        else:
+            emulator = TritonEmulator(config)
+            if settings.metrics_fault is not None:
+                emulator.set_metrics_fault(settings.metrics_fault)
+            server = emulator
         try:
-            await emulator.start()
+            await server.start()
         except OSError as error:
-            previous = self._running.get(key)
-            if previous is None or previous.error != str(error):
-                log.error(
-                    "emulator for pod %s/%s on %s failed: %s", namespace, name, desired.ip, error
-                )
-            self._running[key] = _Running(desired, None, str(error))
-            asyncio.get_running_loop().call_later(RETRY_INTERVAL_S, self._retry, key, desired)
+            self._start_failed(key, desired, f"{kind} for pod {namespace}/{name}", error)
             return
         log.info(
-            "pod %s/%s (%s): emulator on %s, models %s%s",
+            "pod %s/%s (%s): %s on %s, models %s%s",
             namespace,
             name,
             desired.service or "-",
+            kind,
             desired.ip,
             ",".join(config.models) or "-",
             f", ignored args {' '.join(ignored)}" if ignored else "",
         )
-        self._running[key] = _Running(desired, emulator)
+        self._running[key] = _Running(desired, server)
+
+    def _start_failed(self, key: PodKey, desired: _Desired, what: str, error: Exception) -> None:
+        """Record a server that could not start (logged once per error) and try again soon."""
+        previous = self._running.get(key)
+        if previous is None or previous.error != str(error):
+            log.error("%s on %s failed: %s", what, desired.ip, error)
+        self._running[key] = _Running(desired, None, str(error))
+        asyncio.get_running_loop().call_later(RETRY_INTERVAL_S, self._retry, key, desired)
+
+    async def _container_args(self, namespace: str, desired: _Desired) -> tuple[str, ...]:
+        """The pod's command and args with `$(NAME)` expanded from its environment, as the
+        kubelet starts the container (Secrets read off the loop)."""
+        if not desired.env:
+            return desired.args
+        reader = self._secret_reader or _no_secrets
+        try:
+            variables = await asyncio.to_thread(environment, desired.env, namespace, reader)
+        except ContainerConfigError:
+            raise
+        except Exception as error:  # the API unreachable or refusing: the kubelet retries too
+            raise ContainerConfigError(f"reading the container's Secrets: {error}") from error
+        return expand_all(desired.args, variables)
+
+    def _real_server(
+        self, key: PodKey, config: EmulatorConfig, args: Sequence[str]
+    ) -> RealTritonPod:
+        assert self._work_dir is not None
+        return RealTritonPod(
+            config,
+            args,
+            self._work_dir / key[0] / key[1],
+            exit_timeout_s=self._exit_timeout_s or DEFAULT_EXIT_TIMEOUT_S,
+        )
+
+    async def _watch_servers(self) -> None:
+        """Restart real servers that exited while their pod runs (killed, crashed), after the
+        kubelet's restart delay."""
+        while True:
+            await asyncio.sleep(0.5)
+            for key, running in list(self._running.items()):
+                server = running.server
+                if server is None or server_alive(server):
+                    continue
+                log.warning(
+                    "pod %s/%s: tritonserver on %s exited; restarting it in %.0fs",
+                    key[0],
+                    key[1],
+                    running.desired.ip,
+                    RESTART_DELAY_S,
+                )
+                running.server = None
+                running.error = "tritonserver exited"
+                await server.stop()  # reap it and any stub left behind
+                running.restart = asyncio.get_running_loop().call_later(
+                    RESTART_DELAY_S, self._retry, key, running.desired
+                )
+
+    def kill_server(self, namespace: str, name: str) -> int:
+        """SIGKILL a pod's real tritonserver (a crash); returns its pid. The runner starts it
+        again after RESTART_DELAY_S."""
+
+        async def kill() -> int:
+            running = self._running.get((namespace, name))
+            server = running.server if running else None
+            pid = server_pid(server) if server is not None else None
+            if server is None or pid is None:
+                raise ValueError(f"pod {namespace}/{name} runs no real tritonserver")
+            await asyncio.to_thread(os.kill, pid, signal.SIGKILL)
+            return pid
+
+        return self._on_loop().run(kill())
 
     def _retry(self, key: PodKey, desired: _Desired) -> None:
         current = self._running.get(key)
-        if self._stopping.is_set() or current is None or current.emulator is not None:
+        if self._stopping.is_set() or current is None or current.server is not None:
             return
         if current.desired == desired and not current.refused and self._events is not None:
             synthetic = {
@@ -475,22 +689,22 @@ class PodRunner:
                     "labels": {INSTANCE_LABEL: desired.service},
                 },
                 "status": {"phase": "Running", "podIP": desired.ip},
-                "spec": {"containers": [{"name": TRITON_CONTAINER, "args": list(desired.args)}]},
+                "spec": {"containers": [desired.container()]},
             }
             self._running.pop(key)
             self._events.put_nowait(("RETRY", synthetic))
 
     async def _mark_ready_pods(self) -> None:
-        """Mark pods Ready once their emulator is (the kubelet's readiness probe, emulated)."""
+        """Mark pods Ready once their server is (the kubelet's readiness probe, emulated)."""
         while True:
             await asyncio.sleep(0.2)
             for key, running in list(self._running.items()):
-                emulator = running.emulator
+                server = running.server
                 if (
-                    emulator is None
+                    server is None
                     or self._pod_ready.get(key, True)
                     or key in self._marking
-                    or not emulator.is_ready()
+                    or not server.is_ready()
                 ):
                     continue
                 self._marking.add(key)
@@ -504,35 +718,62 @@ class PodRunner:
         try:
             await asyncio.to_thread(patcher, key[0], key[1], ready_status_patch())
             self._pod_ready[key] = True
-            log.info("pod %s/%s marked Ready: its emulator finished loading", *key)
+            log.info("pod %s/%s marked Ready: its server is ready", *key)
         except Exception as error:
             log.warning("could not mark pod %s/%s Ready: %s", key[0], key[1], error)
         finally:
             self._marking.discard(key)
 
     def _stop_after_grace(self, key: PodKey) -> None:
-        """Forget a deleted pod now; stop its emulator after the termination grace."""
+        """Forget a deleted pod now; stop its server after the termination grace, or sooner
+        when its IP goes to another pod (`_release_ip`) or the runner stops."""
         current = self._running.pop(key, None)
-        if current is None or current.emulator is None:
+        if current is not None and current.restart is not None:
+            current.restart.cancel()
+        if current is None or current.server is None:
             return
-        emulator = current.emulator
+        server, ip = current.server, current.desired.ip
+        cut_short = asyncio.Event()
 
         async def stop_later() -> None:
-            try:
-                await asyncio.sleep(self._termination_grace_s)
-            finally:
-                await emulator.stop()
-                log.info("pod %s/%s: emulator on %s stopped", key[0], key[1], current.desired.ip)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cut_short.wait(), self._termination_grace_s)
+            await server.stop()
+            log.info("pod %s/%s: server on %s stopped", key[0], key[1], ip)
 
         task = asyncio.create_task(stop_later())
-        self._terminating.add(task)
-        task.add_done_callback(self._terminating.discard)
+        self._terminating[task] = cut_short
+        self._terminating_on[ip] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._terminating.pop(done, None)
+            if self._terminating_on.get(ip) is done:
+                del self._terminating_on[ip]
+
+        task.add_done_callback(forget)
+
+    async def _release_ip(self, ip: str) -> None:
+        """Stop at once a deleted pod's server that still holds `ip` in its grace.
+
+        The API server has deleted that pod, so the IP is free by the cluster's account, and
+        KWOK gives it to the next pod. Left running, the old server would still hold the
+        address (a real tritonserver then fails to bind, or with SO_REUSEPORT shares the port
+        and answers half the new pod's connections with the old pod's models and admin key).
+        """
+        task = self._terminating_on.get(ip)
+        if task is None:
+            return
+        log.info("pod IP %s reused: stopping the terminating server that held it", ip)
+        self._terminating[task].set()
+        await task
 
     async def _stop_pod(self, key: PodKey) -> None:
         current = self._running.pop(key, None)
-        if current is not None and current.emulator is not None:
-            await current.emulator.stop()
-            log.info("pod %s/%s: emulator on %s stopped", key[0], key[1], current.desired.ip)
+        if current is not None and current.restart is not None:
+            current.restart.cancel()
+        if current is not None and current.server is not None:
+            await current.server.stop()
+            log.info("pod %s/%s: server on %s stopped", key[0], key[1], current.desired.ip)
 
     # ------------------------------------------------------------------ control
 
@@ -557,7 +798,8 @@ class PodRunner:
         """Apply settings to one pod, one InferenceService's pods, or every pod.
 
         The settings also hold for matching pods started later. Returns `namespace/name` of
-        the running emulators that were changed.
+        the running emulators that were changed (a running real server keeps its settings
+        until it restarts; a metrics fault for one is an error).
         """
         if pod is not None and service is not None:
             raise ValueError("name a pod or a service, not both")
@@ -566,6 +808,18 @@ class PodRunner:
         settings.service(ServiceSettings()).replica_config()  # validate on the caller's thread
 
         async def apply() -> list[str]:
+            matching = [
+                (key, running)
+                for key, running in self._running.items()
+                if running.server is not None
+                and _matches(key, running.desired.service, namespace, pod, service)
+            ]
+            real = [f"{k[0]}/{k[1]}" for k, r in matching if isinstance(r.server, RealTritonPod)]
+            if settings.metrics_fault is not None and real:
+                raise ValueError(
+                    f"{', '.join(real)} run tritonserver, whose metrics cannot be made to "
+                    "misbehave: give them server=emulator"
+                )
             if pod is not None:
                 key = (str(namespace), pod)
                 self._per_pod[key] = settings.over(self._per_pod.get(key, PodSettings()))
@@ -575,26 +829,16 @@ class PodRunner:
             else:
                 self._global = settings.over(self._global)
             changed = []
-            for (pod_namespace, pod_name), running in self._running.items():
-                emulator = running.emulator
-                if emulator is None:
-                    continue
-                matches = (
-                    (pod is not None and (pod_namespace, pod_name) == (namespace, pod))
-                    or (
-                        service is not None
-                        and (pod_namespace, running.desired.service) == (namespace, service)
-                    )
-                    or (pod is None and service is None)
-                )
-                if not matches:
-                    continue
+            for (pod_namespace, pod_name), running in matching:
+                server = running.server
+                if not isinstance(server, TritonEmulator):
+                    continue  # service settings apply when a real server (re)starts
                 effective = self._settings_for(pod_namespace, running.desired.service, pod_name)
-                service_settings = effective.service(emulator.config.service)
-                if service_settings != emulator.config.service:
-                    emulator.set_service(service_settings)
+                service_settings = effective.service(server.config.service)
+                if service_settings != server.config.service:
+                    server.set_service(service_settings)
                 if effective.metrics_fault is not None:
-                    emulator.set_metrics_fault(effective.metrics_fault)
+                    server.set_metrics_fault(effective.metrics_fault)
                 changed.append(f"{pod_namespace}/{pod_name}")
             return changed
 
@@ -612,23 +856,26 @@ class PodRunner:
         statuses = []
         for (namespace, name), running in sorted(self._running.items()):
             pod = (namespace, name, running.desired.service, running.desired.ip)
-            emulator = running.emulator
-            if emulator is None:
+            server = running.server
+            if server is None:
                 state = "refused" if running.refused else "failed"
                 statuses.append(PodStatus(*pod, state, error=running.error))
                 continue
+            emulated = isinstance(server, TritonEmulator)
             statuses.append(
                 PodStatus(
                     *pod,
                     "serving",
-                    models=emulator.config.models,
-                    ready=emulator.is_ready(),
-                    service_time_ms=emulator.config.service.service_time_ms,
-                    instances=emulator.config.service.instances,
-                    metrics_fault=emulator.metrics_fault.value,
-                    pending=sum(
-                        m.pending_request_count for m in emulator.metrics_snapshot().models
+                    models=server.config.models,
+                    ready=server.is_ready(),
+                    service_time_ms=server.config.service.service_time_ms,
+                    instances=server.config.service.instances,
+                    metrics_fault=(
+                        server.metrics_fault.value if isinstance(server, TritonEmulator) else None
                     ),
+                    pending=server.pending,
+                    server=Server.EMULATOR if emulated else Server.TRITONSERVER,
+                    pid=server_pid(server),
                 )
             )
         return statuses
@@ -636,7 +883,8 @@ class PodRunner:
     def emulator(self, namespace: str, name: str) -> TritonEmulator | None:
         """The emulator serving a pod (for in-process tests; use it on the runner's loop)."""
         running = self._running.get((namespace, name))
-        return running.emulator if running else None
+        server = running.server if running else None
+        return server if isinstance(server, TritonEmulator) else None
 
     def wait_until(
         self, predicate: Callable[[list[PodStatus]], bool], timeout: float = 30.0
@@ -750,6 +998,29 @@ class PodRunner:
                 self._stopping.wait(1.0)
 
 
+def _matches(
+    key: PodKey, pod_service: str, namespace: str | None, pod: str | None, service: str | None
+) -> bool:
+    """Whether a running pod is one that `configure(namespace=, pod=|service=)` names."""
+    if pod is not None:
+        return key == (namespace, pod)
+    if service is not None:
+        return (key[0], pod_service) == (namespace, service)
+    return True
+
+
+def server_pid(server: PodServer) -> int | None:
+    """The process id of a real server (None for an emulator, which runs in this process)."""
+    if isinstance(server, RealTritonPod) and server.server.process is not None:
+        return server.server.process.pid
+    return None
+
+
+def server_alive(server: PodServer) -> bool:
+    """A real server's process has not exited (emulators are always alive)."""
+    return isinstance(server, TritonEmulator) or server.running()
+
+
 def pick_float(value: float | None, fallback: float) -> float:
     """`value` unless it is None."""
     return fallback if value is None else value
@@ -783,6 +1054,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="seconds a deleted pod's emulator keeps serving (in-flight requests finish)",
     )
+    parser.add_argument(
+        "--server",
+        choices=[kind.value for kind in Server],
+        default=Server.EMULATOR.value,
+        help="what serves each pod: the emulator or real tritonserver (nvidia-pytriton)",
+    )
+    parser.add_argument("--work-dir", type=Path, help="real servers' repositories and logs")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -807,6 +1085,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_pod_readiness=args.set_pod_readiness,
         namespace_filter=(lambda namespace: namespace.startswith(prefix)) if prefix else None,
         termination_grace_s=args.termination_grace,
+        default_server=Server(args.server),
+        work_dir=args.work_dir,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -148,12 +148,13 @@ def decode_infer_request(body: bytes, header_length: str | None) -> InferRequest
     try:
         header = json.loads(json_part)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProtocolError(f"failed to parse the request JSON buffer: {error}") from error
+        # tritonserver answers an unparsable body with 500, not 400.
+        raise ProtocolError(f"failed to parse the request JSON buffer: {error}", 500) from error
     if not isinstance(header, dict):
         raise ProtocolError("the inference request must be a JSON object")
     raw_inputs = header.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise ProtocolError("the inference request must name at least one input")
+    if not isinstance(raw_inputs, list):
+        raise ProtocolError("the inference request must have a list of 'inputs'")
 
     inputs: dict[str, Array] = {}
     datatypes: dict[str, str] = {}

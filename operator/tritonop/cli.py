@@ -95,9 +95,12 @@ def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--slo-ms",
         type=float,
-        default=500.0,
+        default=None,
         metavar="MS",
-        help="latency objective a request meets when served within it (default 500)",
+        help=(
+            "latency objective a request meets when served within it (default: the spec's "
+            "autoscaling.objective.latencyMs, else 500)"
+        ),
     )
     parser.add_argument(
         "--policy",
@@ -164,6 +167,9 @@ def _simulate(args: argparse.Namespace) -> int:
                 f" and queueTimeMs {autoscaling.targets.queue_time_ms:g}",
                 file=sys.stderr,
             )
+        if args.slo_ms is None:
+            objective = autoscaling.objective
+            args.slo_ms = float(objective.latency_ms) if objective is not None else 500.0
         replica = ReplicaConfig(
             instances=args.instances,
             service_time_ms=args.service_time_ms,
@@ -286,6 +292,7 @@ def _render(args: argparse.Namespace) -> int:
     from tritonop.placement import decide, node_info
     from tritonop.reconcile import initial_replicas
     from tritonop.render import render_children
+    from tritonop.render.lockdown import admin_secret_name
     from tritonop.status import workload_state
 
     try:
@@ -325,6 +332,8 @@ def _render(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"# InferenceService {service.namespace}/{service.name}: placement {placement.mode} "
             f"({placement.reason}): {placement.message}\n"
+            f"# In a cluster the operator also creates the Secret {admin_secret_name(service.name)}"
+            " with a random Triton admin key (never rendered here).\n"
         )
         print(
             f"{service.name}: placement {placement.mode} ({placement.reason}): {placement.message}",
@@ -335,10 +344,60 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _metrics_app(token_file: str) -> Any:
+    """The WSGI app of /metrics: prometheus-client's, behind a bearer token when configured.
+
+    The token file is read on every request, so a rotated Secret (the kubelet updates the
+    mounted file) takes effect without a restart; a missing or empty file refuses everyone.
+    """
+    import hmac
+
+    from prometheus_client import make_wsgi_app
+
+    metrics = make_wsgi_app()
+    if not token_file:
+        return metrics
+
+    def authenticated(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError:
+            token = ""
+        presented = str(environ.get("HTTP_AUTHORIZATION", ""))
+        if token and hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+            return metrics(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="tritonop"')],
+        )
+        return [b"a bearer token is required (TRITONOP_METRICS_TOKEN_FILE)\n"]
+
+    return authenticated
+
+
+def serve_metrics(address: str, port: int, token_file: str) -> Any:
+    """Serve /metrics from a daemon thread; returns the server (its `shutdown()` stops it)."""
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Scrapes are not worth a log line each."""
+
+    server = make_server(
+        address, port, _metrics_app(token_file), server_class=Server, handler_class=QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
 def _run(args: argparse.Namespace) -> int:
     """Start the operator (blocks until interrupted)."""
     import kopf
-    from prometheus_client import start_http_server
 
     from tritonop.config import Settings
     from tritonop.handlers import Memo  # importing registers the handlers with kopf
@@ -360,7 +419,7 @@ def _run(args: argparse.Namespace) -> int:
         # warnings and errors (failed handlers, retries) still show.
         for chatty in ("kopf.objects", "aiohttp.access"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
-    start_http_server(settings.metrics_port, addr=settings.listen_address)
+    serve_metrics(settings.listen_address, settings.metrics_port, settings.metrics_token_file)
     namespaces = settings.namespace_list
     limit = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
     runtime = Runtime(settings=settings, kube=Kube(limit=limit), clock=SystemClock())

@@ -50,7 +50,16 @@ INVALID_SPEC: Final = "InvalidSpec"
 PENDING: Final = "Pending"
 """Placed's reason before any reconcile recorded a placement."""
 
-RECONCILE_VERDICTS: Final = frozenset({SECRET_NOT_FOUND, INVALID_SPEC})
+POLICY_VIOLATION: Final = "PolicyViolation"
+"""Also an Event reason: the spec asks for what the administrator's policy does not allow."""
+RESOURCE_EXISTS: Final = "ResourceExists"
+"""Also an Event reason: a child's name is taken by an object this service does not control."""
+APPLY_FAILED: Final = "ApplyFailed"
+"""Also an Event reason: the API server refused a child (the message is the server's)."""
+
+RECONCILE_VERDICTS: Final = frozenset(
+    {SECRET_NOT_FOUND, INVALID_SPEC, POLICY_VIOLATION, RESOURCE_EXISTS, APPLY_FAILED}
+)
 """Ready reasons only a reconcile can clear: a Deployment or pod change does not override them."""
 
 # ------------------------------------------------------------------ reasons of ScalingActive set by the reconcile
@@ -62,6 +71,9 @@ KEDA_NOT_INSTALLED: Final = "KEDANotInstalled"
 """Also an Event reason: KEDA mode on a cluster without KEDA's ScaledObject CRD."""
 PROMETHEUS_NOT_CONFIGURED: Final = "PrometheusNotConfigured"
 """Also an Event reason: KEDA mode without a Prometheus address for its triggers."""
+OBJECTIVE_IGNORED: Final = "ObjectiveIgnored"
+"""Also an Event reason: HPA or KEDA mode with spec.autoscaling.objective, which only the
+operator's own policy (mode Operator) sizes for; the HPA or ScaledObject scales on the targets."""
 
 # ------------------------------------------------------------------ reasons of the autoscaling policy
 # AbleToScale, ScalingActive and ScalingLimited in Operator mode; HPA's words where HPA has one.

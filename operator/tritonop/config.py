@@ -8,6 +8,7 @@ the environment (TRITONOP_GPU_FALLBACK), one in values.yaml (gpuFallback) and on
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,11 +48,20 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level."
     )
+    metrics_token_file: str = Field(
+        default="",
+        description="File holding a bearer token that every request to the operator's /metrics "
+        "must present (Authorization: Bearer TOKEN); /metrics names every tenant's services. "
+        "Empty: /metrics is served without authentication (bind it to 127.0.0.1 with "
+        "TRITONOP_LISTEN_ADDRESS to keep it inside the pod).",
+    )
     prometheus_url: str = Field(
         default="",
         description="Prometheus server to read Triton's metrics from (e.g. "
         "http://prometheus.monitoring:9090), and the server KEDA triggers query. Empty: the "
-        "operator scrapes each ready Triton pod's :8002/metrics itself.",
+        "operator scrapes each ready Triton pod's :8002/metrics itself. It may not carry "
+        "credentials (user:password@ or a query string): KEDA mode copies it into every "
+        "tenant's ScaledObject.",
     )
     autoscale_interval_seconds: float = Field(
         default=5.0,
@@ -95,6 +105,51 @@ class Settings(BaseSettings):
         "0 disables the restricted security context for images that need root.",
     )
     cluster_domain: str = Field(default="cluster.local", description="DNS domain for status.url.")
+    resync_interval_seconds: float = Field(
+        default=300.0,
+        ge=10,
+        le=86400,
+        description="How often every InferenceService is reconciled even when no event came: it "
+        "repairs drift and lost events (a child deleted while the API server failed, a rotated "
+        "credentials Secret) and writes nothing when nothing changed. Also the longest wait "
+        "between retries of a failing service (5 s, doubling up to this).",
+    )
+    network_policy: bool = Field(
+        default=True,
+        description="Give every InferenceService a NetworkPolicy: its HTTP and gRPC ports admit "
+        "pods of its own namespace and pods labelled tritonop.io/inference-client=true in "
+        "namespaces labelled the same; its metrics port admits the operator and Prometheus.",
+    )
+    operator_namespace: str = Field(
+        default="tritonop-system",
+        description="Namespace the operator runs in: its pods may scrape Triton's metrics port "
+        "through the NetworkPolicy (the chart sets it).",
+    )
+    prometheus_namespace: str = Field(
+        default="monitoring",
+        description="Namespace of the Prometheus that scrapes Triton's metrics port (for the "
+        "NetworkPolicy).",
+    )
+    prometheus_pod_labels: str = Field(
+        default="app.kubernetes.io/name=prometheus",
+        description="Labels of the Prometheus pods that scrape Triton's metrics port, as "
+        "key=value[,key=value] (for the NetworkPolicy).",
+    )
+    allowed_service_types: str = Field(
+        default="ClusterIP",
+        description="Comma-separated Service types an InferenceService may ask for "
+        "(ClusterIP, NodePort, LoadBalancer); others are refused with PolicyViolation.",
+    )
+    allowed_service_annotation_prefixes: str = Field(
+        default="",
+        description="Comma-separated prefixes of the Service annotations an InferenceService may "
+        "set (e.g. service.beta.kubernetes.io/); * allows any. Empty: none.",
+    )
+    allowed_image_prefixes: str = Field(
+        default="nvcr.io/nvidia/tritonserver:,nvcr.io/nvidia/tritonserver@",
+        description="Comma-separated prefixes of the images an InferenceService may name in "
+        "spec.image; * allows any. The default image is always allowed.",
+    )
     peering: str = Field(
         default="",
         description="kopf peering name: set when several operator replicas run, so exactly one "
@@ -116,12 +171,66 @@ class Settings(BaseSettings):
         "how long a standby waits after the active replica crashed (a clean stop hands over at once).",
     )
 
-    @field_validator("namespaces")
+    @field_validator(
+        "namespaces",
+        "allowed_service_types",
+        "allowed_service_annotation_prefixes",
+        "allowed_image_prefixes",
+        "prometheus_pod_labels",
+    )
     @classmethod
     def _strip(cls, value: str) -> str:
         return ",".join(part.strip() for part in value.split(",") if part.strip())
 
+    @field_validator("prometheus_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None or parts.query:
+            raise ValueError(
+                "TRITONOP_PROMETHEUS_URL may not carry credentials (user:password@ or a query "
+                "string): KEDA mode copies the address into every tenant's ScaledObject, where "
+                "anyone who can read the namespace sees it. Give the operator an address that "
+                "needs no credentials, e.g. an authenticating proxy inside the cluster."
+            )
+        return value
+
+    @field_validator("prometheus_pod_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        for pair in filter(None, value.split(",")):
+            key, equals, _ = pair.partition("=")
+            if not equals or not key.strip():
+                raise ValueError(f"expected key=value[,key=value], got {value!r}")
+        return value
+
     @property
     def namespace_list(self) -> list[str]:
         """Watched namespaces; empty means clusterwide."""
-        return [part for part in self.namespaces.split(",") if part]
+        return _items(self.namespaces)
+
+    @property
+    def allowed_service_type_list(self) -> list[str]:
+        """allowed_service_types as a list."""
+        return _items(self.allowed_service_types)
+
+    @property
+    def allowed_service_annotation_prefix_list(self) -> list[str]:
+        """allowed_service_annotation_prefixes as a list."""
+        return _items(self.allowed_service_annotation_prefixes)
+
+    @property
+    def allowed_image_prefix_list(self) -> list[str]:
+        """allowed_image_prefixes as a list."""
+        return _items(self.allowed_image_prefixes)
+
+    @property
+    def prometheus_pod_label_map(self) -> dict[str, str]:
+        """prometheus_pod_labels as a label mapping."""
+        pairs = (pair.partition("=") for pair in _items(self.prometheus_pod_labels))
+        return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _items(value: str) -> list[str]:
+    """The entries of a comma-separated setting (already stripped by its validator)."""
+    return [part for part in value.split(",") if part]

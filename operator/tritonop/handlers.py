@@ -7,9 +7,11 @@ only kopf's own arguments) and `ClusterView.of` picks them out, typed, in one pl
 
 Triggers:
 - InferenceService create / update of spec / operator start: reconcile.
-- Node, model repository Secret or KEDA CRD changed: reconcile the services that depend on it.
+- Node or KEDA CRD changed: reconcile the services that depend on it. (Secrets are not watched:
+  each reconcile reads the Secret a service names, and the resync notices a rotation.)
 - Deployment or pod owned by tritonop changed: mirror it into status (or recreate it).
 - InferenceService gone: forget it.
+- Retries and the periodic resync: one repair daemon per service (repair.py).
 - Operator-mode autoscaling: one daemon per service.
 
 All state is a cache (the status book, the node capacity last seen, the metrics source's last
@@ -36,6 +38,8 @@ from tritonop.k8s import KEDA_CRD
 from tritonop.observability import SERVICES_TRACKED, LoopLagMonitor
 from tritonop.placement import NodeInfo
 from tritonop.reconciler import NodeCapacity
+from tritonop.repair import run_repair
+from tritonop.retries import Retries
 from tritonop.runtime import Runtime
 from tritonop.status import ServiceKey
 from tritonop.statusbook import StatusBook
@@ -70,6 +74,7 @@ class Memo:
 
     runtime: Runtime
     status: StatusBook
+    retries: Retries
     capacity: NodeCapacity
     metrics: MetricsSource
     refresher: Coalescer
@@ -85,6 +90,7 @@ class Memo:
         return cls(
             runtime=runtime,
             status=book,
+            retries=Retries(),
             capacity=NodeCapacity(),
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
             refresher=Coalescer(reconciler.WORKLOAD_REFRESH_DELAY_SECONDS),
@@ -192,7 +198,7 @@ def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
     """Reconcile on create, spec change and operator start; an invalid spec is not retried."""
     try:
         reconciler.reconcile(
-            memo.runtime, memo.status, ClusterView.of(kwargs), dict(body), str(reason)
+            memo.runtime, memo.status, memo.retries, ClusterView.of(kwargs), dict(body), str(reason)
         )
     except SpecError as error:
         raise kopf.PermanentError("; ".join(error.problems)) from None
@@ -205,24 +211,15 @@ async def forget(type: str | None, namespace: str | None, name: str, memo: Memo,
     finalizer holds the object, and a fixed-replica service has none, so it would never run.
     A coroutine: it sees every event of every service, and forgetting is quick, so no thread."""
     if type == "DELETED":
-        reconciler.forget(memo.status, (str(namespace), name))
+        reconciler.forget(memo.status, memo.retries, (str(namespace), name))
 
 
 @kopf.on.event("", "v1", "nodes")
 def nodes_changed(type: str | None, memo: Memo, **kwargs: Any) -> None:
     """Re-place services whose placement a node change alters."""
     if type is not None:  # None: the initial listing; resume handlers reconcile every service
-        reconciler.nodes_changed(memo.runtime, memo.status, ClusterView.of(kwargs), memo.capacity)
-
-
-@kopf.on.event("", "v1", "secrets")
-def secret_changed(
-    type: str | None, namespace: str | None, name: str, memo: Memo, **kwargs: Any
-) -> None:
-    """A model repository Secret changed: the pods of the services that name it roll."""
-    if type is not None:
-        reconciler.secret_changed(
-            memo.runtime, memo.status, ClusterView.of(kwargs), str(namespace), name
+        reconciler.nodes_changed(
+            memo.runtime, memo.status, memo.retries, ClusterView.of(kwargs), memo.capacity
         )
 
 
@@ -232,7 +229,7 @@ def secret_changed(
 def keda_crd_changed(type: str | None, memo: Memo, **kwargs: Any) -> None:
     """KEDA installed or removed: KEDA-mode services get (or lose) their ScaledObject."""
     if type is not None:
-        reconciler.keda_crd_changed(memo.runtime, memo.status, ClusterView.of(kwargs))
+        reconciler.keda_crd_changed(memo.runtime, memo.status, memo.retries, ClusterView.of(kwargs))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
@@ -244,7 +241,13 @@ async def deployment_changed(
     key, view = (str(namespace), name), ClusterView.of(kwargs)
     if type == "DELETED":
         await asyncio.to_thread(
-            reconciler.workload_changed, memo.runtime, memo.status, view, key, deleted=True
+            reconciler.workload_changed,
+            memo.runtime,
+            memo.status,
+            memo.retries,
+            view,
+            key,
+            deleted=True,
         )
     else:
         memo.refresher.request(key, partial(reconciler.refresh_workload, memo.status, view, key))
@@ -258,6 +261,21 @@ async def pod_changed(
     if name := labels.get(INSTANCE_LABEL):
         key, view = (str(namespace), name), ClusterView.of(kwargs)
         memo.refresher.request(key, partial(reconciler.refresh_workload, memo.status, view, key))
+
+
+@kopf.daemon(*ISVC, cancellation_timeout=10, initial_delay=1)
+async def repair(
+    namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Memo, **kwargs: Any
+) -> None:
+    """Retries of a failed reconcile with backoff, and the periodic resync, of one service."""
+    await run_repair(
+        memo.runtime,
+        memo.status,
+        memo.retries,
+        (str(namespace), name),
+        ClusterView.of(kwargs),
+        stopped,
+    )
 
 
 # ------------------------------------------------------------------------------ autoscaling

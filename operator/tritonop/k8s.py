@@ -1,16 +1,18 @@
 """The one place that talks to the Kubernetes API server.
 
 Every write is a server-side apply with field manager `tritonop` (children, the status of
-InferenceServices and the scale of Deployments) and is skipped when the live object already
+InferenceServices, the scale of Deployments and the deletion cost of their pods) and is skipped when the live object already
 holds the desired values, so a reconcile that changes nothing sends nothing. Reads, writes and
 events are counted in the operator's /metrics by kind and verb.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
 import json
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -24,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from tritonop import API_VERSION, FIELD_MANAGER, KIND
+from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.observability import API_THROTTLED, API_WRITES
 
 log = logging.getLogger(__name__)
@@ -58,11 +61,29 @@ def is_subset(desired: Any, live: Any) -> bool:
     return False
 
 
-def secret_digest(data: Mapping[str, str | bytes] | None) -> str:
-    """A short stable digest of a Secret's data, for the pod-template annotation."""
-    text = {k: v.decode() if isinstance(v, bytes) else v for k, v in (data or {}).items()}
-    payload = json.dumps(text, sort_keys=True).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
+#: Accept header that makes the API server return only an object's metadata
+#: (PartialObjectMetadata): how the operator reads a credentials Secret's version without
+#: ever receiving its data.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+def refused(error: ApiException) -> bool:
+    """A 4xx the API server will answer again until something changes (the spec, an admission
+    policy, a quota, RBAC): reported as ApplyFailed. 409 (a conflict of concurrent writers)
+    and 429 (throttling) pass by themselves, like 5xx, and are only retried."""
+    status = int(error.status or 0)
+    return 400 <= status < 500 and status not in (409, 429)
+
+
+def server_message(error: ApiException) -> str:
+    """The API server's own words for a refused request (its Status message), never the
+    request: Secret data cannot leak into status or logs this way."""
+    try:
+        status = json.loads(error.body or "{}")
+    except ValueError:
+        status = {}
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or f"HTTP {error.status} {error.reason}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,8 @@ RESOURCES: dict[str, ResourceType] = {
     "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ResourceType("keda.sh/v1alpha1", "scaledobjects"),
     "Secret": ResourceType("v1", "secrets"),
+    "Pod": ResourceType("v1", "pods"),
+    "NetworkPolicy": ResourceType("networking.k8s.io/v1", "networkpolicies"),
     KIND: ResourceType(API_VERSION, "inferenceservices"),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", False
@@ -180,6 +203,7 @@ class Kube:
         body: Any = None,
         *,
         content_type: str = "application/json",
+        accept: str = "application/json",
         query: list[tuple[str, str]] | None = None,
         decode: bool = True,
     ) -> dict[str, Any] | None:
@@ -190,7 +214,7 @@ class Kube:
             method,
             path,
             query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": content_type},
+            header_params={"Accept": accept, "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -223,24 +247,77 @@ class Kube:
         """Whether a CustomResourceDefinition is installed (e.g. KEDA's ScaledObject)."""
         return self.get("CustomResourceDefinition", None, name) is not None
 
-    def secret_digest(self, namespace: str, name: str) -> str | None:
-        """Digest of a Secret's data, or None when the Secret does not exist."""
-        secret = self.get("Secret", namespace, name)
-        return None if secret is None else secret_digest(secret.get("data"))
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        """A credentials Secret's resourceVersion (it changes with every change of the Secret),
+        or None when the Secret does not exist. Only the metadata is requested: the operator
+        never holds the credentials themselves."""
+        metadata = self._request(
+            "GET", RESOURCES["Secret"].path(namespace, name), accept=METADATA_ONLY
+        )
+        if metadata is None:
+            return None
+        return str((metadata.get("metadata") or {}).get("resourceVersion", ""))
+
+    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+        """The Triton admin key in the service's admin Secret, or a new random one when the
+        Secret (or its key) does not exist yet: the reconcile then creates the Secret with it
+        (`create`, so a racing reconcile's key is never overwritten). Hex, so that it
+        never contains the ':', ',' or '=' that tritonserver's restriction syntax splits on.
+        Never logged."""
+        secret = self.get("Secret", namespace, secret_name)
+        encoded = ((secret or {}).get("data") or {}).get(field)
+        if encoded:
+            try:
+                return base64.b64decode(encoded, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                pass  # not a key we wrote: replaced by a fresh one
+        return secrets.token_hex(32)
 
     # ---------------------------------------------------------------- writes
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None = None) -> bool:
-        """Server-side apply `desired` unless `live` already holds it; True when written."""
+    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
+        """Server-side apply `desired` unless `live` (the object as the caller read it, None
+        when it does not exist) already holds it; True when written.
+
+        Applied with force: by the time it is called the caller has checked that the object
+        is absent or controlled by the InferenceService (ownership.py), so the only other
+        managers are people editing our own child, whose edits the operator's spec overrides.
+        """
         kind = desired["kind"]
         meta = desired["metadata"]
-        if live is None:
-            live = self.get(kind, meta.get("namespace"), meta["name"])
         if live is not None and is_subset(desired, live):
             return False
         self._apply(RESOURCES[kind].path(meta.get("namespace"), meta["name"]), desired)
         API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("applied %s %s/%s", kind, meta.get("namespace"), meta["name"])
+        return True
+
+    def create(self, desired: dict[str, Any]) -> bool:
+        """Create `desired`; False when it exists already (409): never overwrites.
+
+        For children whose content the operator generates rather than derives from the spec
+        (the admin Secret's random key): two reconciles of a new service running at once
+        (kopf may run a create handler twice on a busy API server) would each apply their own
+        key, the last write winning over pods started with the first. With a create, the
+        loser's write is refused and the next reconcile reads the winner's key.
+        """
+        kind = desired["kind"]
+        meta = desired["metadata"]
+        try:
+            self._request(
+                "POST",
+                RESOURCES[kind].path(meta.get("namespace")),
+                desired,
+                query=[("fieldManager", FIELD_MANAGER)],
+                decode=False,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                log.info("%s %s/%s exists already: kept", kind, meta.get("namespace"), meta["name"])
+                return False
+            raise
+        API_WRITES.labels(kind=kind, verb="create").inc()
+        log.info("created %s %s/%s", kind, meta.get("namespace"), meta["name"])
         return True
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
@@ -271,6 +348,26 @@ class Kube:
             },
         )
         API_WRITES.labels(kind="Deployment", verb="scale").inc()
+
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        """Annotate a pod with `controller.kubernetes.io/pod-deletion-cost` (server-side apply
+        of that one annotation); False when the pod is gone.
+
+        The caller (autoscale/deletioncost.py) writes only pods whose value changes.
+        """
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "annotations": {DELETION_COST: str(cost)},
+            },
+        }
+        if self._apply(RESOURCES["Pod"].path(namespace, name), body) is None:
+            return False
+        API_WRITES.labels(kind="Pod", verb="annotate").inc()
+        return True
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Write an InferenceService's status; False when the service is gone.

@@ -14,7 +14,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "tritonop_reconciles_total",
-    "Reconciles of InferenceServices, by trigger and result (ok, error, invalid).",
+    "Reconciles of InferenceServices, by trigger (create, update, resume, node, keda, "
+    "child-deleted, retry, resync) and result (ok; refused: status says why, e.g. ResourceExists, "
+    "ApplyFailed, SecretNotFound; error: retried; invalid; skipped).",
     ["trigger", "result"],
 )
 RECONCILE_ERRORS = Counter(

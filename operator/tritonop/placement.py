@@ -312,7 +312,7 @@ def _rejection(
             return _Rejection(_TAINTED, str(taint))
     if any(node.labels.get(key) != value for key, value in spec.node_selector.items()):
         return _Rejection(_NODE_SELECTOR)
-    if not node_affinity_matches(spec.affinity, node):
+    if not node_affinity_matches(spec.affinity.manifest(), node):
         return _Rejection(_AFFINITY)
     return None
 

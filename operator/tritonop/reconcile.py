@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tritonop import conditions as c
+from tritonop.admission import policy_violations
+from tritonop.api.models import Autoscaling
 from tritonop.api.validation import ParsedService
 from tritonop.autoscale.types import ConditionFlag
 from tritonop.config import Settings
@@ -46,12 +48,14 @@ class ClusterFacts:
     """What the operator knows of the cluster around one InferenceService."""
 
     nodes: Sequence[NodeInfo] | None
-    secret_digest: str | None
-    """Digest of spec.modelRepository.secretRef's data; None when unset or missing."""
+    secret_version: str | None
+    """resourceVersion of spec.modelRepository.secretRef's Secret; None when unset or missing."""
     secret_missing: bool
     keda_available: bool
     live_status: Mapping[str, Any]
     workload: WorkloadState
+    admin_key: str | None = None
+    """The key in the service's admin Secret (read, or newly generated); None renders no Secret."""
 
 
 @dataclass(frozen=True)
@@ -93,26 +97,42 @@ class StatusPlan:
     events: list[EventSpec]
     autoscaler_refused: bool
     """The autoscaler object the mode needs cannot be accepted (the condition explains)."""
+    refused: bool
+    """Nothing is applied (a policy the spec breaks; Ready says which)."""
 
 
 def plan(service: ParsedService, facts: ClusterFacts, settings: Settings) -> Plan:
     """The reconcile of one valid InferenceService."""
     status = plan_status(service, facts, settings)
+    if status.refused:
+        return Plan(
+            placement=status.placement,
+            children=[],
+            stale_children=[],
+            replicas=None,
+            status_fields=status.fields,
+            flags=status.flags,
+            events=status.events,
+        )
     children = render_children(
         service,
         status.placement,
         settings,
         replicas=None,
-        secret_hash=facts.secret_digest,
+        secret_version=facts.secret_version,
+        admin_key=facts.admin_key,
     )
     if status.autoscaler_refused:
         # An autoscaler object the cluster cannot accept is not applied; the condition explains.
         children = [child for child in children if child["kind"] not in AUTOSCALER_KINDS.values()]
     mode = service.spec.autoscaling_mode
+    stale = [kind for name, kind in AUTOSCALER_KINDS.items() if name != mode]
+    if not settings.network_policy:
+        stale.append("NetworkPolicy")
     return Plan(
         placement=status.placement,
         children=children,
-        stale_children=[kind for name, kind in AUTOSCALER_KINDS.items() if name != mode],
+        stale_children=stale,
         replicas=initial_replicas(service, facts.workload),
         status_fields=status.fields,
         flags=status.flags,
@@ -125,6 +145,9 @@ def plan_status(service: ParsedService, facts: ClusterFacts, settings: Settings)
     children: the reconcile recomputes its status from the cluster as it is when it writes."""
     spec = service.spec
     placement = decide(spec, facts.nodes, settings.gpu_fallback)
+    violations = policy_violations(spec, settings)
+    if violations:
+        return refused(service, facts, placement, c.POLICY_VIOLATION, "; ".join(violations))
     replicas = initial_replicas(service, facts.workload)
     mode = spec.autoscaling_mode
     url, grpc_url = service_urls(service, settings.cluster_domain)
@@ -153,7 +176,13 @@ def plan_status(service: ParsedService, facts: ClusterFacts, settings: Settings)
         if c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != reason:
             events.append(EventSpec(True, reason, message))
     elif mode in ("None", "HPA", "KEDA"):
-        flags.append(_delegated_scaling_flag(mode))
+        flag = _delegated_scaling_flag(mode, spec.autoscaling)
+        flags.append(flag)
+        if (
+            flag.reason == c.OBJECTIVE_IGNORED
+            and c.find_condition(facts.live_status, c.SCALING_ACTIVE).get("reason") != flag.reason
+        ):
+            events.append(EventSpec(True, flag.reason, flag.message))
 
     previous_mode = (facts.live_status.get("placement") or {}).get("mode")
     if previous_mode != placement.mode:
@@ -174,11 +203,33 @@ def plan_status(service: ParsedService, facts: ClusterFacts, settings: Settings)
     }
     if mode != "Operator":
         fields["metrics"] = None
-    return StatusPlan(placement, fields, tuple(flags), events, problem is not None)
+    return StatusPlan(placement, fields, tuple(flags), events, problem is not None, False)
 
 
-def _delegated_scaling_flag(mode: str) -> ConditionFlag:
-    """ScalingActive when the operator itself does not scale."""
+def refused(
+    service: ParsedService, facts: ClusterFacts, placement: Placement, reason: str, message: str
+) -> StatusPlan:
+    """The status of a reconcile that applies nothing (what exists stays as it is):
+    Ready=False says why, with a Warning Event when that is news."""
+    ready = c.find_condition(facts.live_status, c.READY)
+    repeated = ready.get("reason") == reason and ready.get("message") == message
+    return StatusPlan(
+        placement=placement,
+        fields={"observedGeneration": service.generation},
+        flags=(ConditionFlag(c.READY, False, reason, message),),
+        events=[] if repeated else [EventSpec(True, reason, message)],
+        autoscaler_refused=False,
+        refused=True,
+    )
+
+
+def _delegated_scaling_flag(mode: str, autoscaling: Autoscaling | None) -> ConditionFlag:
+    """ScalingActive when the operator itself does not scale.
+
+    Kubernetes' autoscaler scales on the targets only, so an objective in HPA or KEDA mode
+    would silently promise a latency nobody sizes for: the reason says ObjectiveIgnored
+    instead of DelegatedTo..., with how to fix it (status stays True: the HPA does scale).
+    """
     if mode == "None":
         return ConditionFlag(
             c.SCALING_ACTIVE, False, c.AUTOSCALING_DISABLED, "replicas follow spec.replicas"
@@ -187,7 +238,17 @@ def _delegated_scaling_flag(mode: str) -> ConditionFlag:
         reason, owner = c.DELEGATED_TO_HPA, "the HorizontalPodAutoscaler"
     else:
         reason, owner = c.DELEGATED_TO_KEDA, "KEDA's ScaledObject"
-    return ConditionFlag(c.SCALING_ACTIVE, True, reason, f"replicas are managed by {owner}")
+    message = f"replicas are managed by {owner}"
+    if autoscaling is not None and autoscaling.objective is not None:
+        return ConditionFlag(
+            c.SCALING_ACTIVE,
+            True,
+            c.OBJECTIVE_IGNORED,
+            f"{message} on spec.autoscaling.targets; spec.autoscaling.objective is ignored in "
+            f"mode {mode} (only mode Operator sizes replicas for a latency objective): remove "
+            "the objective or set autoscaling.mode to Operator",
+        )
+    return ConditionFlag(c.SCALING_ACTIVE, True, reason, message)
 
 
 def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) -> StatusFields:

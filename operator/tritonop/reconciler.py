@@ -7,8 +7,11 @@
 - A node added, removed or changed: `nodes_changed` re-decides placement of every service and
   reconciles those whose placement changes (a CPU-fallback service moves back to GPU when a
   fitting node appears).
-- A model repository Secret or KEDA's CRD changed: `secret_changed` and `keda_crd_changed`
-  reconcile the services that depend on it.
+- KEDA's CRD changed: `keda_crd_changed` reconciles the KEDA-mode services. (Secrets are not
+  watched: the Secret a service names is read by name at each reconcile, and the periodic
+  resync of repair.py notices a rotation.)
+- A reconcile that fails is tried again by the service's repair loop (repair.py) with bounded
+  backoff; one failing service never keeps the others of a loop from being reconciled.
 - An owned Deployment or pod changed: `workload_changed` mirrors replicas, readiness and the
   scheduler's reason into status; a Deployment deleted by hand is recreated by a reconcile.
 - An InferenceService deleted: `forget` drops what the process remembers of it.
@@ -23,14 +26,15 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
-from tritonop.k8s import KEDA_CRD, namespace_terminating
+from tritonop.autoscale.types import ConditionFlag
+from tritonop.k8s import KEDA_CRD, namespace_terminating, refused, server_message
 from tritonop.observability import (
     CURRENT_REPLICAS,
     READY_REPLICAS,
@@ -39,11 +43,14 @@ from tritonop.observability import (
     RECONCILES,
     forget_service,
 )
+from tritonop.ownership import conflict, conflicts_message
 from tritonop.placement import NodeInfo, gpu_capacity_fingerprint
 from tritonop.placement import decide as decide_placement
-from tritonop.reconcile import ClusterFacts, plan, plan_status, workload_refresh
+from tritonop.reconcile import ClusterFacts, EventSpec, plan, plan_status, workload_refresh
+from tritonop.render.lockdown import ADMIN_KEY_FIELD, admin_secret_name
+from tritonop.retries import Retries
 from tritonop.runtime import Runtime
-from tritonop.status import ServiceKey, invalid_spec_flags
+from tritonop.status import ServiceKey, bounded, invalid_spec_flags
 from tritonop.statusbook import StatusBook, StatusChange
 from tritonop.view import ClusterView
 
@@ -53,9 +60,6 @@ WORKLOAD_REFRESH_DELAY_SECONDS = 1.0
 """How long the status waits after a Deployment or pod change before mirroring it: a new
 service's Deployment changes three or four times within a second or two, and each mirrored
 change is a status write (see coalesce.py)."""
-NOTHING: Mapping[str, Any] = MappingProxyType({})
-"""A child known not to exist yet, as `KubeApi.apply` compares it: it holds nothing, so the
-child is applied without a read."""
 DEPLOYMENT_DEFAULT_REPLICAS = 1
 """What the API server gives a Deployment created without spec.replicas (the operator's apply
 never carries them): a new service that wants 1 replica needs no scale write."""
@@ -88,39 +92,80 @@ def _key(body: Mapping[str, Any]) -> ServiceKey:
 
 
 def reconcile(
-    runtime: Runtime, book: StatusBook, view: ClusterView, body: Mapping[str, Any], trigger: str
+    runtime: Runtime,
+    book: StatusBook,
+    retries: Retries,
+    view: ClusterView,
+    body: Mapping[str, Any],
+    trigger: str,
 ) -> None:
     """Make one InferenceService's children and status match its spec and the cluster.
 
     A spec that cannot be reconciled is reported (Ready=False InvalidSpec, one Event) and
-    re-raised as the SpecError: retrying cannot help until the spec changes. In a namespace
-    being deleted the reconcile stops quietly: there is nothing to restore.
+    re-raised as the SpecError: retrying cannot help until the spec changes. Nothing else is
+    raised: a refused child (ApplyFailed), a taken name (ResourceExists), an API server that
+    fails or cannot be reached, and any other error are recorded in `retries`, and the
+    service's repair loop tries again with bounded backoff. (Raising would make kopf retry,
+    patching its progress annotations on every attempt.) In a namespace being deleted the
+    reconcile stops quietly: there is nothing to restore.
     """
     key = _key(body)
     started = runtime.clock.monotonic()
     try:
         service = parse_object(dict(body))
     except SpecError as error:
+        retries.succeeded(key)  # nothing to retry: the next spec change reconciles
         report_invalid_spec(runtime, book, body, error)
         RECONCILES.labels(trigger=trigger, result="invalid").inc()
         raise
     try:
-        _carry_out_plan(runtime, book, view, service, body, fresh=trigger == "create")
-        RECONCILES.labels(trigger=trigger, result="ok").inc()
+        healthy = _carry_out_plan(runtime, book, view, service, body)
     except ApiException as error:
         if namespace_terminating(error):
+            retries.forget(key)
             RECONCILES.labels(trigger=trigger, result="skipped").inc()
             log.info("%s/%s: namespace is being deleted; not reconciling", *key)
             return
-        RECONCILES.labels(trigger=trigger, result="error").inc()
-        RECONCILE_ERRORS.labels(error=type(error).__name__).inc()
-        raise
+        _failed(
+            runtime, retries, key, trigger, error, f"HTTP {error.status}: {server_message(error)}"
+        )
+        return
+    except (HTTPError, OSError) as error:  # the API server could not be reached
+        _failed(runtime, retries, key, trigger, error, str(error))
+        return
     except Exception as error:
-        RECONCILES.labels(trigger=trigger, result="error").inc()
-        RECONCILE_ERRORS.labels(error=type(error).__name__).inc()
-        raise
+        log.exception("%s/%s: reconcile failed; retrying", *key)
+        _failed(runtime, retries, key, trigger, error, repr(error))
+        return
     finally:
         RECONCILE_DURATION.observe(runtime.clock.monotonic() - started)
+    if healthy:
+        retries.succeeded(key)
+        RECONCILES.labels(trigger=trigger, result="ok").inc()
+    else:
+        _failed(runtime, retries, key, trigger, None, "")
+
+
+def _failed(
+    runtime: Runtime,
+    retries: Retries,
+    key: ServiceKey,
+    trigger: str,
+    error: BaseException | None,
+    detail: str,
+) -> None:
+    """Count a failed reconcile and schedule the service's next attempt."""
+    failure = retries.failed(
+        key, runtime.clock.monotonic(), runtime.settings.resync_interval_seconds
+    )
+    delay = failure.due - runtime.clock.monotonic()
+    if error is None:  # reported in status (ApplyFailed, ResourceExists)
+        RECONCILES.labels(trigger=trigger, result="refused").inc()
+        log.info("%s/%s: not reconciled (see its status); retry in %.0f s", *key, delay)
+        return
+    RECONCILES.labels(trigger=trigger, result="error").inc()
+    RECONCILE_ERRORS.labels(error=type(error).__name__).inc()
+    log.warning("%s/%s: reconcile failed (%s); retry in %.0f s", *key, bounded(detail), delay)
 
 
 def report_invalid_spec(
@@ -143,34 +188,33 @@ def _carry_out_plan(
     view: ClusterView,
     service: ParsedService,
     body: Mapping[str, Any],
-    *,
-    fresh: bool,
-) -> None:
+) -> bool:
+    """Apply the plan; False when the status carries a verdict that only a change outside the
+    spec clears (ResourceExists, ApplyFailed, SecretNotFound): the repair loop retries."""
     kube = runtime.kube
     key = (service.namespace, service.name)
     deployment = view.deployment(key)
     secret_ref = service.spec.model_repository.secret_ref
-    digest = kube.secret_digest(service.namespace, secret_ref.name) if secret_ref else None
+    version = kube.secret_version(service.namespace, secret_ref.name) if secret_ref else None
     facts = ClusterFacts(
+        admin_key=kube.admin_key(
+            service.namespace, admin_secret_name(service.name), ADMIN_KEY_FIELD
+        ),
         nodes=view.nodes(),
-        secret_digest=digest,
-        secret_missing=secret_ref is not None and digest is None,
+        secret_version=version,
+        secret_missing=secret_ref is not None and version is None,
         keda_available=service.spec.autoscaling_mode != "KEDA" or kube.crd_exists(KEDA_CRD),
         live_status=book.get(key, body.get("status")),
         workload=view.workload(key),
     )
     result = plan(service, facts, runtime.settings)
-    # A service seen for the first time has no children yet: apply them without reading each
-    # first (a GET per child per new service); otherwise compare with the live objects, so a
-    # reconcile that changes nothing sends nothing.
-    unread = NOTHING if fresh else None
-    for child in result.children:
-        kube.apply(child, deployment if child["kind"] == "Deployment" and deployment else unread)
-    for kind in result.stale_children:
-        kube.delete_owned(kind, service.namespace, service.name, service.uid)
-    running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS
-    if result.replicas is not None and result.replicas != running:
-        kube.scale_deployment(service.namespace, service.name, result.replicas)
+    verdict = _write_children(runtime, service, result.children, deployment)
+    if verdict is None:
+        for kind in result.stale_children:
+            kube.delete_owned(kind, service.namespace, service.name, service.uid)
+        running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS
+        if result.replicas is not None and result.replicas != running:
+            kube.scale_deployment(service.namespace, service.name, result.replicas)
 
     def status(current: Mapping[str, Any]) -> StatusChange:
         # The Deployment may have moved on while the children were applied: plan the status
@@ -180,48 +224,121 @@ def _carry_out_plan(
             replace(facts, live_status=current, workload=view.workload(key)),
             runtime.settings,
         )
-        return StatusChange(now.fields, now.flags, service.generation)
+        flags = now.flags if verdict is None else c.with_condition(now.flags, verdict)
+        return StatusChange(now.fields, tuple(flags), service.generation)
 
+    events = list(result.events)
+    if verdict is not None:
+        ready = c.find_condition(facts.live_status, c.READY)
+        if (ready.get("reason"), ready.get("message")) != (
+            verdict.reason,
+            bounded(verdict.message),
+        ):
+            events.append(EventSpec(True, verdict.reason, verdict.message))
     book.update(key, body.get("status"), status)
-    for event in result.events:
+    for event in events:
         kube.event(body, warning=event.warning, reason=event.reason, message=event.message)
+    return verdict is None and not facts.secret_missing
+
+
+def _write_children(
+    runtime: Runtime,
+    service: ParsedService,
+    children: Sequence[dict[str, Any]],
+    indexed_deployment: Mapping[str, Any] | None,
+) -> ConditionFlag | None:
+    """Apply the children unless one of their names is taken; the Ready verdict when not
+    everything could be written, None when it was.
+
+    Every child's live object is read first and nothing is written if any of them exists
+    without being controlled by this service (ResourceExists): half an install next to a
+    user's object is worse than none. A child the API server refuses (4xx) does not stop the
+    others; the refusals become one ApplyFailed message in the server's words. A 5xx, 409 or
+    429 is raised: it says nothing about the spec, and the repair loop retries.
+    """
+    kube = runtime.kube
+    lives: list[Mapping[str, Any] | None] = []
+    for child in children:
+        meta = child["metadata"]
+        if child["kind"] == "Deployment" and indexed_deployment is not None:
+            lives.append(indexed_deployment)
+        else:
+            lives.append(kube.get(child["kind"], meta["namespace"], meta["name"]))
+    taken = [
+        problem
+        for child, live in zip(children, lives, strict=True)
+        if (problem := conflict(child, live, service.uid)) is not None
+    ]
+    if taken:
+        return ConditionFlag(c.READY, False, c.RESOURCE_EXISTS, conflicts_message(taken))
+    refusals = []
+    for child, live in zip(children, lives, strict=True):
+        try:
+            if child["kind"] == "Secret" and live is None:
+                kube.create(child)  # the admin Secret: a generated key is never overwritten
+            else:
+                kube.apply(child, live)
+        except ApiException as error:
+            if not refused(error) or namespace_terminating(error):
+                raise
+            refusals.append(f"{child['kind']} {child['metadata']['name']}: {server_message(error)}")
+    if refusals:
+        message = (
+            "the API server refused "
+            + "; ".join(refusals)
+            + ". Fix the spec (or what refuses it: an admission policy, a quota, RBAC); the "
+            "operator retries by itself"
+        )
+        return ConditionFlag(c.READY, False, c.APPLY_FAILED, message)
+    return None
 
 
 def nodes_changed(
-    runtime: Runtime, book: StatusBook, view: ClusterView, capacity: NodeCapacity
+    runtime: Runtime,
+    book: StatusBook,
+    retries: Retries,
+    view: ClusterView,
+    capacity: NodeCapacity,
 ) -> None:
     """Reconcile the services whose placement a node change alters (deciding is cheap; only a
-    changed decision costs a reconcile)."""
+    changed decision costs a reconcile). A service whose reconcile fails is retried by its
+    repair loop; the others are reconciled regardless."""
     nodes = view.nodes()
     if not capacity.changed(nodes):
         return  # a heartbeat or status change no placement reads
-    for key, body in view.services():
-        try:
-            service = parse_object(body)
-        except SpecError:
-            continue
+    moved = []
+    for key, body, service in _valid_services(view):
         placement = decide_placement(service.spec, nodes, runtime.settings.gpu_fallback)
         live = book.get(key, body.get("status")).get("placement") or {}
         if live.get("mode") != placement.mode or live.get("reason") != placement.reason:
-            reconcile(runtime, book, view, body, "node")
+            moved.append(body)
+    reconcile_each(runtime, book, retries, view, moved, "node")
 
 
-def secret_changed(
-    runtime: Runtime, book: StatusBook, view: ClusterView, namespace: str, name: str
+def keda_crd_changed(
+    runtime: Runtime, book: StatusBook, retries: Retries, view: ClusterView
 ) -> None:
-    """A Secret named by spec.modelRepository.secretRef changed: its digest in the pod template
-    changes, so the pods roll and Triton reads the new credentials."""
-    for (service_namespace, _), body, service in _valid_services(view):
-        reference = service.spec.model_repository.secret_ref
-        if service_namespace == namespace and reference is not None and reference.name == name:
-            reconcile(runtime, book, view, body, "secret")
-
-
-def keda_crd_changed(runtime: Runtime, book: StatusBook, view: ClusterView) -> None:
     """KEDA installed or removed: KEDA-mode services get (or lose) their ScaledObject."""
-    for _, body, service in _valid_services(view):
-        if service.spec.autoscaling_mode == "KEDA":
-            reconcile(runtime, book, view, body, "keda")
+    keda = [body for _, body, svc in _valid_services(view) if svc.spec.autoscaling_mode == "KEDA"]
+    reconcile_each(runtime, book, retries, view, keda, "keda")
+
+
+def reconcile_each(
+    runtime: Runtime,
+    book: StatusBook,
+    retries: Retries,
+    view: ClusterView,
+    bodies: Sequence[Mapping[str, Any]],
+    trigger: str,
+) -> None:
+    """Reconcile several services, each on its own: `reconcile` records a failure for the
+    service's repair loop instead of raising, and an invalid spec (reported on the service
+    itself) does not stop the rest."""
+    for body in bodies:
+        try:
+            reconcile(runtime, book, retries, view, body, trigger)
+        except SpecError:
+            continue
 
 
 def _valid_services(
@@ -239,7 +356,12 @@ def _valid_services(
 
 
 def workload_changed(
-    runtime: Runtime, book: StatusBook, view: ClusterView, key: ServiceKey, deleted: bool
+    runtime: Runtime,
+    book: StatusBook,
+    retries: Retries,
+    view: ClusterView,
+    key: ServiceKey,
+    deleted: bool,
 ) -> None:
     """A Deployment or pod of the service changed: recreate a Deployment deleted by hand (not
     one the garbage collector removes with its service), else mirror its state into status."""
@@ -247,7 +369,7 @@ def workload_changed(
     if body is None:
         return
     if deleted and not (body.get("metadata") or {}).get("deletionTimestamp"):
-        reconcile(runtime, book, view, body, "child-deleted")
+        reconcile_each(runtime, book, retries, view, [body], "child-deleted")
         return
     refresh_workload(book, view, key)
 
@@ -274,8 +396,9 @@ def refresh_workload(book: StatusBook, view: ClusterView, key: ServiceKey) -> No
     book.update(key, body.get("status"), status)
 
 
-def forget(book: StatusBook, key: ServiceKey) -> None:
-    """Drop a deleted service's status and metric series; the garbage collector deletes the
-    children."""
+def forget(book: StatusBook, retries: Retries, key: ServiceKey) -> None:
+    """Drop a deleted service's status, retries and metric series; the garbage collector
+    deletes the children."""
     book.forget(key)
+    retries.forget(key)
     forget_service(*key)

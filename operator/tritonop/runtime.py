@@ -47,16 +47,28 @@ class KubeApi(Protocol):
     repeat it freely (see k8s.py).
     """
 
-    def secret_digest(self, namespace: str, name: str) -> str | None:
-        """Digest of a Secret's data; None when the Secret does not exist."""
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The live object of one of the operator's kinds, None when it does not exist."""
+        ...
+
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        """A Secret's resourceVersion (read as metadata only); None when it does not exist."""
         ...
 
     def crd_exists(self, name: str) -> bool:
         """Whether a CustomResourceDefinition is installed."""
         ...
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None = None) -> bool:
-        """Server-side apply `desired` unless `live` (read when None) holds it; True if written."""
+    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+        """The Triton admin key in a service's admin Secret, or a new random one."""
+        ...
+
+    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
+        """Server-side apply `desired` unless `live` (None: absent) holds it; True if written."""
+        ...
+
+    def create(self, desired: dict[str, Any]) -> bool:
+        """Create `desired` unless it exists (then False): never overwrites."""
         ...
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
@@ -65,6 +77,10 @@ class KubeApi(Protocol):
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set a Deployment's replicas through its scale subresource."""
+        ...
+
+    def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
+        """Annotate a pod's pod-deletion-cost; False when the pod is gone."""
         ...
 
     def apply_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias, TypedDict
 
 from tritonop import conditions as c
+from tritonop.api.models import MAX_STATUS_MESSAGE
 from tritonop.autoscale.types import ConditionFlag
+
+#: Longest message the status carries (conditions, placement, the last scale's reason). Messages
+#: can quote what pods report (model names, errors), so they are cut here rather than letting
+#: the API server refuse a status write against the CRD's maxLength.
+MAX_MESSAGE_LENGTH = MAX_STATUS_MESSAGE
 
 ServiceKey: TypeAlias = tuple[str, str]
 """(namespace, name) of an InferenceService; its status, Deployment and pods are keyed by it."""
@@ -66,6 +72,25 @@ class StatusFields(TypedDict, total=False):
     lastScale: ScaleFields
 
 
+def bounded(text: str) -> str:
+    """`text` cut to MAX_MESSAGE_LENGTH characters, marked with an ellipsis when cut."""
+    if len(text) <= MAX_MESSAGE_LENGTH:
+        return text
+    return text[: MAX_MESSAGE_LENGTH - 1] + "\u2026"
+
+
+#: The free-text part of status objects that carry one (placement.message, lastScale.reason).
+_TEXT_FIELDS = {"placement": "message", "lastScale": "reason"}
+
+
+def _bounded_texts(key: str, value: Any) -> Any:
+    """A status field with its free text cut to MAX_MESSAGE_LENGTH."""
+    text_key = _TEXT_FIELDS.get(key)
+    if text_key is None or not isinstance(value, Mapping) or text_key not in value:
+        return value
+    return {**value, text_key: bounded(str(value[text_key]))}
+
+
 def merge_conditions(
     live: Iterable[Mapping[str, Any]],
     flags: Iterable[ConditionFlag],
@@ -86,7 +111,7 @@ def merge_conditions(
             "type": flag.type,
             "status": status,
             "reason": flag.reason,
-            "message": flag.message,
+            "message": bounded(flag.message),
             "lastTransitionTime": now
             if changed or previous is None
             else previous["lastTransitionTime"],
@@ -115,7 +140,7 @@ def merge_status(
         if value is None:
             merged.pop(key, None)
         else:
-            merged[key] = value
+            merged[key] = _bounded_texts(key, value)
     merged["conditions"] = merge_conditions(
         (live or {}).get("conditions") or [], flags, generation=generation, now=now
     )

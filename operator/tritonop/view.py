@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from tritonop import conditions as c
+from tritonop.ownership import controller_of
 from tritonop.placement import NodeInfo, node_info
 from tritonop.status import ServiceKey, WorkloadState, workload_state
 
@@ -144,7 +145,16 @@ class ClusterView:
                 yield key, body
 
     def deployment(self, key: ServiceKey) -> Obj | None:
-        return _one(self.deployment_index, key)
+        """The service's Deployment: the one named like it *and controlled by it* (by uid). A
+        Deployment of the same name that someone else controls is not the service's, even if
+        it carries the operator's labels: its replicas are never read, let alone scaled."""
+        deployment = _one(self.deployment_index, key)
+        service = self.service(key)
+        if deployment is None or service is None:
+            return None
+        controller = controller_of(deployment)
+        uid = (service.get("metadata") or {}).get("uid")
+        return deployment if controller is not None and controller.get("uid") == uid else None
 
     def pods(self, key: ServiceKey) -> list[Obj]:
         return list(self.pod_index.get(key, []))

@@ -14,6 +14,8 @@ from typing import Any
 from tritonop import GROUP, KIND, PLURAL, VERSION
 from tritonop.api.models import (
     DNS1035_PATTERN,
+    HPA_MODELS_MESSAGE,
+    LABEL_VALUE_PATTERN,
     MAX_NAME_LENGTH,
     InferenceServiceSpec,
     InferenceServiceStatus,
@@ -46,6 +48,13 @@ OBJECT_RULES: dict[str, list[Schema]] = {
             "fieldPath": ".minReplicas",
             "reason": "FieldValueInvalid",
         },
+        {
+            "rule": "self.mode != 'HPA' || !has(self.models) || "
+            f"self.models.all(m, m.matches('{LABEL_VALUE_PATTERN}'))",
+            "message": HPA_MODELS_MESSAGE,
+            "fieldPath": ".models",
+            "reason": "FieldValueInvalid",
+        },
     ],
     "GPU": [
         {
@@ -56,9 +65,6 @@ OBJECT_RULES: dict[str, list[Schema]] = {
         }
     ],
 }
-
-#: String bounds the CEL cost estimator needs (unbounded strings make `matches` too costly).
-MAX_LENGTHS: dict[str, int] = {"uri": 2048, "image": 1024}
 
 ROOT_RULES: list[Schema] = [
     {
@@ -122,7 +128,7 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
                 node.pop("default")
             inner = _convert(variants[0], defs, path)
             inner.update({k: v for k, v in node.items() if k != "default" or v is not None})
-            node = inner
+            return inner  # converted all the way down: converting it again would add defaults
         else:
             raise SchemaError(f"{path}: unions other than Optional[...] are not structural")
     if node.get("default", ...) is None:
@@ -147,8 +153,6 @@ def _convert(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
                 raise SchemaError(
                     f"{path}.{name}: needs a description (it becomes kubectl explain)"
                 )
-            if name in MAX_LENGTHS and child.get("type") == "string":
-                child["maxLength"] = MAX_LENGTHS[name]
             if (
                 child.get("type") == "object"
                 and "properties" in child

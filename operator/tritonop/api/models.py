@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,13 @@ from pydantic.alias_generators import to_camel
 QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 #: The repository schemes Triton itself can read, plus pvc:// for a mounted claim.
 REPOSITORY_URI_PATTERN = r"^(s3|gs|as|pvc)://.+"
+#: A pvc:// URI whose sub path climbs out of the claim (a ".." element), which the API server
+#: refuses as a volume subPath.
+PVC_PARENT_PATTERN = r"^pvc://[^/]*/(.*/)?[.][.](/.*)?$"
+PVC_PARENT_MESSAGE = (
+    "the path after pvc://CLAIM must stay inside the claim: '..' is not allowed as a path "
+    "element (e.g. pvc://models-claim/triton/v2)"
+)
 #: A Kubernetes extended resource name such as nvidia.com/gpu or nvidia.com/mig-1g.10gb.
 RESOURCE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 #: metav1.Condition's reason format.
@@ -33,12 +41,191 @@ CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 #: DNS-1035 label: what a Service name (and so an InferenceService name) must be.
 DNS1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_NAME_LENGTH = 52  # leaves room for the "-xxxxxxxxxx-xxxxx" suffixes of pod names
+
+# Label syntax, where spec values become labels, label keys or annotation keys of the children.
+# The API server checks them when the operator applies the children; checking them here (and at
+# admission, through the CRD) makes a bad value a rejected spec instead of a failing apply.
+_NAME_PART = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+# "[.]" rather than "\." so that the patterns can be embedded in CEL string literals as they are.
+_DNS_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+#: A label key, annotation key, taint key or resource name (the API server's IsQualifiedName):
+#: an optional DNS-subdomain prefix of at most 253 characters and "/", then a name.
+QUALIFIED_NAME_PATTERN = rf"^({_DNS_PREFIX}/)?{_NAME_PART}$"
+MAX_QUALIFIED_NAME_PREFIX = 253
+MAX_QUALIFIED_NAME_LENGTH = MAX_QUALIFIED_NAME_PREFIX + 1 + 63
+#: A label value (IsValidLabelValue): empty, or at most 63 letters, digits, '-', '_' and '.'
+#: starting and ending with a letter or digit.
+LABEL_VALUE_PATTERN = rf"^({_NAME_PART})?$"
+QUALIFIED_NAME_HINT = (
+    "an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting "
+    "and ending with a letter or digit (e.g. example.com/pool or zone)"
+)
+LABEL_VALUE_HINT = (
+    "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+
+
+def qualified_name_rule(variable: str) -> str:
+    """The CEL condition mirroring `check_qualified_name` on the CEL string `variable`."""
+    return (
+        f"{variable}.size() <= {MAX_QUALIFIED_NAME_LENGTH} && "
+        f"{variable}.matches('{QUALIFIED_NAME_PATTERN}') && "
+        f"(!{variable}.contains('/') || "
+        f"{variable}.split('/')[0].size() <= {MAX_QUALIFIED_NAME_PREFIX})"
+    )
+
+
+#: The CEL rule of maps whose keys become label, annotation or resource names (a structural
+#: schema has no way to constrain map keys other than a rule on the map).
+QUALIFIED_KEY_RULE = f"self.all(k, {qualified_name_rule('k')})"
+
+# Size bounds. kopf keeps the last handled spec in an annotation, and all annotations of an object
+# share 256 KiB: every list, map and string of the spec is bounded so that even a spec at every
+# bound fits (tests/test_crd.py computes that worst case from the generated schema).
+#: Longest free text in status (tritonop.status cuts what it writes to this).
+MAX_STATUS_MESSAGE = 1024
+MAX_URI_LENGTH = 2048
+MAX_IMAGE_LENGTH = 1024
+MAX_MODELS = 64
+MAX_AUTOSCALING_MODELS = 32
+MAX_MODEL_NAME = 128
+MAX_ARGS = 32
+MAX_ARG_LENGTH = 256
+MAX_MAP_ENTRIES = 16
+MAX_RESOURCES = 8
+MAX_ANNOTATION_VALUE = 256
+MAX_LIST_ITEMS = 16
+MAX_QUANTITY_LENGTH = 64
+#: Flags the operator sets itself to lock Triton's administrative APIs behind a key.
+RESERVED_TRITON_FLAGS = ("--http-restricted-api", "--grpc-restricted-protocol")
+RESERVED_FLAGS_MESSAGE = (
+    "--http-restricted-api and --grpc-restricted-protocol are set by the operator (Triton's "
+    "administrative APIs are behind the key in the Secret NAME-triton-admin); remove them"
+)
+HPA_MODELS_MESSAGE = (
+    "in mode HPA the models become label values of the HPA's metric selector: each must be "
+    + LABEL_VALUE_HINT
+)
+MAX_UNAVAILABLE_PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+MAX_UNAVAILABLE_MESSAGE = (
+    "must be at least 1 or a percentage from '1%' to '100%': 0 would never let a node drain "
+    "evict a Triton pod"
+)
 
 Quantity = Annotated[
     str | int | float,
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
+        }
+    ),
 ]
+
+
+def check_qualified_name(key: str, where: str = "key") -> str:
+    """Validate a label/annotation/resource key the way the API server's IsQualifiedName does."""
+    prefix, _, _name = key.rpartition("/")
+    if (
+        len(key) > MAX_QUALIFIED_NAME_LENGTH
+        or len(prefix) > MAX_QUALIFIED_NAME_PREFIX
+        or not re.match(QUALIFIED_NAME_PATTERN, key)
+    ):
+        raise ValueError(f"{where} {key!r} is not a valid key: use {QUALIFIED_NAME_HINT}")
+    return key
+
+
+def check_label_value(value: str) -> str:
+    """Validate a label value the way the API server's IsValidLabelValue does."""
+    if not re.match(LABEL_VALUE_PATTERN, value):
+        raise ValueError(f"{value!r} is not a valid label value: use {LABEL_VALUE_HINT}")
+    return value
+
+
+LabelValue = Annotated[
+    str,
+    StringConstraints(max_length=63),
+    AfterValidator(check_label_value),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches('{LABEL_VALUE_PATTERN}')",
+                    "message": f"must be a label value: {LABEL_VALUE_HINT}",
+                }
+            ]
+        }
+    ),
+]
+#: Printable ASCII: what Triton model names, arguments, URIs and image references are. Besides
+#: refusing control characters, it keeps each character one byte (two when JSON escapes it),
+#: which the spec's size bound relies on.
+PRINTABLE_PATTERN = r"^[ -~]*$"
+PRINTABLE_MESSAGE = "must be printable ASCII (no control characters or non-ASCII letters)"
+
+
+def check_printable(value: str) -> str:
+    """Refuse control characters and non-ASCII text (see PRINTABLE_PATTERN)."""
+    if not re.match(PRINTABLE_PATTERN, value):
+        raise ValueError(f"{value!r} {PRINTABLE_MESSAGE}")
+    return value
+
+
+_PRINTABLE_RULE = Field(
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {"rule": f"self.matches('{PRINTABLE_PATTERN}')", "message": PRINTABLE_MESSAGE}
+        ]
+    }
+)
+ModelName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_MODEL_NAME),
+    AfterValidator(check_printable),
+    _PRINTABLE_RULE,
+]
+TritonArgument = Annotated[
+    str,
+    StringConstraints(max_length=MAX_ARG_LENGTH),
+    AfterValidator(check_printable),
+    _PRINTABLE_RULE,
+]
+AnnotationValue = Annotated[
+    str,
+    StringConstraints(max_length=MAX_ANNOTATION_VALUE),
+    AfterValidator(check_printable),
+    _PRINTABLE_RULE,
+]
+QualifiedName = Annotated[
+    str,
+    StringConstraints(max_length=MAX_QUALIFIED_NAME_LENGTH),
+    AfterValidator(check_qualified_name),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": qualified_name_rule("self"), "message": f"must be {QUALIFIED_NAME_HINT}"}
+            ]
+        }
+    ),
+]
+
+
+def _qualified_keys(values: dict[str, Any], where: str) -> dict[str, Any]:
+    for key in values:
+        check_qualified_name(key, where)
+    return values
+
+
+def _qualified_key_rule(what: str) -> dict[str, Any]:
+    """The CEL rule of a map whose keys must be qualified names, with its message."""
+    return {
+        "x-kubernetes-validations": [
+            {"rule": QUALIFIED_KEY_RULE, "message": f"{what} keys must be {QUALIFIED_NAME_HINT}"}
+        ]
+    }
 
 
 def _check_quantity(value: str | int | float, where: str) -> str:
@@ -46,7 +233,7 @@ def _check_quantity(value: str | int | float, where: str) -> str:
     if isinstance(value, bool):
         raise ValueError(f"{where} must be a quantity such as '2', '500m' or '16Gi', not {value!r}")
     text = str(value)
-    if not re.match(QUANTITY_PATTERN, text):
+    if len(text) > MAX_QUANTITY_LENGTH or not re.match(QUANTITY_PATTERN, text):
         raise ValueError(
             f"{where} must be a Kubernetes quantity such as '2', '500m' or '16Gi'; got {text!r}"
         )
@@ -73,7 +260,9 @@ class APIModel(BaseModel):
 class SecretReference(APIModel):
     """A Secret in the InferenceService's namespace."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)
+    ] = Field(
         description="Name of the Secret, in the same namespace as the InferenceService.",
     )
 
@@ -82,6 +271,7 @@ class ModelRepository(APIModel):
     """Where Triton loads models from."""
 
     uri: str = Field(
+        max_length=MAX_URI_LENGTH,
         description=(
             "Model repository location. s3://bucket/path, gs://bucket/path and "
             "as://account/container/path are read by Triton itself (credentials from secretRef); "
@@ -93,7 +283,12 @@ class ModelRepository(APIModel):
                     "rule": "self.matches('" + REPOSITORY_URI_PATTERN + "')",
                     "message": "must start with s3://, gs://, as:// or pvc:// "
                     "followed by a location, e.g. s3://bucket/models or pvc://models-claim",
-                }
+                },
+                {
+                    "rule": "!self.matches('" + PVC_PARENT_PATTERN + "')",
+                    "message": PVC_PARENT_MESSAGE,
+                },
+                {"rule": f"self.matches('{PRINTABLE_PATTERN}')", "message": PRINTABLE_MESSAGE},
             ]
         },
     )
@@ -110,6 +305,7 @@ class ModelRepository(APIModel):
     @field_validator("uri")
     @classmethod
     def _scheme(cls, uri: str) -> str:
+        check_printable(uri)
         if not re.match(REPOSITORY_URI_PATTERN, uri):
             raise ValueError(
                 "must start with s3://, gs://, as:// or pvc:// followed by a location, "
@@ -121,6 +317,8 @@ class ModelRepository(APIModel):
                 raise ValueError(
                     f"pvc:// must be followed by a PersistentVolumeClaim name; got {claim!r}"
                 )
+            if re.match(PVC_PARENT_PATTERN, uri):
+                raise ValueError(f"{PVC_PARENT_MESSAGE}; got {uri!r}")
         return uri
 
     @property
@@ -142,16 +340,21 @@ class ResourceRequirements(APIModel):
 
     requests: dict[str, Quantity] = Field(
         default_factory=dict,
+        max_length=MAX_RESOURCES,
         description="Minimum resources, e.g. {cpu: '2', memory: 8Gi}.",
+        json_schema_extra=_qualified_key_rule("resource"),
     )
     limits: dict[str, Quantity] = Field(
         default_factory=dict,
+        max_length=MAX_RESOURCES,
         description="Maximum resources, e.g. {memory: 16Gi}. GPU limits come from gpu.count.",
+        json_schema_extra=_qualified_key_rule("resource"),
     )
 
     @field_validator("requests", "limits")
     @classmethod
     def _quantities(cls, values: dict[str, Any]) -> dict[str, str]:
+        _qualified_keys(values, "resource name")
         return {
             name: _check_quantity(v, f"resources quantity {name!r}") for name, v in values.items()
         }
@@ -175,13 +378,15 @@ class GPU(APIModel):
     resource_name: str = Field(
         default="nvidia.com/gpu",
         pattern=RESOURCE_NAME_PATTERN,
+        max_length=MAX_QUALIFIED_NAME_LENGTH,
         description=(
             "Extended resource to request: nvidia.com/gpu, or a MIG profile such as "
             "nvidia.com/mig-1g.10gb when the GPU operator runs the mixed MIG strategy."
         ),
     )
-    products: list[Annotated[str, StringConstraints(min_length=1, max_length=63)]] = Field(
+    products: list[Annotated[LabelValue, StringConstraints(min_length=1)]] = Field(
         default_factory=list,
+        max_length=MAX_LIST_ITEMS,
         description=(
             "Acceptable GPU models, matched against the node label nvidia.com/gpu.product "
             "(set by GPU feature discovery), e.g. [NVIDIA-H100-80GB-HBM3]. Empty: any GPU."
@@ -213,13 +418,17 @@ class GPU(APIModel):
 class Toleration(APIModel):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(
-        default=None, description="Taint key to tolerate; empty with Exists matches all."
+    key: QualifiedName | None = Field(
+        default=None,
+        description="Taint key to tolerate (a label key, e.g. example.com/dedicated); unset with "
+        "Exists matches all.",
     )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (default Equal)."
     )
-    value: str | None = Field(default=None, description="Taint value for the Equal operator.")
+    value: LabelValue | None = Field(
+        default=None, description="Taint value for the Equal operator (a label value)."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty matches all effects."
     )
@@ -227,6 +436,183 @@ class Toleration(APIModel):
         default=None,
         description="For NoExecute: how long the pod stays bound after the taint appears.",
     )
+
+
+# core/v1 Affinity, typed: the API server checks every field of it when the Deployment is
+# applied, so an unknown or misspelt field is refused here instead (and the bounds keep the
+# spec small enough for kopf's annotation, see MAX_MODELS).
+
+NodeSelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+LabelSelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+# Generous for real scheduling constraints, small enough that the spec stays bounded (the
+# nesting multiplies them): node terms, expressions per node term, values per expression, pod
+# (anti-)affinity terms per kind, and the parts of a pod term's label selectors.
+MAX_NODE_TERMS = 3
+MAX_NODE_EXPRESSIONS = 4
+MAX_AFFINITY_VALUES = 8
+MAX_POD_TERMS = 2
+MAX_SELECTOR_PARTS = 4
+MAX_SELECTOR_EXPRESSIONS = 2
+MAX_TERM_KEYS = 2
+
+
+class NodeSelectorRequirement(APIModel):
+    """One requirement on node labels or fields (core/v1 NodeSelectorRequirement)."""
+
+    key: QualifiedName = Field(description="Node label key (or field name in matchFields).")
+    operator: NodeSelectorOperator = Field(description="In, NotIn, Exists, DoesNotExist, Gt or Lt.")
+    values: list[LabelValue] = Field(
+        default_factory=list,
+        max_length=MAX_AFFINITY_VALUES,
+        description="Values for In and NotIn; one integer for Gt and Lt; empty otherwise.",
+    )
+
+
+class NodeSelectorTerm(APIModel):
+    """Requirements that must all hold (core/v1 NodeSelectorTerm)."""
+
+    match_expressions: list[NodeSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=MAX_NODE_EXPRESSIONS,
+        description="Requirements on node labels.",
+    )
+    match_fields: list[NodeSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=1,
+        description="A requirement on the node's metadata.name (the only field there is).",
+    )
+
+
+class NodeSelector(APIModel):
+    """Terms of which at least one must hold (core/v1 NodeSelector)."""
+
+    node_selector_terms: list[NodeSelectorTerm] = Field(
+        min_length=1, max_length=MAX_NODE_TERMS, description="Terms, ORed."
+    )
+
+
+class PreferredSchedulingTerm(APIModel):
+    """A weighted preference for nodes (core/v1 PreferredSchedulingTerm)."""
+
+    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight 1..100.")
+    preference: NodeSelectorTerm = Field(description="The nodes preferred.")
+
+
+class NodeAffinity(APIModel):
+    """Node affinity (core/v1 NodeAffinity)."""
+
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
+        default=None, description="Nodes the pods must run on."
+    )
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
+        default_factory=list,
+        max_length=MAX_NODE_TERMS,
+        description="Nodes the pods prefer.",
+    )
+
+
+class LabelSelectorRequirement(APIModel):
+    """One requirement on labels (meta/v1 LabelSelectorRequirement)."""
+
+    key: QualifiedName = Field(description="Label key.")
+    operator: LabelSelectorOperator = Field(description="In, NotIn, Exists or DoesNotExist.")
+    values: list[LabelValue] = Field(
+        default_factory=list,
+        max_length=MAX_AFFINITY_VALUES,
+        description="Values for In and NotIn; empty otherwise.",
+    )
+
+
+class LabelSelector(APIModel):
+    """A label selector (meta/v1 LabelSelector)."""
+
+    match_labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_SELECTOR_PARTS,
+        description="Labels that must all match.",
+        json_schema_extra=_qualified_key_rule("matchLabels"),
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        max_length=MAX_SELECTOR_EXPRESSIONS,
+        description="Requirements that must all hold.",
+    )
+
+    @field_validator("match_labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        return _qualified_keys(labels, "matchLabels key")
+
+
+class PodAffinityTerm(APIModel):
+    """Pods to be near (or away from) on a topology (core/v1 PodAffinityTerm)."""
+
+    label_selector: LabelSelector | None = Field(default=None, description="The other pods.")
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Namespaces of the other pods (empty: all)."
+    )
+    namespaces: list[
+        Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL_PATTERN)]
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_SELECTOR_PARTS,
+        description="Namespaces of the other pods (unset with no namespaceSelector: this one).",
+    )
+    topology_key: QualifiedName = Field(
+        description="Node label that defines the topology, e.g. kubernetes.io/hostname."
+    )
+    match_label_keys: list[QualifiedName] = Field(
+        default_factory=list,
+        max_length=MAX_TERM_KEYS,
+        description="Label keys whose values (taken from the incoming pod) are ANDed with labelSelector.",
+    )
+    mismatch_label_keys: list[QualifiedName] = Field(
+        default_factory=list,
+        max_length=MAX_TERM_KEYS,
+        description="Label keys whose values must differ from the incoming pod's.",
+    )
+
+
+class WeightedPodAffinityTerm(APIModel):
+    """A weighted pod (anti-)affinity preference (core/v1 WeightedPodAffinityTerm)."""
+
+    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Weight 1..100.")
+    pod_affinity_term: PodAffinityTerm = Field(description="The term.")
+
+
+class PodAffinity(APIModel):
+    """Pod affinity or anti-affinity (core/v1 PodAffinity, PodAntiAffinity)."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = Field(
+        default_factory=list, max_length=MAX_POD_TERMS, description="Terms that must hold."
+    )
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(
+        default_factory=list, max_length=MAX_POD_TERMS, description="Preferred terms."
+    )
+
+
+class Affinity(APIModel):
+    """Scheduling constraints of the Triton pods (core/v1 Affinity)."""
+
+    node_affinity: NodeAffinity | None = Field(default=None, description="Node affinity.")
+    pod_affinity: PodAffinity | None = Field(default=None, description="Pod affinity.")
+    pod_anti_affinity: PodAffinity | None = Field(default=None, description="Pod anti-affinity.")
+
+    def manifest(self) -> dict[str, Any]:
+        """The affinity as the pod spec carries it: camelCase, unset and empty fields left out
+        (the API server drops them too, so the rendered object equals the stored one)."""
+        manifest: dict[str, Any] = _compact(self.model_dump(by_alias=True, exclude_none=True))
+        return manifest
+
+
+def _compact(value: Any) -> Any:
+    """`value` without empty lists and mappings, at every depth."""
+    if isinstance(value, dict):
+        pairs = ((k, _compact(v)) for k, v in value.items())
+        return {k: v for k, v in pairs if v not in ({}, [])}
+    if isinstance(value, list):
+        return [_compact(item) for item in value]
+    return value
 
 
 class Targets(APIModel):
@@ -338,6 +724,7 @@ class ScalingRules(APIModel):
     )
     policies: list[ScalingPolicy] | None = Field(
         default=None,
+        max_length=10,
         description="Rate limits. Unset: HPA's defaults for the direction.",
     )
 
@@ -407,9 +794,12 @@ class Autoscaling(APIModel):
             "headroom. Unset: learned from how long the service's own new pods take."
         ),
     )
-    models: list[str] = Field(
+    models: list[ModelName] = Field(
         default_factory=list,
-        description="Only these models' metrics drive scaling. Empty: every model the pod serves.",
+        max_length=MAX_AUTOSCALING_MODELS,
+        description="Only these models' metrics drive scaling. Empty: every model the pod "
+        "serves. In mode HPA they become label values of the HPA's metric selector, so they "
+        "must be valid label values there.",
     )
     behavior: Behavior = Field(
         default_factory=Behavior,
@@ -444,13 +834,35 @@ class Autoscaling(APIModel):
             raise ValueError("minReplicas 0 needs mode KEDA (scale to zero); set minReplicas >= 1")
         return self
 
+    @model_validator(mode="after")
+    def _hpa_models_are_label_values(self) -> Autoscaling:
+        if self.mode == "HPA":
+            for model in self.models:
+                if not re.match(LABEL_VALUE_PATTERN, model):
+                    raise ValueError(f"{HPA_MODELS_MESSAGE}; got {model!r}")
+        return self
+
 
 class Triton(APIModel):
     """Settings of the tritonserver process."""
 
-    args: list[str] = Field(
+    args: list[TritonArgument] = Field(
         default_factory=list,
-        description="Extra tritonserver arguments, appended last (e.g. --log-verbose=1).",
+        max_length=MAX_ARGS,
+        description="Extra tritonserver arguments, appended last (e.g. --log-verbose=1). "
+        "--http-restricted-api and --grpc-restricted-protocol are set by the operator (they put "
+        "Triton's administrative APIs behind the key in the Secret NAME-triton-admin) and are "
+        "refused here.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(a, "
+                    + " && ".join(f"!a.startsWith('{flag}')" for flag in RESERVED_TRITON_FLAGS)
+                    + ")",
+                    "message": RESERVED_FLAGS_MESSAGE,
+                }
+            ]
+        },
     )
     shm_size: Quantity = Field(
         default="1Gi",
@@ -473,6 +885,13 @@ class Triton(APIModel):
     def _shm(cls, value: str | int | float) -> str:
         return _check_quantity(value, "shmSize")
 
+    @field_validator("args")
+    @classmethod
+    def _no_reserved_flags(cls, args: list[str]) -> list[str]:
+        if any(arg.startswith(RESERVED_TRITON_FLAGS) for arg in args):
+            raise ValueError(RESERVED_FLAGS_MESSAGE)
+        return args
+
 
 class ServiceSpec(APIModel):
     """The Service in front of the Triton pods."""
@@ -480,31 +899,51 @@ class ServiceSpec(APIModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="Service type."
     )
-    annotations: dict[str, str] = Field(
+    annotations: dict[str, AnnotationValue] = Field(
         default_factory=dict,
-        description="Annotations for the Service (e.g. load-balancer settings).",
+        max_length=MAX_MAP_ENTRIES,
+        description="Annotations for the Service (e.g. load-balancer settings). The operator's "
+        "administrator decides which annotation prefixes are allowed.",
+        json_schema_extra=_qualified_key_rule("annotation"),
     )
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotation_keys(cls, annotations: dict[str, str]) -> dict[str, str]:
+        return _qualified_keys(annotations, "annotation")
 
 
 class Disruption(APIModel):
     """The PodDisruptionBudget for voluntary evictions (node drains, upgrades)."""
 
     max_unavailable: Annotated[
-        str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})
+        str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True, "maxLength": 4})
     ] = Field(
         default=1,
-        description="Pods that may be evicted at once: a number or a percentage such as '25%'.",
+        description="Pods that may be evicted at once: a number (at least 1) or a percentage "
+        "from '1%' to '100%' (rounded up, so always at least one pod). 0 is refused: it would "
+        "block every node drain for good.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int ? self >= 1 : self.matches('"
+                    + MAX_UNAVAILABLE_PERCENT_PATTERN
+                    + "')",
+                    "message": MAX_UNAVAILABLE_MESSAGE,
+                }
+            ]
+        },
     )
 
     @field_validator("max_unavailable")
     @classmethod
     def _int_or_percent(cls, value: str | int) -> str | int:
         if isinstance(value, int):
-            if value < 0:
-                raise ValueError("must be >= 0")
+            if value < 1:
+                raise ValueError(MAX_UNAVAILABLE_MESSAGE)
             return value
-        if not re.match(r"^[0-9]+%$", value):
-            raise ValueError(f"must be a number or a percentage such as '25%'; got {value!r}")
+        if not re.match(MAX_UNAVAILABLE_PERCENT_PATTERN, value):
+            raise ValueError(f"{MAX_UNAVAILABLE_MESSAGE}; got {value!r}")
         return value
 
 
@@ -512,8 +951,9 @@ class InferenceServiceSpec(APIModel):
     """Desired state of an InferenceService: a Triton deployment serving a model repository."""
 
     model_repository: ModelRepository = Field(description="Where Triton loads models from.")
-    models: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+    models: list[ModelName] = Field(
         default_factory=list,
+        max_length=MAX_MODELS,
         description=(
             "Models to load with explicit model control (--model-control-mode=explicit, one "
             "--load-model per entry). Empty: Triton loads every model in the repository."
@@ -521,6 +961,8 @@ class InferenceServiceSpec(APIModel):
     )
     image: str | None = Field(
         default=None,
+        max_length=MAX_IMAGE_LENGTH,
+        pattern=r"^[!-~]+$",
         description="Triton image. Unset: the operator's default (TRITONOP_DEFAULT_IMAGE).",
     )
     replicas: Annotated[int, Field(ge=0)] = Field(
@@ -532,16 +974,20 @@ class InferenceServiceSpec(APIModel):
         description="CPU and memory of the Triton container; GPUs come from gpu.",
     )
     gpu: GPU = Field(default_factory=GPU, description="GPU request, GPU models and CPU fallback.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Extra node selector, merged with what gpu implies."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_MAP_ENTRIES,
+        description="Extra node selector (label keys and values), merged with what gpu implies.",
+        json_schema_extra=_qualified_key_rule("nodeSelector"),
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Extra tolerations, merged with the GPU taint toleration."
+        default_factory=list,
+        max_length=MAX_LIST_ITEMS,
+        description="Extra tolerations, merged with the GPU taint toleration.",
     )
-    affinity: dict[str, Any] = Field(
-        default_factory=dict,
+    affinity: Affinity = Field(
+        default_factory=Affinity,
         description="Pod affinity (core/v1 Affinity); the GPU product node affinity is merged in.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     autoscaling: Autoscaling | None = Field(
         default=None,
@@ -552,6 +998,11 @@ class InferenceServiceSpec(APIModel):
     disruption: Disruption = Field(
         default_factory=Disruption, description="PodDisruptionBudget settings."
     )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        return _qualified_keys(selector, "nodeSelector key")
 
     @property
     def autoscaling_mode(self) -> AutoscalingMode:
@@ -575,7 +1026,9 @@ class Condition(APIModel):
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(pattern=CONDITION_REASON_PATTERN, description="One-word CamelCase reason.")
     message: str = Field(
-        default="", description="Human-readable detail, with how to fix it when False."
+        default="",
+        max_length=MAX_STATUS_MESSAGE,
+        description="Human-readable detail, with how to fix it when False.",
     )
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(
@@ -595,7 +1048,7 @@ class PlacementStatus(APIModel):
 
     mode: PlacementMode = Field(description="GPU, CPUFallback, CPU (gpu.count 0) or Unplaceable.")
     reason: str = Field(description="One-word reason for the decision.")
-    message: str = Field(default="", description="Why, in words.")
+    message: str = Field(default="", max_length=MAX_STATUS_MESSAGE, description="Why, in words.")
 
 
 class MetricsStatus(APIModel):
@@ -625,7 +1078,9 @@ class ScaleRecord(APIModel):
 
     from_: int = Field(alias="from", description="Replicas before.")
     to: int = Field(description="Replicas after.")
-    reason: str = Field(description="The metric and numbers that drove the decision.")
+    reason: str = Field(
+        max_length=MAX_STATUS_MESSAGE, description="The metric and numbers that drove the decision."
+    )
 
 
 class InferenceServiceStatus(APIModel):

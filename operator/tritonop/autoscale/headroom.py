@@ -12,7 +12,6 @@ docs/design/autoscaling.md ("Objective mode").
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: How long a rise is remembered: long enough to span the quiet spells between a service's
@@ -76,15 +75,22 @@ class BurstMemory:
 
         The effective rate is the most arrivals any run of recent intervals within one cold
         start brought per second of that run plus `slack` (the seconds a request may wait
-        and still meet the objective: a burst shorter than that is absorbed by queueing);
-        its level is the mean rate over the cold start before the last one.
+        and still meet the objective: a burst shorter than that is absorbed by queueing).
+        The level it rose from is the highest rate of the intervals that ended at least one
+        cold start before this one (within two cold starts): replicas asked for at their end
+        serve by now. So a load whose rate never rises by more than R req/s between two
+        intervals that end less than one cold start plus one interval apart (a rise is seen
+        at the end of an interval) shows rises of at most R.
         """
         if not (sample.seconds > 0 and math.isfinite(sample.requests) and sample.requests >= 0):
             return self
         recent = tuple(s for s in self.recent if s.time > sample.time - 2 * cold_start)
         recent = (*recent, sample)
         peak = _effective_rate(recent, sample.time, cold_start, slack)
-        level = _mean_rate(s for s in recent if s.time <= sample.time - cold_start)
+        level = max(
+            (s.requests / s.seconds for s in recent if s.time <= sample.time - cold_start),
+            default=None,
+        )
         rise = max(0.0, peak - level) if level is not None else 0.0
         cutoff = sample.time - BURST_MEMORY_SECONDS
         kept = tuple(r for r in self.rises if r.time > cutoff)
@@ -125,21 +131,13 @@ def _effective_rate(
     return best
 
 
-def _mean_rate(samples: Iterable[LoadSample]) -> float | None:
-    requests = seconds = 0.0
-    for sample in samples:
-        requests += sample.requests
-        seconds += sample.seconds
-    return requests / seconds if seconds > 0 else None
-
-
 def headroom_replicas(
     held: HeldRise | None, arrivals: float, request_cost: float, steady: int
 ) -> int:
     """Replicas beyond `steady` (the sizing for today's arrivals) that a remembered rise asks
     for: capacity for today's arrivals plus the rise, at most the peak seen, at full use (the
     rates already allow for queueing slack). Zero when no rise exceeded one replica's worth."""
-    if held is None or held.rise * request_cost <= 1.0:
+    if held is None or held.rise * request_cost <= 1.0 + 1e-9:
         return 0
     carried = min(arrivals + held.rise, max(held.peak, arrivals)) * request_cost
     return max(0, math.ceil(carried - 1e-9) - steady)

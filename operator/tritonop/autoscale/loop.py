@@ -27,6 +27,8 @@ from prometheus_client import Counter, Gauge
 
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
+from tritonop.autoscale.coldstart import cold_start_seconds, pod_start
+from tritonop.autoscale.deletioncost import deletion_costs
 from tritonop.autoscale.metrics import MetricsSource
 from tritonop.autoscale.observe import MetricsTarget, PodEndpoint
 from tritonop.autoscale.policy import PolicyState, decide
@@ -95,6 +97,19 @@ def split_pods(pods: Iterable[Mapping[str, Any]]) -> tuple[tuple[PodEndpoint, ..
         else:
             starting += 1
     return tuple(ready), starting
+
+
+def pods_cold_start(pods: Iterable[Mapping[str, Any]]) -> float | None:
+    """How long the service's latest pods took from creation to Ready (autoscale/coldstart.py).
+
+    Measured here, on the pods the operator's own Deployment made, because the objective's
+    headroom is sized for the cold start of this model on this cluster; the metrics source
+    only sees pods that already serve.
+    """
+    starts = (
+        pod_start(pod) for pod in pods if not (pod.get("metadata") or {}).get("deletionTimestamp")
+    )
+    return cold_start_seconds(start for start in starts if start is not None)
 
 
 def rate_window(interval: float) -> float:
@@ -248,7 +263,8 @@ async def autoscale_once(
         return Outcome()
     interval = runtime.settings.autoscale_interval_seconds
     current = int((deployment.get("spec") or {}).get("replicas", 1))
-    ready, starting = split_pods(view.pods(key))
+    pods = view.pods(key)
+    ready, starting = split_pods(pods)
     target = MetricsTarget(
         namespace=service.namespace,
         name=service.name,
@@ -257,7 +273,7 @@ async def autoscale_once(
         models=tuple(autoscaling.models),
         window_s=rate_window(interval),
     )
-    observation = await source.observe(target)
+    observation = replace(await source.observe(target), cold_start_seconds=pods_cold_start(pods))
     now = runtime.clock.monotonic()
     before = state.policy or PolicyState.fresh(now, current)
     decision, state.policy = decide(autoscaling, current, observation, before, now, interval)
@@ -267,13 +283,15 @@ async def autoscale_once(
     if decision.desired_replicas == current and not book.differs(
         key,
         body.get("status"),
-        status_part(decision_fields(decision, observation), decision.conditions, decision, quiet),
+        status_part(
+            decision_fields(decision, observation), decision.conditions, decision, current, quiet
+        ),
     ):
         signals.replicas(decision.desired_replicas, current)
         return Outcome()  # nothing to write (the numbers alone wait for the period): no thread
     # The API client blocks: off the event loop, which every service's loop shares.
     outcome = await asyncio.to_thread(
-        carry_out, runtime, book, body, service, current, decision, observation, quiet
+        carry_out, runtime, book, body, service, current, decision, observation, pods, quiet
     )
     failure = outcome.failure
     scale_failed = failure is not None and failure.write == "scale"
@@ -311,16 +329,18 @@ def carry_out(
     current: int,
     decision: Decision,
     observation: Observation,
+    pods: Sequence[Mapping[str, Any]],
     quiet: bool = False,
 ) -> Outcome:
-    """Scale when the decision differs, then record the decision in status.
+    """Scale when the decision differs, then record the decision in status and /metrics.
 
     `quiet`: the service's status was written less than STATUS_METRICS_PERIOD_SECONDS ago, so
     it is written again only for news (see `news`), checked under the status book's lock; a
     scale, made or refused, is always news.
 
-    A refused scale write leaves the replicas as they are and says so in status
-    (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
+    Before a scale-down the service's pods get their pod-deletion-cost (`spare_busy_pods`),
+    so the ReplicaSet removes idle pods rather than busy ones. A refused scale write leaves the
+    replicas as they are and says so in status (AbleToScale=False, FailedUpdateScale); a refused status write is logged. Either is
     returned, for the loop to retry next interval. Events are best effort: one the API
     server refuses is logged and dropped.
     """
@@ -328,8 +348,11 @@ def carry_out(
     fields = decision_fields(decision, observation)
     flags: Sequence[ConditionFlag] = decision.conditions
     failure: WriteFailure | None = None
+    replicas = current
     scaling = decision.desired_replicas != current
     if scaling:
+        if decision.desired_replicas < current:
+            spare_busy_pods(runtime, service, pods, observation)
         try:
             runtime.kube.scale_deployment(
                 service.namespace, service.name, decision.desired_replicas
@@ -345,11 +368,14 @@ def carry_out(
                 failure.message,
             )
         else:
+            replicas = decision.desired_replicas
             fields.update(_scaled(runtime, body, service, current, decision))
     written = False
     try:
         written = book.update(
-            key, body.get("status"), status_part(fields, flags, decision, quiet and not scaling)
+            key,
+            body.get("status"),
+            status_part(fields, flags, decision, replicas, quiet and not scaling),
         )
     except WRITE_ERRORS as error:
         failed = WriteFailure.of("status", error)
@@ -367,22 +393,50 @@ def decision_fields(decision: Decision, observation: Observation) -> StatusField
 
 
 def status_part(
-    fields: StatusFields, flags: Sequence[ConditionFlag], decision: Decision, quiet: bool
+    fields: StatusFields,
+    flags: Sequence[ConditionFlag],
+    decision: Decision,
+    replicas: int,
+    quiet: bool,
 ) -> Compute:
     """The loop's part of the status, computed from the status as it is then; while `quiet`,
-    nothing unless it is news."""
+    nothing unless it is news. The summary counts Ready of the `replicas` the Deployment has
+    (the decision, unless its write failed): the reconcile's resync writes the same summary,
+    so the two never undo each other."""
 
     def compute(live: Mapping[str, Any]) -> StatusChange | None:
         if quiet and not news(live, flags, decision.desired_replicas):
             return None
         ready = int(live.get("readyReplicas") or 0)
-        summary: StatusFields = {
-            **fields,
-            "replicaSummary": f"{ready}/{decision.desired_replicas}",
-        }
+        summary: StatusFields = {**fields, "replicaSummary": f"{ready}/{replicas}"}
         return StatusChange(summary, flags, int(live.get("observedGeneration") or 0))
 
     return compute
+
+
+def spare_busy_pods(
+    runtime: Runtime,
+    service: ParsedService,
+    pods: Sequence[Mapping[str, Any]],
+    observation: Observation,
+) -> None:
+    """Write pod-deletion-cost on the owned pods whose unfinished work changed its value.
+
+    Best effort: a refused write is logged and the scale-down goes ahead (the ReplicaSet then
+    picks by its own ranking, as it would without the annotation).
+    """
+    changes = deletion_costs(service.name, pods, dict(observation.pod_work))
+    for pod, cost in sorted(changes.items()):
+        try:
+            runtime.kube.set_pod_deletion_cost(service.namespace, pod, cost)
+        except WRITE_ERRORS as error:
+            log.warning(
+                "%s/%s: pod-deletion-cost of %s not written: %s",
+                service.namespace,
+                service.name,
+                pod,
+                error,
+            )
 
 
 def _unable(failure: WriteFailure, current: int, decision: Decision) -> ConditionFlag:

@@ -460,6 +460,8 @@ class _PodRates:
     queue_duration_us: float
     successes: float
     seconds: float
+    compute_us: float | None
+    """Compute time of the interval's requests; None when a selected model lacks the series."""
 
 
 def _pod_rates(
@@ -482,6 +484,7 @@ def _pod_rates(
         return None
     before = {(stats.model, stats.version): stats for stats in previous.sample.select(models)}
     queued = succeeded = 0.0
+    computed: float | None = 0.0
     for stats in selected:
         base = before.get((stats.model, stats.version))
         base_counters = base.counters() if base is not None else {}
@@ -490,7 +493,15 @@ def _pod_rates(
             return None  # reset: skip this pod's rates for one interval
         queued += (stats.queue_duration_us or 0.0) - base_counters.get(QUEUE_DURATION, 0.0)
         succeeded += (stats.request_success or 0.0) - base_counters.get(SUCCESS, 0.0)
-    return _PodRates(queue_duration_us=queued, successes=succeeded, seconds=seconds)
+        if computed is not None and stats.compute_infer_duration_us is not None:
+            computed += stats.compute_infer_duration_us - base_counters.get(
+                COMPUTE_INFER_DURATION, 0.0
+            )
+        else:
+            computed = None
+    return _PodRates(
+        queue_duration_us=queued, successes=succeeded, seconds=seconds, compute_us=computed
+    )
 
 
 MAX_REQUEST_RATE = 1_000_000.0
@@ -553,7 +564,11 @@ def observe(
     (see `remember`). `models` restricts every signal to those model names (empty: all).
     queue_depth is the mean over reporting pods of the pod's pending requests summed over its
     selected models; request_rate is Σ Δsuccess/Δt over pods with a base sample; queue_time_ms
-    is the request-weighted average over the same pods (see the module docstring for idle).
+    is the request-weighted average over the same pods (see the module docstring for idle), and
+    compute_ms likewise from nv_inference_compute_infer_duration_us (None when a pod lacks it:
+    an upper bound of the request cost is only one if it covers every request). pod_work is
+    each reporting pod's pending requests plus its average executing ones (compute time over
+    the interval; 0 without a base sample or the series).
     """
     problems: list[str] = []
     implausible: list[str] = []
@@ -561,6 +576,8 @@ def observe(
     pending_total = 0.0
     rate_pods = 0
     queued_us = successes = request_rate = 0.0
+    computed_us: float | None = 0.0
+    work: list[tuple[str, float]] = []
     for pod in sorted(current):
         scrape = current[pod]
         if scrape.sample is None:
@@ -581,13 +598,25 @@ def observe(
             implausible.extend(f"{pod}: {finding}" for finding in found)
             continue
         reporting += 1
-        pending_total += sum(stats.pending or 0.0 for stats in selected)
+        pending = sum(stats.pending or 0.0 for stats in selected)
+        pending_total += pending
+        executing = (
+            rates.compute_us / rates.seconds / 1e6
+            if rates is not None and rates.compute_us is not None
+            else 0.0
+        )
+        work.append((pod, pending + executing))
         if rates is None:
             continue
         rate_pods += 1
         queued_us += rates.queue_duration_us
         successes += rates.successes
         request_rate += rates.successes / rates.seconds
+        computed_us = (
+            computed_us + rates.compute_us
+            if computed_us is not None and rates.compute_us is not None
+            else None
+        )
     return Observation(
         time=now,
         ready_replicas=ready_replicas,
@@ -597,6 +626,10 @@ def observe(
         queue_time_ms=_queue_time_ms(queued_us, successes, pending_total) if rate_pods else None,
         request_rate=request_rate if rate_pods else None,
         problems=tuple(problems),
+        compute_ms=(
+            computed_us / successes / 1000.0 if computed_us is not None and successes else None
+        ),
+        pod_work=tuple(work),
         implausible=tuple(implausible),
     )
 
@@ -664,6 +697,7 @@ def prometheus_observation(
         queue_time_ms=_queue_time_ms(queued, succeeded, pending_total) if rated else None,
         request_rate=succeeded if rated else None,
         problems=tuple(found),
+        pod_work=tuple((pod, pending[pod]) for pod in reporting),
     )
 
 

@@ -35,9 +35,18 @@ class Observation:
     """Successful requests per second over the interval, summed over reporting replicas."""
     problems: tuple[str, ...] = field(default_factory=tuple)
     """One entry per pod whose metrics were missing, unreachable, partial or garbage."""
+    compute_ms: float | None = None
+    """Average compute time per successful request over the interval, in milliseconds
+    (nv_inference_compute_infer_duration_us over nv_inference_request_success); None when
+    unknown. An upper bound of the request cost: a replica with several model instances or
+    batches runs requests side by side."""
     cold_start_seconds: float | None = None
     """How long the service's recently started pods took from creation to Ready (see
     `autoscale.coldstart`); None when none was seen. Sizes the objective's headroom."""
+    pod_work: tuple[tuple[str, float], ...] = ()
+    """(pod name, unfinished requests) per reporting pod: its pending requests plus those it
+    executed on average over the interval (compute time per second). What a scale-down should
+    spare (autoscale/deletioncost.py); the sizing uses the totals above."""
     implausible: tuple[str, ...] = field(default_factory=tuple)
     """One entry per plausibility check a page failed (a counter Triton keeps whole that is
     not, a rate beyond what the counts allow). Non-empty: the policy holds the replicas with

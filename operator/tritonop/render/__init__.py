@@ -30,6 +30,7 @@ from tritonop.render.labels import (
     service_urls,
     standard_labels,
 )
+from tritonop.render.lockdown import render_admin_secret, render_network_policy
 from tritonop.render.templating import manifests_to_yaml, render_manifest, to_yaml_flow
 from tritonop.render.workload import (
     render_deployment,
@@ -45,6 +46,7 @@ __all__ = [
     "label_selector_string",
     "manifests_to_yaml",
     "owner_references",
+    "render_access",
     "render_children",
     "render_manifest",
     "render_workload",
@@ -61,19 +63,36 @@ def render_workload(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """[Deployment, Service, PodDisruptionBudget] for one InferenceService.
 
     `replicas=None` leaves Deployment spec.replicas out, for HPA and KEDA modes where another
-    controller owns it; `secret_hash` (a digest of the credentials Secret's data) becomes a pod
+    controller owns it; `secret_version` (the credentials Secret's resourceVersion, which says nothing about its data) becomes a pod
     annotation so that a changed Secret rolls the pods.
     """
     return [
-        render_deployment(service, placement, settings, replicas=replicas, secret_hash=secret_hash),
+        render_deployment(
+            service, placement, settings, replicas=replicas, secret_version=secret_version
+        ),
         render_service(service),
         render_pod_disruption_budget(service),
     ]
+
+
+def render_access(
+    service: ParsedService, settings: Settings, *, admin_key: str | None
+) -> list[dict[str, Any]]:
+    """[admin Secret, NetworkPolicy]: who may use the service's Triton, and how.
+
+    Applied before the Deployment, so that no pod starts without its key or unisolated. The
+    Secret is left out when `admin_key` is None (offline rendering: the operator generates
+    the key in the cluster); the NetworkPolicy when the operator's settings turn it off.
+    """
+    access = [render_admin_secret(service, admin_key)] if admin_key is not None else []
+    if settings.network_policy:
+        access.append(render_network_policy(service, settings))
+    return access
 
 
 def render_children(
@@ -82,10 +101,14 @@ def render_children(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
+    admin_key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every child the operator applies: the workload, then the mode's autoscaler objects."""
+    """Every child the operator applies: access, the workload, then the mode's autoscaler."""
     return [
-        *render_workload(service, placement, settings, replicas=replicas, secret_hash=secret_hash),
+        *render_access(service, settings, admin_key=admin_key),
+        *render_workload(
+            service, placement, settings, replicas=replicas, secret_version=secret_version
+        ),
         *render_autoscaler(service, settings),
     ]

@@ -32,12 +32,15 @@ from tritonop.render.labels import (
     selector_labels,
     standard_labels,
 )
+from tritonop.render.lockdown import admin_key_env, restricted_api_args
 from tritonop.render.templating import render_manifest
 
 #: Where a pvc:// repository is mounted inside the container.
 MODELS_MOUNT_PATH = "/models"
-#: Pod annotation whose value changes when the credentials Secret changes, rolling the pods.
-SECRET_HASH_ANNOTATION = "tritonop.io/secret-hash"
+#: Pod annotation whose value changes when the credentials Secret changes, rolling the pods: its
+#: resourceVersion, which reveals nothing about the data (a digest of the data would, to anyone
+#: who can read the Deployment and guess candidate credentials).
+SECRET_VERSION_ANNOTATION = "tritonop.io/secret-version"
 #: Pod annotation recording the placement mode the pod was rendered for (for `kubectl describe`).
 PLACEMENT_ANNOTATION = "tritonop.io/placement"
 #: Period of the startup probe; failureThreshold is derived from spec.triton.startupTimeoutSeconds.
@@ -63,15 +66,53 @@ def model_repository_path(spec: InferenceServiceSpec) -> str:
     return spec.model_repository.uri
 
 
+#: Seconds the pod keeps serving after Kubernetes marks it terminating, before Triton gets
+#: SIGTERM (a preStop pause): endpoint controllers, kube-proxy and L7 proxies take seconds to
+#: stop sending it requests, and a Triton that stopped accepting already would fail them.
+PRESTOP_PAUSE_SECONDS = 10
+#: tritonserver's --exit-timeout-secs when the user's arguments do not set it: how long it
+#: finishes the requests it holds after SIGTERM.
+TRITON_EXIT_TIMEOUT_SECONDS = 30
+#: Beyond the pause and the exit timeout, before the kubelet's SIGKILL: process exit, log flush.
+TERMINATION_MARGIN_SECONDS = 20
+
+
+def triton_exit_timeout(args: list[str]) -> int:
+    """The exit timeout tritonserver runs with: the user's last --exit-timeout-secs, else its
+    default. A value that is not a whole number is tritonserver's to refuse; it counts as the
+    default here."""
+    timeout = TRITON_EXIT_TIMEOUT_SECONDS
+    for index, arg in enumerate(args):
+        value = None
+        if arg.startswith("--exit-timeout-secs="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--exit-timeout-secs" and index + 1 < len(args):
+            value = args[index + 1]
+        if value is not None and value.strip().isdigit():
+            timeout = int(value)
+    return timeout
+
+
+def termination_grace_seconds(spec: InferenceServiceSpec) -> int:
+    """terminationGracePeriodSeconds: the preStop pause, then Triton's exit timeout to finish
+    what it holds, then a margin; the grace period counts from the deletion, pause included.
+    60 s with Triton's defaults."""
+    return (
+        PRESTOP_PAUSE_SECONDS + triton_exit_timeout(spec.triton.args) + TERMINATION_MARGIN_SECONDS
+    )
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
 def triton_args(spec: InferenceServiceSpec, gpu: bool) -> list[str]:
-    """tritonserver's arguments: fixed ports and metrics, model control, then the user's last.
+    """tritonserver's arguments: fixed ports and metrics, the administrative APIs behind the
+    admin key, model control, then the user's last.
 
     The user's arguments come last so that, where tritonserver lets a later flag win, the user
-    can override what the operator sets.
+    can override what the operator sets (the API refuses their own restricted-API flags:
+    Triton refuses an API named in two restriction groups).
     """
     args = [
         f"--model-repository={model_repository_path(spec)}",
@@ -81,6 +122,7 @@ def triton_args(spec: InferenceServiceSpec, gpu: bool) -> list[str]:
         "--allow-metrics=true",
         f"--allow-gpu-metrics={_flag(gpu)}",
         f"--strict-readiness={_flag(spec.triton.strict_readiness)}",
+        *restricted_api_args(),
     ]
     if spec.models:
         args.append("--model-control-mode=explicit")
@@ -189,19 +231,17 @@ def deployment_context(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None,
+    secret_version: str | None,
 ) -> dict[str, Any]:
     """Everything deployment.yaml.j2 needs, as plain data."""
     spec = service.spec
     gpu = places_gpus(spec, placement)
-    pod_annotations = {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(METRICS_PORT),
-        "prometheus.io/path": "/metrics",
-        PLACEMENT_ANNOTATION: placement.mode,
-    }
-    if secret_hash:
-        pod_annotations[SECRET_HASH_ANNOTATION] = secret_hash
+    # No prometheus.io/* scrape annotations: under a shared honor_labels scrape job they let any
+    # pod publish series labelled as another namespace's pods. The chart's PodMonitor is the
+    # way to scrape Triton (README, "Security").
+    pod_annotations: dict[str, str] = {PLACEMENT_ANNOTATION: placement.mode}
+    if secret_version:
+        pod_annotations[SECRET_VERSION_ANNOTATION] = secret_version
     volumes, mounts = _volumes(spec)
     secret = spec.model_repository.secret_ref
     return {
@@ -218,17 +258,20 @@ def deployment_context(
         "image": spec.image or settings.default_image,
         "args": triton_args(spec, gpu),
         "ports": {"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT},
+        "env": admin_key_env(service.name),
         "env_from": [{"secretRef": {"name": secret.name}}] if secret is not None else [],
         "resources": container_resources(spec, gpu),
         "volumes": volumes,
         "volume_mounts": mounts,
         "node_selector": dict(sorted(spec.node_selector.items())),
         "tolerations": gpu_pod_tolerations(spec) if gpu else user_tolerations(spec),
-        "affinity": merge_gpu_affinity(spec.affinity, spec.gpu.products if gpu else []),
+        "affinity": merge_gpu_affinity(spec.affinity.manifest(), spec.gpu.products if gpu else []),
         # Kubernetes' default (600 s) is shorter than a default model load (900 s): without
         # this a slow but healthy rollout would be reported as ProgressDeadlineExceeded.
         "progress_deadline_seconds": spec.triton.startup_timeout_seconds
         + IMAGE_PULL_ALLOWANCE_SECONDS,
+        "termination_grace_seconds": termination_grace_seconds(spec),
+        "prestop_pause_seconds": PRESTOP_PAUSE_SECONDS,
         "startup_period_seconds": STARTUP_PROBE_PERIOD_SECONDS,
         "startup_failure_threshold": math.ceil(
             spec.triton.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS
@@ -242,11 +285,11 @@ def render_deployment(
     settings: Settings,
     *,
     replicas: int | None,
-    secret_hash: str | None = None,
+    secret_version: str | None = None,
 ) -> dict[str, Any]:
     """Triton's Deployment (apps/v1)."""
     context = deployment_context(
-        service, placement, settings, replicas=replicas, secret_hash=secret_hash
+        service, placement, settings, replicas=replicas, secret_version=secret_version
     )
     return render_manifest("deployment.yaml.j2", context)
 

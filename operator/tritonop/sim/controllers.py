@@ -73,6 +73,7 @@ class _Counters:
     time: float
     success: int
     queue_us: float
+    compute_us: float = 0.0
 
 
 def _queue_time_ms(queued_us: float, successes: float, pending_total: float) -> float | None:
@@ -103,11 +104,13 @@ class OperatorController:
         now = service.time
         pending_total = 0.0
         rate_pods = 0
-        queued_us = successes = request_rate = 0.0
+        queued_us = computed_us = successes = request_rate = 0.0
         current: dict[int, _Counters] = {}
         for pod in service.ready:
             pending_total += pod.pending
-            counters = _Counters(now, pod.success_count, pod.queue_duration_us)
+            counters = _Counters(
+                now, pod.success_count, pod.queue_duration_us, pod.compute_infer_duration_us
+            )
             current[pod.id] = counters
             before = self.previous.get(pod.id)
             if before is None or now <= before.time:
@@ -115,6 +118,7 @@ class OperatorController:
             rate_pods += 1
             delta = counters.success - before.success
             queued_us += counters.queue_us - before.queue_us
+            computed_us += counters.compute_us - before.compute_us
             successes += delta
             request_rate += delta / (now - before.time)
         self.previous = current
@@ -129,6 +133,7 @@ class OperatorController:
             if rate_pods
             else None,
             request_rate=request_rate if rate_pods else None,
+            compute_ms=computed_us / successes / 1000.0 if successes else None,
             cold_start_seconds=cold_start_seconds((p.created, p.ready_at) for p in service.ready),
         )
 

@@ -122,6 +122,7 @@ class PodSample:
     """Queued plus executing (what a queue-proxy counts as concurrency)."""
     success_count: int
     queue_duration_us: float
+    compute_infer_duration_us: float
     concurrency_seconds: float
     """Integral of in_flight over time (Knative's concurrency is its rate)."""
 
@@ -302,6 +303,7 @@ class Service:
                 in_flight=replica.model.in_flight,
                 success_count=replica.model.success_count,
                 queue_duration_us=replica.model.queue_duration_us,
+                compute_infer_duration_us=replica.model.compute_infer_duration_us,
                 concurrency_seconds=replica.model.concurrency_seconds(now),
             )
             for replica in self._ready
