@@ -407,6 +407,15 @@ class ClusterView:
             for t, _ in self.audit_writes(user, namespace, "deployments", "scale", name, '"scale"')
         ]
 
+    def status_writes(self, user: str, namespace: str, name: str) -> list[float]:
+        """Monotonic times of `user`'s writes to the InferenceService's status (audit)."""
+        return [
+            t
+            for t, _ in self.audit_writes(
+                user, namespace, "inferenceservices", "status", name, '"status"'
+            )
+        ]
+
     def pod_writes(self, user: str, namespace: str, name: str) -> list[tuple[float, str]]:
         """(monotonic time, pod) of `user`'s writes to the service's pods (audit), oldest first."""
         return self.audit_writes(user, namespace, "pods", None, f"{name}-", '"pods"')

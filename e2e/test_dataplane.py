@@ -62,6 +62,7 @@ from e2e.services import condition
 from e2e.tritonsim.emulator import MetricsFault
 from e2e.tritonsim.podrunner import RESTART_DELAY_S, PodRunner, PodSettings, Server
 from tritonop.autoscale.deletioncost import DELETION_COST
+from tritonop.autoscale.loop import STATUS_METRICS_PERIOD_SECONDS
 from tritonop.autoscale.queueing import MAX_TARGET_UTILIZATION
 from tritonop.render.lockdown import ADMIN_KEY_FIELD, ADMIN_KEY_HEADER, admin_secret_name
 
@@ -500,6 +501,60 @@ def test_queue_time_target_alone_drives_a_scale_up(plane: DataPlane, figures: Re
     assert last["to"] > last["from"] == 1
     assert "(queueTimeMs" in last["reason"], last["reason"]
     assert [e[:3] for e in events][:1] == [("ScaledUp", 1, last["to"])]
+
+
+def service_signal(operator: OperatorProcess, namespace: str, name: str, signal: str) -> float:
+    """One of the service's live autoscaling signals on the operator's /metrics."""
+    labels = f'name="{name}",namespace="{namespace}",signal="{signal}"'
+    found = re.search(
+        rf"^tritonop_autoscaler_signal\{{{labels}\}} ([0-9.e+-]+)$", operator.metrics(), re.M
+    )
+    assert found, f"no {signal} signal for {namespace}/{name} on the operator's /metrics"
+    return float(found.group(1))
+
+
+def test_busy_service_status_is_written_once_per_period_while_signals_stay_live(
+    plane: DataPlane, figures: Record
+) -> None:
+    """Issue 14, status under load: a busy service's numbers move every interval, but with the
+    replicas and conditions unchanged its status is written at most once per
+    STATUS_METRICS_PERIOD_SECONDS (and at least once: the numbers are not left to go stale),
+    while the decision loop keeps its interval and /metrics shows the live signals."""
+    namespace, name = plane.namespace, "cadence"
+    view = plane.view
+    # Two replicas fixed by the bounds; the load needs one, so ScalingLimited stays True and
+    # no decision changes the replicas or a condition's reason: only the numbers move.
+    service = autoscaled_service(name, min_replicas=2, max_replicas=2)
+    rate = AdjustableRate(0.3 * POD_CAPACITY, peak=0.3 * POD_CAPACITY)
+    watched_s = 2 * STATUS_METRICS_PERIOD_SECONDS + 5
+    with steady_load(plane, service, rate, duration_s=watched_s + 60, max_requests=5000) as sc:
+        wait_ready_and_stable(view, sc.timeline, namespace, name, at_least=2)
+        hold(time.monotonic() + 2 * INTERVAL)  # the ready pods' last status mirror lands
+        started = time.monotonic()
+        rates = []
+        while time.monotonic() - started < watched_s:
+            rates.append(service_signal(plane.operator, namespace, name, "request_rate"))
+            time.sleep(INTERVAL)
+        ended = time.monotonic()
+        rate.stop()
+    sc.load.wait()
+    writes = [t for t in view.status_writes(OPERATOR_USER, namespace, name) if started < t <= ended]
+    figures(
+        "status_cadence",
+        watched_s=round(ended - started, 1),
+        status_writes=len(writes),
+        status_period_s=STATUS_METRICS_PERIOD_SECONDS,
+        signal_samples=len(rates),
+        distinct_request_rates=len(set(rates)),
+    )
+    assert sc.timeline.replicas()[-1][1] == 2
+    # the live signals moved at (nearly) every interval: the loop kept deciding
+    assert len(set(rates)) >= len(rates) // 2, rates
+    bound = math.ceil((ended - started) / STATUS_METRICS_PERIOD_SECONDS)
+    assert 1 <= len(writes) <= bound, (
+        f"{len(writes)} status writes in {ended - started:.0f} s of steady load "
+        f"(at most {bound}: one per {STATUS_METRICS_PERIOD_SECONDS:.0f} s)"
+    )
 
 
 def restore_metrics(plane: DataPlane, name: str, pods: list[str]) -> tuple[float, float]:
