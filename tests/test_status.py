@@ -121,6 +121,21 @@ def test_rollout_in_progress_is_not_ready_but_available() -> None:
     assert flags["Available"].status
 
 
+def test_a_new_deployment_not_yet_scaled_to_the_fixed_count_is_not_ready() -> None:
+    """A Deployment is created at one replica and scaled to spec.replicas just after: its one
+    ready pod is not yet the service the spec asks for (CI saw Ready=True at 1 of 2)."""
+    state = workload_state(deployment(1, 1), [])
+    ready = {f.type: f for f in workload_flags(state, True, "GPUNodesAvailable", "fit", wanted=2)}[
+        "Ready"
+    ]
+    assert (ready.status, ready.reason) == (False, "RolloutInProgress")
+    assert ready.message.startswith("1/2 replicas ready")
+    scaled = workload_state(deployment(2, 2), [])
+    assert {f.type: f for f in workload_flags(scaled, True, "GPUNodesAvailable", "fit", wanted=2)}[
+        "Ready"
+    ].status
+
+
 def test_unobserved_generation_is_not_ready() -> None:
     assert not flags_by_type(workload_state(deployment(1, 1, generation=3, observed=2), []))[
         "Ready"

@@ -158,6 +158,7 @@ def plan_status(service: ParsedService, facts: ClusterFacts, settings: Settings)
             placement.mode != "Unplaceable",
             placement.reason,
             placement.message,
+            spec.replicas if mode == "None" else None,
         )
     )
     events: list[EventSpec] = []
@@ -267,11 +268,15 @@ def workload_fields(workload: WorkloadState, mode: str, replicas: int | None) ->
 
 
 def workload_refresh(
-    live_status: Mapping[str, Any], workload: WorkloadState, mode: str
+    live_status: Mapping[str, Any],
+    workload: WorkloadState,
+    mode: str,
+    wanted: int | None = None,
 ) -> tuple[StatusFields, tuple[ConditionFlag, ...]]:
     """Status fields and conditions after the Deployment or its pods changed.
 
-    Placement comes from the last reconcile (in status); nothing is re-rendered.
+    Placement comes from the last reconcile (in status); nothing is re-rendered. `wanted`:
+    the replicas the spec fixes (mode None), see `workload_flags`.
     """
     placement = live_status.get("placement") or {}
     flags = workload_flags(
@@ -279,6 +284,7 @@ def workload_refresh(
         placement.get("mode", "GPU") != "Unplaceable",
         str(placement.get("reason", c.PENDING)),
         str(placement.get("message", "")),
+        wanted,
     )
     if c.find_condition(live_status, c.READY).get("reason") in c.RECONCILE_VERDICTS:
         flags = tuple(flag for flag in flags if flag.type != c.READY)  # the verdict stands

@@ -380,15 +380,17 @@ def refresh_workload(book: StatusBook, view: ClusterView, key: ServiceKey) -> No
     if body is None:
         return
     try:
-        mode = parse_object(body).spec.autoscaling_mode
+        spec = parse_object(body).spec
     except SpecError:
         return
+    mode = spec.autoscaling_mode
+    wanted = spec.replicas if mode == "None" else None
 
     def status(current: Mapping[str, Any]) -> StatusChange | None:
         if not current.get("placement"):
             return None  # not reconciled yet: the reconcile writes the first status, from then
         workload = view.workload(key)
-        fields, flags = workload_refresh(current, workload, mode)
+        fields, flags = workload_refresh(current, workload, mode, wanted)
         READY_REPLICAS.labels(namespace=key[0], name=key[1]).set(workload.ready)
         CURRENT_REPLICAS.labels(namespace=key[0], name=key[1]).set(workload.desired)
         return StatusChange(fields, flags, int(current.get("observedGeneration") or 0))

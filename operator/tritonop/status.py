@@ -199,9 +199,18 @@ def _unschedulable(pods: Iterable[Mapping[str, Any]]) -> str | None:
 
 
 def workload_flags(
-    workload: WorkloadState, placement_ok: bool, placement_reason: str, placement_message: str
+    workload: WorkloadState,
+    placement_ok: bool,
+    placement_reason: str,
+    placement_message: str,
+    wanted: int | None = None,
 ) -> tuple[ConditionFlag, ...]:
-    """Placed, Available and the Ready summary from placement and the Deployment's state."""
+    """Placed, Available and the Ready summary from placement and the Deployment's state.
+
+    `wanted`: the replicas the spec fixes (spec.replicas without autoscaling), else None. A
+    new Deployment starts at one replica and is scaled to the spec's count a moment later;
+    until it is, its one ready pod is not the service the spec asks for, so not Ready.
+    """
     scheduler = workload.unschedulable_message
     if not placement_ok:
         message = f"{placement_message} Scheduler: {scheduler}" if scheduler else placement_message
@@ -237,6 +246,7 @@ def workload_flags(
         and workload.updated >= workload.desired
         and workload.ready >= workload.desired
         and workload.replicas == workload.desired
+        and (wanted is None or workload.desired == wanted)
     )
     if not placed.status:
         ready = ConditionFlag(c.READY, False, placed.reason, placed.message)
@@ -247,7 +257,8 @@ def workload_flags(
             c.READY,
             False,
             c.ROLLOUT_IN_PROGRESS,
-            f"{workload.ready}/{workload.desired} replicas ready, {workload.updated} updated",
+            f"{workload.ready}/{workload.desired if wanted is None else wanted} replicas ready, "
+            f"{workload.updated} updated",
         )
     else:
         ready = ConditionFlag(
