@@ -7,11 +7,13 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tritonop.api.validation import parse_object
-from tritonop.autoscale.loop import split_pods
+from tritonop.autoscale.deletioncost import DELETION_COST, deletion_costs
+from tritonop.autoscale.loop import pods_cold_start, split_pods
 from tritonop.k8s import is_subset
 from tritonop.status import workload_state
 from tritonop.view import deployment_entry, pod_entry, service_entry
@@ -39,7 +41,35 @@ def test_a_pod_entry_reads_like_the_pod_at_a_tenth_of_its_size() -> None:
     assert key == KEY
     assert split_pods([entry]) == split_pods([pod]) and split_pods([pod])[0]  # ready, with IP
     assert workload_state(None, [entry]) == workload_state(None, [pod])
+    assert pods_cold_start([entry]) == pods_cold_start([pod])
     assert size(entry) * 10 < size(pod)
+
+
+def test_a_pod_entry_keeps_the_cold_start() -> None:
+    """Creation and Ready's transition are what the objective's cold start is learned from."""
+    pod = live("pod")
+    created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"])
+    for condition in pod["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            condition["lastTransitionTime"] = (created + timedelta(seconds=20)).isoformat()
+    [entry] = pod_entry(pod, "scale-01", pod["metadata"]["labels"]).values()
+    assert pods_cold_start([entry]) == pods_cold_start([pod]) == 20.0
+
+
+def test_a_pod_entry_gets_the_same_deletion_cost_as_the_pod() -> None:
+    """The scale-down's pod-deletion-cost reads owner labels, the controlling ReplicaSet and
+    the cost written last: an entry without them would never be annotated (CI saw no cost
+    written before a scale-down)."""
+    pod = live("pod")
+    name = pod["metadata"]["name"]
+    service = pod["metadata"]["labels"]["tritonop.io/inferenceservice"]
+    [entry] = pod_entry(pod, "scale-01", pod["metadata"]["labels"]).values()
+    work = {name: 3.0}
+    assert deletion_costs(service, [entry], work) == deletion_costs(service, [pod], work)
+    assert deletion_costs(service, [entry], work) == {name: 3}
+    pod["metadata"].setdefault("annotations", {})[DELETION_COST] = "3"
+    [annotated] = pod_entry(pod, "scale-01", pod["metadata"]["labels"]).values()
+    assert deletion_costs(service, [annotated], work) == {}  # written already: no write
 
 
 def test_a_pending_or_terminating_pod_entry_keeps_why() -> None:

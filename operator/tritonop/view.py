@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from tritonop import conditions as c
+from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.ownership import controller_of
 from tritonop.placement import NodeInfo, node_info
 from tritonop.status import ServiceKey, WorkloadState, workload_state
@@ -31,9 +32,11 @@ ObjectIndex: TypeAlias = Mapping[ServiceKey, Collection[Obj]]
 
 ALL_NODES: Final = "all"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+POD_LABELS: Final = ("app.kubernetes.io/managed-by", "tritonop.io/inferenceservice")
+"""The labels of a pod's index entry (deletioncost.owned_by reads them)."""
 """The pods' label naming their InferenceService (render/labels.py sets it)."""
 POD_CONDITIONS: Final = frozenset({c.POD_READY, c.POD_SCHEDULED})
-POD_CONDITION_FIELDS: Final = ("type", "status", "reason", "message")
+POD_CONDITION_FIELDS: Final = ("type", "status", "reason", "message", "lastTransitionTime")
 DEPLOYMENT_STATUS_FIELDS: Final = (
     "observedGeneration",
     "replicas",
@@ -55,14 +58,28 @@ def pod_entry(
     """A Triton pod's entry in the pod index: under the InferenceService its label names.
 
     Only what the operator reads of a pod is kept (its name, whether it is terminating, its
-    phase, IP and Ready/PodScheduled conditions): a whole pod is a few KiB of JSON and tens of
+    owner labels and controller, its deletion cost, phase, IP and Ready/PodScheduled
+    conditions): a whole pod is a few KiB of JSON and tens of
     KiB as Python objects, times every replica of every service.
     """
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    kept_meta = {"name": meta.get("name")}
+    # creationTimestamp and Ready's lastTransitionTime: the cold start (autoscale/coldstart.py)
+    kept_meta: Obj = {"name": meta.get("name"), "creationTimestamp": meta.get("creationTimestamp")}
     if meta.get("deletionTimestamp"):
         kept_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    # What the scale-down's pod-deletion-cost reads (autoscale/deletioncost.py): whose pod it
+    # is, which ReplicaSet made it, and the cost written last.
+    labels = meta.get("labels") or {}
+    kept_meta["labels"] = {key: labels[key] for key in POD_LABELS if key in labels}
+    kept_meta["ownerReferences"] = [
+        {key: owner[key] for key in ("kind", "name", "uid", "controller") if key in owner}
+        for owner in meta.get("ownerReferences") or []
+        if owner.get("controller")
+    ]
+    cost = (meta.get("annotations") or {}).get(DELETION_COST)
+    if cost is not None:
+        kept_meta["annotations"] = {DELETION_COST: cost}
     kept_status: Obj = {
         "phase": status.get("phase"),
         "conditions": [
