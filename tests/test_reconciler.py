@@ -362,6 +362,18 @@ def test_a_refused_child_is_apply_failed_with_the_servers_message_once(
     assert cluster.retries.pending(KEY) is None
 
 
+def test_node_events_leave_services_not_reconciled_yet_to_their_create_handler(
+    clock: FakeClock,
+) -> None:
+    cluster = FakeCluster()
+    cluster.add_node("cpu")
+    cluster.add_service("svc", gpu_spec(gpu={"count": 1, "products": [H100], "fallback": "CPU"}))
+    book, runtime, capacity = cluster.book(clock), cluster.runtime(clock), NodeCapacity()
+    cluster.add_node("h100", gpus=8, product=H100)
+    nodes_changed(runtime, book, cluster.retries, cluster.view(), capacity)
+    assert cluster.writes == []  # kopf's queued create handler places it: no second reconcile
+
+
 def test_one_failing_service_does_not_keep_others_from_moving(clock: FakeClock) -> None:
     cluster = FakeCluster()
     cluster.add_node("cpu")
