@@ -54,7 +54,7 @@ NAMESPACED_RULES: dict[tuple[str, str], set[str]] = {
     ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "secrets"): {"get", "create", "patch"},
-    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "create", "patch", "delete"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

@@ -7,6 +7,7 @@ the nodes pods were bound to, conditions, events and what `kubectl get tis` prin
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -267,3 +268,38 @@ def test_secret_change_rolls_the_pods_and_a_missing_secret_is_reported(
     wait_condition(tools, namespace, "creds", "Ready", "True", timeout=90)
 
     rotate_and_wait_for_the_roll(tools, namespace, "creds", "s3")
+
+
+def resyncs_found_unchanged(operator: OperatorProcess) -> float:
+    """The operator's count of resyncs that compared a fingerprint and stopped (drift.py)."""
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith('tritonop_reconciles_total{result="unchanged",trigger="resync"}'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_quiet_resync_stops_at_its_fingerprint_and_a_child_deleted_by_hand_comes_back(
+    operator: OperatorProcess, installed: Tools, namespace: str
+) -> None:
+    """The resync lists the operator's children as metadata with the chart's RBAC and, for a
+    service nothing changed, stops there; a Service deleted by hand (nothing watches Services)
+    is recreated by the next resync that lists it (15 s resyncs in the suite)."""
+    tools = installed
+    tools.apply([service("drift", gpu={"count": 0})], namespace)
+    wait_condition(tools, namespace, "drift", "Ready", "True", timeout=90)
+    before = resyncs_found_unchanged(operator)
+    wait_until(
+        lambda: resyncs_found_unchanged(operator) > before,
+        60,
+        "a resync to find a service unchanged",
+    )
+    original = tools.get("service", "drift", namespace)
+    assert original is not None
+    tools.kubectl("delete", "service", "drift", "-n", namespace)
+    deleted = time.monotonic()
+    recreated = wait_until(
+        lambda: tools.get("service", "drift", namespace), 45, "the resync to recreate the Service"
+    )
+    assert recreated["metadata"]["uid"] != original["metadata"]["uid"]
+    print(f"\nService deleted by hand recreated {time.monotonic() - deleted:.1f} s later")

@@ -22,6 +22,7 @@ from tritonop.autoscale.deletioncost import DELETION_COST
 from tritonop.autoscale.observe import MetricsTarget
 from tritonop.autoscale.types import Observation
 from tritonop.config import Settings
+from tritonop.drift import SNAPSHOT_AGE_FRACTION, ChildVersions, child_lister
 from tritonop.k8s import is_subset
 from tritonop.placement import NodeInfo, node_info
 from tritonop.render.labels import standard_labels
@@ -105,6 +106,10 @@ class FakeCluster:
     """Errors the next scale writes raise, one each, in order (then they succeed)."""
     fail_status: list[Exception] = field(default_factory=list)
     """Errors the next status writes raise, one each, in order."""
+    reads: list[tuple[str, ...]] = field(default_factory=list)
+    """(verb, kind, namespace, name) of every read of a child or Secret, in order."""
+    last_version: int = 0
+    """The API server's resourceVersion counter: every write of a child takes the next."""
 
     # ------------------------------------------------------------------ setup
 
@@ -176,34 +181,77 @@ class FakeCluster:
     def book(self, clock: FakeClock) -> StatusBook:
         return StatusBook(self, clock)
 
+    def child_versions(self, runtime: Runtime) -> ChildVersions:
+        """What handlers.Memo builds: the shared child lists over this API."""
+        lister = child_lister(self, [], {"app.kubernetes.io/managed-by": "tritonop"})
+        max_age = runtime.settings.resync_interval_seconds * SNAPSHOT_AGE_FRACTION
+        return ChildVersions(lister, runtime.clock.monotonic, max_age)
+
+    def _next_version(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A write as the API server does it: a new resourceVersion, and the generation
+        counted up for kinds that keep one (all the operator's children but Services and
+        Secrets); the written object's metadata, as the write's answer carries it."""
+        self.last_version += 1
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self.last_version)
+        if obj.get("kind") not in ("Service", "Secret"):
+            meta["generation"] = int(meta.get("generation") or 0) + 1
+        return copy.deepcopy(meta)
+
     # ------------------------------------------------------------------ KubeApi
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        self.reads.append(("get", kind, str(namespace), name))
         return self.children.get((kind, str(namespace), name))
 
+    def list_metadata(
+        self, kind: str, namespace: str | None, label_selector: str
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        self.reads.append(("list", kind, str(namespace), label_selector))
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        return {
+            (ns, name): copy.deepcopy(obj["metadata"])
+            for (k, ns, name), obj in self.children.items()
+            if k == kind
+            and namespace in (None, ns)
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        }
+
     def secret_version(self, namespace: str, name: str) -> str | None:
-        return self.secrets.get((namespace, name))
+        self.reads.append(("get-metadata", "Secret", namespace, name))
+        if (namespace, name) in self.secrets:
+            return self.secrets[(namespace, name)]
+        secret = self.children.get(("Secret", namespace, name))
+        return None if secret is None else str(secret["metadata"].get("resourceVersion", ""))
 
     def crd_exists(self, name: str) -> bool:
         return name in self.crds
 
-    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
-        secret = self.children.get(("Secret", namespace, secret_name))
+    def admin_secret(
+        self, namespace: str, secret_name: str, field: str
+    ) -> tuple[str, dict[str, Any] | None]:
+        secret = self.get("Secret", namespace, secret_name)
         if secret is not None:
-            return base64.b64decode(secret["data"][field]).decode()
-        return f"key-of-{secret_name}"
+            return base64.b64decode(secret["data"][field]).decode(), secret
+        return f"key-of-{secret_name}", None
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
+    def apply(
+        self, desired: dict[str, Any], live: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
         kind, meta = desired["kind"], desired["metadata"]
         key = (kind, meta["namespace"], meta["name"])
         if live is not None and is_subset(desired, live):
-            return False
+            return None
         failure = self.fail_apply or self.refuse.get(kind)
         if failure is not None:
             self.writes.append(("refused", *key))
             raise failure
         self.writes.append(("apply", *key))
         merged = copy.deepcopy(desired)
+        previous = (self.children.get(key) or {}).get("metadata") or {}
+        if previous.get("generation"):
+            merged["metadata"]["generation"] = previous["generation"]
+        written = self._next_version(merged)
         if kind == "Deployment":
             existing = self.deployment((meta["namespace"], meta["name"]))
             # The API server defaults spec.replicas to 1; the operator's apply never sets it.
@@ -212,9 +260,9 @@ class FakeCluster:
                 merged["status"] = existing.get("status", {})
             self.deployments[(meta["namespace"], meta["name"])] = [merged]
         self.children[key] = merged
-        return True
+        return written
 
-    def create(self, desired: dict[str, Any]) -> bool:
+    def create(self, desired: dict[str, Any]) -> dict[str, Any] | None:
         kind, meta = desired["kind"], desired["metadata"]
         key = (kind, meta["namespace"], meta["name"])
         failure = self.fail_apply or self.refuse.get(kind)
@@ -222,10 +270,10 @@ class FakeCluster:
             self.writes.append(("refused", *key))
             raise failure
         if key in self.children:
-            return False
+            return None
         self.writes.append(("create", *key))
         self.children[key] = copy.deepcopy(desired)
-        return True
+        return self._next_version(self.children[key])
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         live = self.children.get((kind, namespace, name))
@@ -244,6 +292,7 @@ class FakeCluster:
         deployment = self.deployment((namespace, name))
         if deployment is not None:
             deployment["spec"]["replicas"] = replicas
+            self._next_version(deployment)
 
     def set_pod_deletion_cost(self, namespace: str, name: str, cost: int) -> bool:
         self.writes.append(("annotate", "Pod", namespace, name, str(cost)))

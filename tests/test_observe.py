@@ -663,3 +663,20 @@ def test_vector_answers_keep_finite_values_and_reject_other_shapes() -> None:
         vector_by_pod({"data": {"resultType": "matrix", "result": []}})
     with pytest.raises(PrometheusError, match="malformed vector element"):
         vector_by_pod({"data": {"resultType": "vector", "result": [{"metric": {}}]}})
+
+
+def test_a_failing_pod_is_read_again_at_once_when_it_gets_a_new_ip_and_forgotten_when_gone() -> (
+    None
+):
+    """observe.scrape_due and failing_after; the timing is test_scrape_source.py's."""
+    from tritonop.autoscale.observe import failing_after, scrape_due
+
+    old = PodEndpoint("p", "10.0.0.1")
+    first = failing_after({}, {"p": PodScrape("p", old.ip, 0.0, error="unreachable")})
+    assert first["p"].streak == 1 and scrape_due(old, first, 0.1)  # next interval: read
+    second = failing_after(first, {"p": PodScrape("p", old.ip, 5.0, error="unreachable")})
+    assert second["p"].retry_at == 10.0 and not scrape_due(old, second, 9.0)
+    assert scrape_due(PodEndpoint("p", "10.0.0.2"), second, 9.0)  # a new server
+    assert failing_after(second, {}) == {}  # the pod is gone
+    ok = PodScrape("p", old.ip, 10.0, sample=TritonSample(models={}, families=frozenset()))
+    assert failing_after(second, {"p": ok}) == {}

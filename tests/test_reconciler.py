@@ -389,7 +389,7 @@ def test_one_failing_service_does_not_keep_others_from_moving(clock: FakeClock) 
 
     original_apply = cluster.apply
 
-    def apply(desired: dict[str, Any], live: Any) -> bool:
+    def apply(desired: dict[str, Any], live: Any) -> dict[str, Any] | None:
         if desired["metadata"]["name"].startswith("broken"):
             raise failing
         return original_apply(desired, live)
@@ -427,3 +427,22 @@ def test_a_deployment_with_our_labels_but_another_controller_is_not_ours(
     assert ready["reason"] == c.RESOURCE_EXISTS and "it has no controller" in ready["message"]
     assert impostor["spec"] == {"replicas": 7}
     assert not [w for w in cluster.writes if w[0] in ("apply", "scale")]
+
+
+def test_a_mode_change_deletes_the_old_autoscaler_and_a_new_service_reads_none(
+    cluster: FakeCluster, clock: FakeClock
+) -> None:
+    """A new service cannot own an autoscaler of another mode, so its reconcile reads none
+    (two reads saved per new service); after a spec change the one it owned is deleted."""
+    hpa = {"mode": "HPA", "minReplicas": 1, "maxReplicas": 3, "targets": {"queueDepth": 4}}
+    body = cluster.add_service("svc", gpu_spec(autoscaling=hpa))
+    book = run(cluster, clock, body)
+    stale_reads = [r for r in cluster.reads if r[1] in ("ScaledObject", "HorizontalPodAutoscaler")]
+    assert stale_reads == [("get", "HorizontalPodAutoscaler", "ml", "svc")]  # its own, to apply
+    assert ("apply", "HorizontalPodAutoscaler", "ml", "svc") in cluster.writes
+
+    body["spec"].pop("autoscaling")
+    body["metadata"]["generation"] = 2
+    reconcile(cluster.runtime(clock), book, cluster.retries, cluster.view(), body, "update")
+    assert ("delete", "HorizontalPodAutoscaler", "ml", "svc") in cluster.writes
+    assert ("HorizontalPodAutoscaler", "ml", "svc") not in cluster.children

@@ -3,6 +3,8 @@ resynced every interval and the resync writes nothing when nothing changed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubernetes.client.exceptions import ApiException
 
 from fakes import FakeClock, FakeCluster, StopAfter
@@ -43,7 +45,9 @@ async def test_a_failing_service_is_retried_when_due_and_never_more_often() -> N
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     start = clock.monotonic()
     stop = StopAfter(clock, rounds=6)
-    await run_repair(runtime, book, cluster.retries, KEY, cluster.view(), stop)
+    await run_repair(
+        runtime, book, cluster.retries, cluster.child_versions(runtime), KEY, cluster.view(), stop
+    )
     # Attempts at +0 (the event), then +5, +15, +35, +65, +95: backoff capped at 30 s.
     assert stop.waits == [5, 10, 20, 30, 30, 30]
     assert clock.monotonic() - start == 125
@@ -58,7 +62,9 @@ async def test_a_healthy_service_is_resynced_every_interval_and_writes_nothing()
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     written = len(cluster.writes)
     stop = StopAfter(clock, rounds=3)
-    await run_repair(runtime, book, cluster.retries, KEY, cluster.view(), stop)
+    await run_repair(
+        runtime, book, cluster.retries, cluster.child_versions(runtime), KEY, cluster.view(), stop
+    )
     assert stop.waits == [300, 300, 300]
     assert cluster.writes[written:] == []
 
@@ -70,5 +76,110 @@ async def test_the_resync_recreates_a_child_lost_while_nobody_watched() -> None:
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     del cluster.deployments[KEY]  # deleted by hand; the event's reconcile was lost
     del cluster.children[("Deployment", "ml", "svc")]
-    await run_repair(runtime, book, cluster.retries, KEY, cluster.view(), StopAfter(clock, 2))
+    await run_repair(
+        runtime,
+        book,
+        cluster.retries,
+        cluster.child_versions(runtime),
+        KEY,
+        cluster.view(),
+        StopAfter(clock, 2),
+    )
     assert cluster.deployment(KEY) is not None
+
+
+def _child_reads(cluster: FakeCluster, since: int) -> list[tuple[str, ...]]:
+    return [read for read in cluster.reads[since:] if read[0] == "get"]
+
+
+def _edit(cluster: FakeCluster, kind: str, change: dict[str, Any]) -> None:
+    """Someone else's write of a child: its spec changes, the API server counts it."""
+    child = cluster.children[(kind, "ml", "svc")]
+    child["spec"] = {**child["spec"], **change}
+    cluster.last_version += 1
+    child["metadata"]["resourceVersion"] = str(cluster.last_version)
+    child["metadata"]["generation"] = child["metadata"].get("generation", 0) + 1
+
+
+async def test_a_resync_that_finds_what_the_reconcile_left_reads_and_renders_no_child() -> None:
+    """The create's reconcile leaves a fingerprint; every resync after it compares (two Secret
+    metadata reads and the shared lists) and stops there (drift.py)."""
+    clock, cluster = FakeClock(), FakeCluster()
+    spec = {**SPEC, "modelRepository": {"uri": "s3://m/t", "secretRef": {"name": "creds"}}}
+    cluster.secrets[("ml", "creds")] = "7"
+    body = cluster.add_service("svc", spec)
+    runtime, book = cluster.runtime(clock, resync_interval_seconds=300), cluster.book(clock)
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    assert cluster.retries.fingerprint(KEY) is not None
+    written, read = len(cluster.writes), len(cluster.reads)
+    children = cluster.child_versions(runtime)
+    stop = StopAfter(clock, 4)
+    await run_repair(runtime, book, cluster.retries, children, KEY, cluster.view(), stop)
+    assert stop.waits == [300, 300, 300, 300]
+    assert _child_reads(cluster, read) == []
+    assert {r[0] for r in cluster.reads[read:]} == {"get-metadata", "list"}
+    assert cluster.writes[written:] == []
+
+
+async def test_a_child_deleted_or_edited_by_hand_is_restored_at_the_next_resync() -> None:
+    clock, cluster = FakeClock(), FakeCluster()
+    body = cluster.add_service("svc", SPEC)
+    runtime, book = cluster.runtime(clock, resync_interval_seconds=60), cluster.book(clock)
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    children = cluster.child_versions(runtime)
+    del cluster.children[("Service", "ml", "svc")]
+    _edit(cluster, "PodDisruptionBudget", {"maxUnavailable": 3})
+    written = len(cluster.writes)
+    await run_repair(
+        runtime, book, cluster.retries, children, KEY, cluster.view(), StopAfter(clock, 2)
+    )
+    assert ("apply", "Service", "ml", "svc") in cluster.writes[written:]
+    assert ("apply", "PodDisruptionBudget", "ml", "svc") in cluster.writes[written:]
+    assert cluster.retries.fingerprint(KEY) is not None  # and the next resync stops early
+    read = len(cluster.reads)
+    await run_repair(
+        runtime, book, cluster.retries, children, KEY, cluster.view(), StopAfter(clock, 2)
+    )
+    assert _child_reads(cluster, read) == []
+
+
+async def test_a_rotated_credentials_secret_rolls_the_pods_at_the_next_resync() -> None:
+    clock, cluster = FakeClock(), FakeCluster()
+    spec = {**SPEC, "modelRepository": {"uri": "s3://m/t", "secretRef": {"name": "creds"}}}
+    cluster.secrets[("ml", "creds")] = "7"
+    body = cluster.add_service("svc", spec)
+    runtime, book = cluster.runtime(clock, resync_interval_seconds=60), cluster.book(clock)
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    cluster.secrets[("ml", "creds")] = "8"
+    await run_repair(
+        runtime,
+        book,
+        cluster.retries,
+        cluster.child_versions(runtime),
+        KEY,
+        cluster.view(),
+        StopAfter(clock, 2),
+    )
+    deployment = cluster.deployment(KEY)
+    assert deployment is not None
+    assert "8" in deployment["spec"]["template"]["metadata"]["annotations"].values()
+
+
+def test_a_failed_or_scaling_reconcile_leaves_no_fingerprint() -> None:
+    """The next resync after either is a full one: a failure may have left anything, and the
+    scale subresource's answer says nothing of the Deployment's generation."""
+    clock, cluster = FakeClock(), FakeCluster()
+    body = cluster.add_service("svc", SPEC)
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    cluster.refuse["Service"] = ApiException(status=422, reason="Invalid")
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    assert cluster.retries.pending(KEY) is not None
+    assert cluster.retries.fingerprint(KEY) is None
+
+    cluster.refuse.clear()
+    scaled = cluster.add_service("scaled", {**SPEC, "replicas": 3})
+    reconcile(runtime, book, cluster.retries, cluster.view(), scaled, "create")
+    assert ("scale", "Deployment", "ml", "scaled", "3") in cluster.writes
+    assert cluster.retries.fingerprint(("ml", "scaled")) is None
+    reconcile(runtime, book, cluster.retries, cluster.view(), scaled, "resync")
+    assert cluster.retries.fingerprint(("ml", "scaled")) is not None

@@ -66,3 +66,57 @@ def test_connections_outlive_the_pause_between_intervals() -> None:
     )
     assert isinstance(source, ScrapeSource) and isinstance(source.reader, MetricsReader)
     assert source.reader.keepalive > 5
+
+
+async def test_a_service_none_of_whose_pods_answers_is_read_with_backoff_until_one_does(
+    peers: tuple[int, list[tuple[str, int]]],
+) -> None:
+    """A service whose only pod answers 500 is read at the first two intervals, then after 5,
+    10, 20 and 30 s (the failure reported meanwhile, so the policy still holds); once it
+    answers it is read every interval again. Beside a pod that answers, a failing pod is read
+    every interval (a crashed server among healthy ones is seen back at once)."""
+    port, seen = peers
+    broken, answers, hits = "127.0.1.9", {"status": 500}, [0]
+
+    async def metrics(request: web.Request) -> web.Response:
+        hits[0] += 1
+        if answers["status"] != 200:
+            return web.Response(status=answers["status"])
+        return web.Response(text=PAGE, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, broken, port).start()
+    now = [0.0]
+
+    async def read_at(service: MetricsTarget, seconds: range) -> tuple[list[int], list[int]]:
+        times, reporting = [], []
+        for second in seconds:
+            now[0] = float(second)
+            before = hits[0]
+            reporting.append((await source.observe(service)).reporting_replicas)
+            if hits[0] > before:
+                times.append(second)
+        return times, reporting
+
+    try:
+        async with started_reader() as reader:
+            reader.clock = lambda: now[0]
+            source = ScrapeSource(reader, port=port)
+            alone = target("alone", [broken])
+            times, reporting = await read_at(alone, range(0, 95, 5))
+            assert times == [0, 5, 10, 20, 40, 70]  # 5, 10, 20, 30 s apart after the second
+            assert reporting == [0] * 19
+            answers["status"] = 200
+            assert await read_at(alone, range(100, 115, 5)) == ([100, 105, 110], [1, 1, 1])
+
+            answers["status"] = 500
+            beside = target("beside", [PODS[0], broken])
+            times, reporting = await read_at(beside, range(200, 250, 5))
+            assert times == list(range(200, 250, 5))
+            assert reporting == [1] * 10
+            assert len(seen) == 10  # the healthy pod: every interval too
+    finally:
+        await runner.cleanup()

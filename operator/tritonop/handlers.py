@@ -34,6 +34,7 @@ from tritonop.api.validation import SpecError
 from tritonop.autoscale.loop import operator_mode, run_autoscaler
 from tritonop.autoscale.metrics import MetricsSource, source_for
 from tritonop.coalesce import Coalescer
+from tritonop.drift import SNAPSHOT_AGE_FRACTION, ChildVersions, child_lister
 from tritonop.k8s import KEDA_CRD
 from tritonop.observability import SERVICES_TRACKED, LoopLagMonitor
 from tritonop.placement import NodeInfo
@@ -80,6 +81,8 @@ class Memo:
     refresher: Coalescer
     """Mirrors Deployment and pod changes into status, one write per burst of changes."""
     lag: LoopLagMonitor
+    children: ChildVersions
+    """The shared metadata lists of children each resync compares against (drift.py)."""
 
     @classmethod
     def build(cls, runtime: Runtime) -> Memo:
@@ -95,6 +98,11 @@ class Memo:
             metrics=source_for(runtime.settings, runtime.clock.monotonic),
             refresher=Coalescer(reconciler.WORKLOAD_REFRESH_DELAY_SECONDS),
             lag=LoopLagMonitor(),
+            children=ChildVersions(
+                child_lister(runtime.kube, runtime.settings.namespace_list, MANAGED),
+                runtime.clock.monotonic,
+                runtime.settings.resync_interval_seconds * SNAPSHOT_AGE_FRACTION,
+            ),
         )
 
 
@@ -272,6 +280,7 @@ async def repair(
         memo.runtime,
         memo.status,
         memo.retries,
+        memo.children,
         (str(namespace), name),
         ClusterView.of(kwargs),
         stopped,

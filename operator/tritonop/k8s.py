@@ -65,6 +65,9 @@ def is_subset(desired: Any, live: Any) -> bool:
 #: (PartialObjectMetadata): how the operator reads a credentials Secret's version without
 #: ever receiving its data.
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+LIST_PAGE_SIZE = 500
+"""Objects per page of the operator's own lists (client-go's pager default)."""
 
 
 def refused(error: ApiException) -> bool:
@@ -226,15 +229,18 @@ class Kube:
             raise ApiException(http_resp=response, body=data.decode(errors="replace"))
         return dict(json.loads(data)) if data and decode else {}
 
-    def _apply(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Server-side apply; {} when done, None when the object is not there (404)."""
+    def _apply(
+        self, path: str, body: dict[str, Any], decode: bool = False
+    ) -> dict[str, Any] | None:
+        """Server-side apply; None when the object is not there (404), else the written object
+        (`decode`) or {}."""
         return self._request(
             "PATCH",
             path,
             body,
             content_type="application/apply-patch+yaml",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            decode=False,
+            decode=decode,
         )
 
     # ---------------------------------------------------------------- reads
@@ -242,6 +248,31 @@ class Kube:
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The live object, or None when it (or its kind) does not exist."""
         return self._request("GET", RESOURCES[kind].path(namespace, name))
+
+    def list_metadata(
+        self, kind: str, namespace: str | None, label_selector: str
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The metadata by (namespace, name) of every object of `kind` matching
+        `label_selector`, in `namespace` or (None) the whole cluster; metadata only, in pages.
+        Empty when the kind is not installed (KEDA's ScaledObject without KEDA)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        token = ""
+        while True:
+            query = [("labelSelector", label_selector), ("limit", str(LIST_PAGE_SIZE))]
+            if token:
+                query.append(("continue", token))
+            page = self._request(
+                "GET", RESOURCES[kind].path(namespace), accept=METADATA_LIST, query=query
+            )
+            if page is None:
+                return found
+            for item in page.get("items") or []:
+                meta = item.get("metadata") or {}
+                meta.pop("managedFields", None)
+                found[(str(meta.get("namespace")), str(meta.get("name")))] = meta
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return found
 
     def crd_exists(self, name: str) -> bool:
         """Whether a CustomResourceDefinition is installed (e.g. KEDA's ScaledObject)."""
@@ -258,26 +289,31 @@ class Kube:
             return None
         return str((metadata.get("metadata") or {}).get("resourceVersion", ""))
 
-    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
+    def admin_secret(
+        self, namespace: str, secret_name: str, field: str
+    ) -> tuple[str, dict[str, Any] | None]:
         """The Triton admin key in the service's admin Secret, or a new random one when the
-        Secret (or its key) does not exist yet: the reconcile then creates the Secret with it
-        (`create`, so a racing reconcile's key is never overwritten). Hex, so that it
-        never contains the ':', ',' or '=' that tritonserver's restriction syntax splits on.
-        Never logged."""
+        Secret (or its key) does not exist yet, and the Secret as read (None: absent). The
+        reconcile then creates the Secret with the new key (`create`, so a racing reconcile's
+        key is never overwritten). Hex, so that it never contains the ':', ',' or '=' that
+        tritonserver's restriction syntax splits on. Never logged."""
         secret = self.get("Secret", namespace, secret_name)
         encoded = ((secret or {}).get("data") or {}).get(field)
         if encoded:
             try:
-                return base64.b64decode(encoded, validate=True).decode()
+                return base64.b64decode(encoded, validate=True).decode(), secret
             except (binascii.Error, UnicodeDecodeError):
                 pass  # not a key we wrote: replaced by a fresh one
-        return secrets.token_hex(32)
+        return secrets.token_hex(32), secret
 
     # ---------------------------------------------------------------- writes
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
+    def apply(
+        self, desired: dict[str, Any], live: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
         """Server-side apply `desired` unless `live` (the object as the caller read it, None
-        when it does not exist) already holds it; True when written.
+        when it does not exist) already holds it; the written object's metadata as the API
+        server answered, None when nothing was written.
 
         Applied with force: by the time it is called the caller has checked that the object
         is absent or controlled by the InferenceService (ownership.py), so the only other
@@ -286,14 +322,16 @@ class Kube:
         kind = desired["kind"]
         meta = desired["metadata"]
         if live is not None and is_subset(desired, live):
-            return False
-        self._apply(RESOURCES[kind].path(meta.get("namespace"), meta["name"]), desired)
+            return None
+        path = RESOURCES[kind].path(meta.get("namespace"), meta["name"])
+        written = self._apply(path, desired, decode=True)
         API_WRITES.labels(kind=kind, verb="apply").inc()
         log.info("applied %s %s/%s", kind, meta.get("namespace"), meta["name"])
-        return True
+        return _metadata(written)
 
-    def create(self, desired: dict[str, Any]) -> bool:
-        """Create `desired`; False when it exists already (409): never overwrites.
+    def create(self, desired: dict[str, Any]) -> dict[str, Any] | None:
+        """Create `desired`; the created object's metadata, None when it exists already
+        (409): never overwrites.
 
         For children whose content the operator generates rather than derives from the spec
         (the admin Secret's random key): two reconciles of a new service running at once
@@ -304,21 +342,20 @@ class Kube:
         kind = desired["kind"]
         meta = desired["metadata"]
         try:
-            self._request(
+            created = self._request(
                 "POST",
                 RESOURCES[kind].path(meta.get("namespace")),
                 desired,
                 query=[("fieldManager", FIELD_MANAGER)],
-                decode=False,
             )
         except ApiException as error:
             if error.status == 409:
                 log.info("%s %s/%s exists already: kept", kind, meta.get("namespace"), meta["name"])
-                return False
+                return None
             raise
         API_WRITES.labels(kind=kind, verb="create").inc()
         log.info("created %s %s/%s", kind, meta.get("namespace"), meta["name"])
-        return True
+        return _metadata(created)
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:
         """Delete a child the InferenceService no longer needs, only if it owns it."""
@@ -430,6 +467,13 @@ class Kube:
                 return
             raise
         API_WRITES.labels(kind="Event", verb="create").inc()
+
+
+def _metadata(written: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The metadata of a write's answer, without managedFields ({} if it carried none)."""
+    meta = dict((written or {}).get("metadata") or {})
+    meta.pop("managedFields", None)
+    return meta
 
 
 def namespace_terminating(error: ApiException) -> bool:

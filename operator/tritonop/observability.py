@@ -16,7 +16,8 @@ RECONCILES = Counter(
     "tritonop_reconciles_total",
     "Reconciles of InferenceServices, by trigger (create, update, resume, node, keda, "
     "child-deleted, retry, resync) and result (ok; refused: status says why, e.g. ResourceExists, "
-    "ApplyFailed, SecretNotFound; error: retried; invalid; skipped).",
+    "ApplyFailed, SecretNotFound; error: retried; invalid; skipped; unchanged: a resync whose "
+    "inputs had not changed since the last, see drift.py).",
     ["trigger", "result"],
 )
 RECONCILE_ERRORS = Counter(

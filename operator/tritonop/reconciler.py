@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -34,6 +34,14 @@ from urllib3.exceptions import HTTPError
 from tritonop import conditions as c
 from tritonop.api.validation import ParsedService, SpecError, parse_object
 from tritonop.autoscale.types import ConditionFlag
+from tritonop.drift import (
+    LISTED_KINDS,
+    ChildVersions,
+    ResyncInputs,
+    fingerprint,
+    object_version,
+    service_identity,
+)
 from tritonop.k8s import KEDA_CRD, namespace_terminating, refused, server_message
 from tritonop.observability import (
     CURRENT_REPLICAS,
@@ -119,7 +127,7 @@ def reconcile(
         RECONCILES.labels(trigger=trigger, result="invalid").inc()
         raise
     try:
-        healthy = _carry_out_plan(runtime, book, view, service, body)
+        outcome = _carry_out_plan(runtime, book, view, service, body)
     except ApiException as error:
         if namespace_terminating(error):
             retries.forget(key)
@@ -139,11 +147,63 @@ def reconcile(
         return
     finally:
         RECONCILE_DURATION.observe(runtime.clock.monotonic() - started)
-    if healthy:
-        retries.succeeded(key)
+    if outcome.healthy:
+        retries.succeeded(key, outcome.fingerprint)
         RECONCILES.labels(trigger=trigger, result="ok").inc()
     else:
         _failed(runtime, retries, key, trigger, None, "")
+
+
+def resync(
+    runtime: Runtime,
+    book: StatusBook,
+    retries: Retries,
+    view: ClusterView,
+    children: ChildVersions,
+    body: Mapping[str, Any],
+) -> None:
+    """The periodic resync of one service: a full reconcile unless what it would read is what
+    the service's last healthy reconcile left (drift.py says what is compared and why that is
+    safe). Inputs that cannot be read make it a full reconcile, which reports the problem."""
+    key = _key(body)
+    remembered = retries.fingerprint(key)
+    if remembered is not None:
+        try:
+            current = fingerprint(_resync_inputs(runtime, view, children, body))
+        except (SpecError, ApiException, HTTPError, OSError) as error:
+            log.debug("%s/%s: resync inputs unreadable (%s): reconciling", *key, error)
+            current = None
+        if current == remembered:
+            RECONCILES.labels(trigger="resync", result="unchanged").inc()
+            return
+    reconcile(runtime, book, retries, view, body, "resync")
+
+
+def _resync_inputs(
+    runtime: Runtime, view: ClusterView, children: ChildVersions, body: Mapping[str, Any]
+) -> ResyncInputs:
+    """What `resync` fingerprints, read as cheaply as it can be: one or two metadata reads of
+    Secrets by name, the shared child lists and kopf's indexes."""
+    service = parse_object(dict(body))
+    kube = runtime.kube
+    namespace, name = service.namespace, service.name
+    secret_ref = service.spec.model_repository.secret_ref
+    admin = kube.secret_version(namespace, admin_secret_name(name))
+    deployment = view.deployment((namespace, name))
+    return ResyncInputs(
+        service=service_identity(body),
+        nodes=gpu_capacity_fingerprint(view.nodes()),
+        secret_version=kube.secret_version(namespace, secret_ref.name) if secret_ref else None,
+        keda_available=_keda_available(runtime, service),
+        admin_secret=None if admin is None else object_version({"resourceVersion": admin}),
+        deployment=None if deployment is None else object_version(deployment["metadata"]),
+        children=tuple((kind, children.version(kind, namespace, name)) for kind in LISTED_KINDS),
+    )
+
+
+def _keda_available(runtime: Runtime, service: ParsedService) -> bool:
+    """KEDA's CRD matters to KEDA-mode services only (it is read for no other)."""
+    return service.spec.autoscaling_mode != "KEDA" or runtime.kube.crd_exists(KEDA_CRD)
 
 
 def _failed(
@@ -182,39 +242,59 @@ def report_invalid_spec(
         runtime.kube.event(body, warning=True, reason=c.INVALID_SPEC, message=message)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How `_carry_out_plan` ended."""
+
+    healthy: bool
+    """False when the status carries a verdict that only a change outside the spec clears
+    (ResourceExists, ApplyFailed, SecretNotFound): the repair loop retries."""
+    fingerprint: str | None = None
+    """What the reconcile read and left (drift.py); None when it cannot vouch for all of it."""
+
+
 def _carry_out_plan(
     runtime: Runtime,
     book: StatusBook,
     view: ClusterView,
     service: ParsedService,
     body: Mapping[str, Any],
-) -> bool:
-    """Apply the plan; False when the status carries a verdict that only a change outside the
-    spec clears (ResourceExists, ApplyFailed, SecretNotFound): the repair loop retries."""
+) -> Outcome:
+    """Apply the plan, then write the status and Events it calls for."""
     kube = runtime.kube
     key = (service.namespace, service.name)
     deployment = view.deployment(key)
     secret_ref = service.spec.model_repository.secret_ref
     version = kube.secret_version(service.namespace, secret_ref.name) if secret_ref else None
+    admin_key, admin_secret = kube.admin_secret(
+        service.namespace, admin_secret_name(service.name), ADMIN_KEY_FIELD
+    )
     facts = ClusterFacts(
-        admin_key=kube.admin_key(
-            service.namespace, admin_secret_name(service.name), ADMIN_KEY_FIELD
-        ),
+        admin_key=admin_key,
         nodes=view.nodes(),
         secret_version=version,
         secret_missing=secret_ref is not None and version is None,
-        keda_available=service.spec.autoscaling_mode != "KEDA" or kube.crd_exists(KEDA_CRD),
+        keda_available=_keda_available(runtime, service),
         live_status=book.get(key, body.get("status")),
         workload=view.workload(key),
     )
     result = plan(service, facts, runtime.settings)
-    verdict = _write_children(runtime, service, result.children, deployment)
+    # Read already: the admin Secret (present or not) and the Deployment when the index holds
+    # the service's own (one it does not hold may still exist under another controller).
+    known = {"Secret": admin_secret}
+    if deployment is not None:
+        known["Deployment"] = deployment
+    verdict, left = _write_children(runtime, service, result.children, known)
+    scaled = False
     if verdict is None:
         for kind in result.stale_children:
-            kube.delete_owned(kind, service.namespace, service.name, service.uid)
+            if _may_own(service, facts):
+                kube.delete_owned(kind, service.namespace, service.name, service.uid)
+            left[kind] = None
         running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS
         if result.replicas is not None and result.replicas != running:
             kube.scale_deployment(service.namespace, service.name, result.replicas)
+            scaled = True
 
     def status(current: Mapping[str, Any]) -> StatusChange:
         # The Deployment may have moved on while the children were applied: plan the status
@@ -238,30 +318,54 @@ def _carry_out_plan(
     book.update(key, body.get("status"), status)
     for event in events:
         kube.event(body, warning=event.warning, reason=event.reason, message=event.message)
-    return verdict is None and not facts.secret_missing
+    healthy = verdict is None and not facts.secret_missing
+    if not healthy or scaled or not all(kind in left for kind in (*LISTED_KINDS, "Deployment")):
+        return Outcome(healthy)
+    inputs = ResyncInputs(
+        service=service_identity(body),
+        nodes=gpu_capacity_fingerprint(facts.nodes),
+        secret_version=version,
+        keda_available=facts.keda_available,
+        admin_secret=left.get("Secret"),
+        deployment=left["Deployment"],
+        children=tuple((kind, left[kind]) for kind in LISTED_KINDS),
+    )
+    return Outcome(True, fingerprint(inputs))
+
+
+def _may_own(service: ParsedService, facts: ClusterFacts) -> bool:
+    """Whether the service may own children of kinds its spec no longer needs (an autoscaler
+    of another mode, a NetworkPolicy the settings turned off): not when no reconcile has ever
+    written its status and its spec never changed, which saves two reads per new service (of
+    about twelve requests). Should an interrupted reconcile under other settings have left one
+    anyway, its version is not the None this reconcile's fingerprint records, and the first
+    resync reconciles fully and deletes it."""
+    return service.generation > 1 or bool(facts.live_status.get("observedGeneration"))
 
 
 def _write_children(
     runtime: Runtime,
     service: ParsedService,
     children: Sequence[dict[str, Any]],
-    indexed_deployment: Mapping[str, Any] | None,
-) -> ConditionFlag | None:
-    """Apply the children unless one of their names is taken; the Ready verdict when not
-    everything could be written, None when it was.
+    known: Mapping[str, Mapping[str, Any] | None],
+) -> tuple[ConditionFlag | None, dict[str, str | None]]:
+    """Apply the children unless one of their names is taken: the Ready verdict when not
+    everything could be written (None when it was), and the version of each child it left
+    (drift.object_version, by kind), as read or as the API server answered the write.
 
-    Every child's live object is read first and nothing is written if any of them exists
-    without being controlled by this service (ResourceExists): half an install next to a
-    user's object is worse than none. A child the API server refuses (4xx) does not stop the
-    others; the refusals become one ApplyFailed message in the server's words. A 5xx, 409 or
-    429 is raised: it says nothing about the spec, and the repair loop retries.
+    Every child's live object is read first (but those of `known` kinds, read already) and
+    nothing is written if any of them exists without being controlled by this service
+    (ResourceExists): half an install next to a user's object is worse than none. A child the
+    API server refuses (4xx) does not stop the others; the refusals become one ApplyFailed
+    message in the server's words. A 5xx, 409 or 429 is raised: it says nothing about the
+    spec, and the repair loop retries.
     """
     kube = runtime.kube
     lives: list[Mapping[str, Any] | None] = []
     for child in children:
         meta = child["metadata"]
-        if child["kind"] == "Deployment" and indexed_deployment is not None:
-            lives.append(indexed_deployment)
+        if child["kind"] in known:
+            lives.append(known[child["kind"]])
         else:
             lives.append(kube.get(child["kind"], meta["namespace"], meta["name"]))
     taken = [
@@ -270,18 +374,26 @@ def _write_children(
         if (problem := conflict(child, live, service.uid)) is not None
     ]
     if taken:
-        return ConditionFlag(c.READY, False, c.RESOURCE_EXISTS, conflicts_message(taken))
+        return ConditionFlag(c.READY, False, c.RESOURCE_EXISTS, conflicts_message(taken)), {}
     refusals = []
+    left: dict[str, str | None] = {}
     for child, live in zip(children, lives, strict=True):
         try:
             if child["kind"] == "Secret" and live is None:
-                kube.create(child)  # the admin Secret: a generated key is never overwritten
+                written = kube.create(
+                    child
+                )  # the admin Secret: a generated key is never overwritten
             else:
-                kube.apply(child, live)
+                written = kube.apply(child, live)
         except ApiException as error:
             if not refused(error) or namespace_terminating(error):
                 raise
             refusals.append(f"{child['kind']} {child['metadata']['name']}: {server_message(error)}")
+            continue
+        if written:
+            left[child["kind"]] = object_version(written)
+        elif live is not None:
+            left[child["kind"]] = object_version(live.get("metadata") or {})
     if refusals:
         message = (
             "the API server refused "
@@ -289,8 +401,8 @@ def _write_children(
             + ". Fix the spec (or what refuses it: an admission policy, a quota, RBAC); the "
             "operator retries by itself"
         )
-        return ConditionFlag(c.READY, False, c.APPLY_FAILED, message)
-    return None
+        return ConditionFlag(c.READY, False, c.APPLY_FAILED, message), left
+    return None, left
 
 
 def nodes_changed(
@@ -407,8 +519,8 @@ def refresh_workload(book: StatusBook, view: ClusterView, key: ServiceKey) -> No
 
 
 def forget(book: StatusBook, retries: Retries, key: ServiceKey) -> None:
-    """Drop a deleted service's status, retries and metric series; the garbage collector
-    deletes the children."""
+    """Drop a deleted service's status, retries, last fingerprint and metric series; the
+    garbage collector deletes the children."""
     book.forget(key)
     retries.forget(key)
     forget_service(*key)

@@ -24,6 +24,7 @@ import logging
 from tritonop import reconciler
 from tritonop.api.validation import SpecError
 from tritonop.autoscale.loop import StopFlag
+from tritonop.drift import ChildVersions
 from tritonop.retries import Retries
 from tritonop.runtime import Runtime
 from tritonop.status import ServiceKey
@@ -58,6 +59,7 @@ async def run_repair(
     runtime: Runtime,
     book: StatusBook,
     retries: Retries,
+    children: ChildVersions,
     key: ServiceKey,
     view: ClusterView,
     stopped: StopFlag,
@@ -83,8 +85,12 @@ async def run_repair(
         if body is None:
             break
         last_run = now
-        trigger = "retry" if failure is not None else "resync"
         with contextlib.suppress(SpecError):  # reported on the service; retried on an edit
-            await asyncio.to_thread(
-                reconciler.reconcile, runtime, book, retries, view, body, trigger
-            )
+            if failure is not None:
+                await asyncio.to_thread(
+                    reconciler.reconcile, runtime, book, retries, view, body, "retry"
+                )
+            else:
+                await asyncio.to_thread(
+                    reconciler.resync, runtime, book, retries, view, children, body
+                )

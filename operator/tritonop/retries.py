@@ -4,7 +4,8 @@ A reconcile that could not make the cluster right — the API server refused a c
 failed (5xx) or could not be reached, or a child's name is taken — is tried again by the
 service's repair loop (repair.py), after 5 s, then 10, 20, ... up to the resync interval, and
 never more often: a service that always fails costs one attempt per interval, not a storm.
-A successful reconcile forgets the failures. Nothing here is written anywhere: kopf's own
+A successful reconcile forgets the failures and leaves the fingerprint of what it saw, which
+lets the next resync stop early when nothing changed (drift.py). Nothing here is written anywhere: kopf's own
 retries would patch the InferenceService on every attempt.
 
 Pure apart from the wake-up callbacks a repair loop registers, so that a failure recorded by
@@ -37,10 +38,13 @@ class Failure:
 
 
 class Retries:
-    """Failures by service; thread-safe (reconciles run in worker threads)."""
+    """How each service's last reconcile ended: a failure streak, or a success with the
+    fingerprint of what it left (drift.py: the resync compares it); thread-safe (reconciles
+    run in worker threads)."""
 
     def __init__(self) -> None:
         self._failures: dict[ServiceKey, Failure] = {}
+        self._fingerprints: dict[ServiceKey, str] = {}
         self._wakers: dict[ServiceKey, Callable[[], None]] = {}
         self._guard = threading.Lock()
 
@@ -50,14 +54,26 @@ class Retries:
             attempts = self._failures[key].attempts + 1 if key in self._failures else 1
             failure = Failure(attempts, now + backoff(attempts, ceiling))
             self._failures[key] = failure
+            self._fingerprints.pop(key, None)
             waker = self._wakers.get(key)
         if waker is not None:
             waker()
         return failure
 
-    def succeeded(self, key: ServiceKey) -> None:
+    def succeeded(self, key: ServiceKey, fingerprint: str | None = None) -> None:
+        """Record a success; `fingerprint` of what it read and wrote, None when it cannot
+        vouch for the whole state (a write whose result it did not see, an invalid spec)."""
         with self._guard:
             self._failures.pop(key, None)
+            if fingerprint is None:
+                self._fingerprints.pop(key, None)
+            else:
+                self._fingerprints[key] = fingerprint
+
+    def fingerprint(self, key: ServiceKey) -> str | None:
+        """What the service's last healthy reconcile left, if it could say."""
+        with self._guard:
+            return self._fingerprints.get(key)
 
     def pending(self, key: ServiceKey) -> Failure | None:
         """The service's failure streak, None when its last reconcile succeeded."""
@@ -72,4 +88,5 @@ class Retries:
     def forget(self, key: ServiceKey) -> None:
         with self._guard:
             self._failures.pop(key, None)
+            self._fingerprints.pop(key, None)
             self._wakers.pop(key, None)

@@ -55,20 +55,34 @@ class KubeApi(Protocol):
         """A Secret's resourceVersion (read as metadata only); None when it does not exist."""
         ...
 
+    def list_metadata(
+        self, kind: str, namespace: str | None, label_selector: str
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Metadata by (namespace, name) of the objects of `kind` with those labels in
+        `namespace` (None: every namespace); empty when the kind is not installed."""
+        ...
+
     def crd_exists(self, name: str) -> bool:
         """Whether a CustomResourceDefinition is installed."""
         ...
 
-    def admin_key(self, namespace: str, secret_name: str, field: str) -> str:
-        """The Triton admin key in a service's admin Secret, or a new random one."""
+    def admin_secret(
+        self, namespace: str, secret_name: str, field: str
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The Triton admin key in a service's admin Secret (or a new random one), and the
+        Secret as read (None: absent)."""
         ...
 
-    def apply(self, desired: dict[str, Any], live: Mapping[str, Any] | None) -> bool:
-        """Server-side apply `desired` unless `live` (None: absent) holds it; True if written."""
+    def apply(
+        self, desired: dict[str, Any], live: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Server-side apply `desired` unless `live` (None: absent) holds it; the written
+        object's metadata, None when nothing was written."""
         ...
 
-    def create(self, desired: dict[str, Any]) -> bool:
-        """Create `desired` unless it exists (then False): never overwrites."""
+    def create(self, desired: dict[str, Any]) -> dict[str, Any] | None:
+        """Create `desired` unless it exists (then None): never overwrites; the created
+        object's metadata."""
         ...
 
     def delete_owned(self, kind: str, namespace: str, name: str, owner_uid: str) -> bool:

@@ -32,6 +32,7 @@ import aiohttp
 
 from tritonop.autoscale.observe import (
     METRICS_TOO_LARGE,
+    FailingPod,
     MetricsParseError,
     MetricsTarget,
     MetricsTooLarge,
@@ -40,11 +41,13 @@ from tritonop.autoscale.observe import (
     PrometheusError,
     TritonSample,
     empty_observation,
+    failing_after,
     observe,
     parse_triton_metrics,
     prometheus_observation,
     prometheus_queries,
     remember,
+    scrape_due,
     shorten,
     vector_by_pod,
 )
@@ -313,11 +316,19 @@ class ScrapeSource:
         self.reader = reader
         self.port = port
         self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
+        self._failing: dict[tuple[str, str], dict[str, FailingPod]] = {}
 
     async def observe(self, target: MetricsTarget) -> Observation:
-        scrapes = await self.reader.scrape(
-            [(pod, metrics_url(pod.ip, self.port)) for pod in target.pods]
-        )
+        """Scrape the pods that are due (a pod whose scrapes keep failing is retried with
+        backoff, its last failure reported meanwhile: observe.scrape_due) and combine."""
+        failing = self._failing.get(target.key, {})
+        now = self.reader.clock()
+        due = [pod for pod in target.pods if scrape_due(pod, failing, now)]
+        scrapes = await self.reader.scrape([(pod, metrics_url(pod.ip, self.port)) for pod in due])
+        for pod in target.pods:
+            if pod.name not in scrapes:
+                scrapes[pod.name] = failing[pod.name].last
+        self._failing[target.key] = failing_after(failing, scrapes)
         previous = self._previous.get(target.key, {})
         observation = observe(
             previous,
@@ -332,6 +343,7 @@ class ScrapeSource:
 
     def forget(self, key: tuple[str, str]) -> None:
         self._previous.pop(key, None)
+        self._failing.pop(key, None)
 
     async def close(self) -> None:
         await self.reader.close()

@@ -51,6 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonop import conditions
 from tritonop.autoscale import promql
 from tritonop.autoscale.types import Observation
+from tritonop.retries import backoff
 
 PENDING = promql.PENDING_REQUESTS
 QUEUE_DURATION = promql.QUEUE_DURATION_US
@@ -453,6 +454,56 @@ def remember(
         elif pod in previous and previous[pod].sample is not None:
             kept[pod] = previous[pod]
     return kept
+
+
+SCRAPE_BACKOFF_CEILING_SECONDS = 30.0
+"""The longest a service none of whose pods can be read waits between attempts. Such a
+service (its metrics port blocked by a policy, a server that never listens: every service of
+the scale benchmark) is otherwise fetched every interval, which at 1,000 services was a fifth
+of the operator's steady CPU for nothing. While any pod of the service answers, every pod is
+read every interval: one crashed server among healthy ones is noticed back at once, and the
+policy's hold on incomplete metrics ends with it."""
+
+
+@dataclass(frozen=True)
+class FailingPod:
+    """A pod whose last scrapes failed: the failure is reported again until `retry_at`."""
+
+    last: PodScrape
+    streak: int
+    retry_at: float
+
+
+def scrape_due(pod: PodEndpoint, failing: Mapping[str, FailingPod], now: float) -> bool:
+    """Whether to read `pod` this interval: always, unless no pod of its service answered for
+    at least two intervals and the pod's backoff (5 s, doubling, up to
+    SCRAPE_BACKOFF_CEILING_SECONDS) has not passed. A pod with a new IP is a new server, read
+    at once."""
+    known = failing.get(pod.name)
+    return known is None or known.last.ip != pod.ip or now >= known.retry_at
+
+
+def failing_after(
+    failing: Mapping[str, FailingPod], scrapes: Mapping[str, PodScrape]
+) -> dict[str, FailingPod]:
+    """The failing pods after this interval's `scrapes` (one per current pod, those not read
+    again included as their last failure): none when any pod answered, else a new failure
+    lengthens its pod's streak; pods gone are dropped. The first failure is retried next
+    interval (a server still starting), the second after 5 s, then 10, 20, 30."""
+    if any(scrape.error is None for scrape in scrapes.values()):
+        return {}
+    after: dict[str, FailingPod] = {}
+    for pod, scrape in scrapes.items():
+        if scrape.error is None:
+            continue
+        known = failing.get(pod)
+        if known is not None and known.last is scrape:  # not read again: still waiting
+            after[pod] = known
+            continue
+        streak = known.streak + 1 if known is not None else 1
+        delay = 0.0 if streak < 2 else backoff(streak - 1, SCRAPE_BACKOFF_CEILING_SECONDS)
+        after[pod] = FailingPod(scrape, streak, scrape.time + delay)
+    return after
 
 
 @dataclass(frozen=True)
