@@ -120,8 +120,9 @@ class ResyncInputs:
 
     service: Mapping[str, Any]
     """uid, generation, labels and spec of the InferenceService."""
-    nodes: str
-    """`placement.gpu_capacity_fingerprint` of the nodes."""
+    placement: tuple[str, str, str]
+    """The placement decision (mode, reason, message): what the nodes mean for the render
+    (a node that changes no decision changes no fingerprint)."""
     secret_version: str | None
     """The credentials Secret's resourceVersion (None: not named, or missing)."""
     keda_available: bool

@@ -52,7 +52,7 @@ from tritonop.observability import (
     forget_service,
 )
 from tritonop.ownership import conflict, conflicts_message
-from tritonop.placement import NodeInfo, gpu_capacity_fingerprint
+from tritonop.placement import NodeInfo, Placement, gpu_capacity_fingerprint
 from tritonop.placement import decide as decide_placement
 from tritonop.reconcile import ClusterFacts, EventSpec, plan, plan_status, workload_refresh
 from tritonop.render.lockdown import ADMIN_KEY_FIELD, admin_secret_name
@@ -192,13 +192,19 @@ def _resync_inputs(
     deployment = view.deployment((namespace, name))
     return ResyncInputs(
         service=service_identity(body),
-        nodes=gpu_capacity_fingerprint(view.nodes()),
+        placement=_decision(
+            decide_placement(service.spec, view.nodes(), runtime.settings.gpu_fallback)
+        ),
         secret_version=kube.secret_version(namespace, secret_ref.name) if secret_ref else None,
         keda_available=_keda_available(runtime, service),
         admin_secret=None if admin is None else object_version({"resourceVersion": admin}),
         deployment=None if deployment is None else object_version(deployment["metadata"]),
         children=tuple((kind, children.version(kind, namespace, name)) for kind in LISTED_KINDS),
     )
+
+
+def _decision(placement: Placement) -> tuple[str, str, str]:
+    return (placement.mode, placement.reason, placement.message)
 
 
 def _keda_available(runtime: Runtime, service: ParsedService) -> bool:
@@ -263,7 +269,6 @@ def _carry_out_plan(
     """Apply the plan, then write the status and Events it calls for."""
     kube = runtime.kube
     key = (service.namespace, service.name)
-    deployment = view.deployment(key)
     secret_ref = service.spec.model_repository.secret_ref
     version = kube.secret_version(service.namespace, secret_ref.name) if secret_ref else None
     admin_key, admin_secret = kube.admin_secret(
@@ -279,12 +284,7 @@ def _carry_out_plan(
         workload=view.workload(key),
     )
     result = plan(service, facts, runtime.settings)
-    # Read already: the admin Secret (present or not) and the Deployment when the index holds
-    # the service's own (one it does not hold may still exist under another controller).
-    known = {"Secret": admin_secret}
-    if deployment is not None:
-        known["Deployment"] = deployment
-    verdict, left = _write_children(runtime, service, result.children, known)
+    verdict, left = _write_children(runtime, service, result.children, {"Secret": admin_secret})
     scaled = False
     if verdict is None:
         for kind in result.stale_children:
@@ -323,7 +323,7 @@ def _carry_out_plan(
         return Outcome(healthy)
     inputs = ResyncInputs(
         service=service_identity(body),
-        nodes=gpu_capacity_fingerprint(facts.nodes),
+        placement=_decision(result.placement),
         secret_version=version,
         keda_available=facts.keda_available,
         admin_secret=left.get("Secret"),
@@ -353,8 +353,8 @@ def _write_children(
     everything could be written (None when it was), and the version of each child it left
     (drift.object_version, by kind), as read or as the API server answered the write.
 
-    Every child's live object is read first (but those of `known` kinds, read already) and
-    nothing is written if any of them exists without being controlled by this service
+    Every child's live object is read first (but those of `known` kinds, read already: the
+    admin Secret, present or not) and nothing is written if any of them exists without being controlled by this service
     (ResourceExists): half an install next to a user's object is worse than none. A child the
     API server refuses (4xx) does not stop the others; the refusals become one ApplyFailed
     message in the server's words. A 5xx, 409 or 429 is raised: it says nothing about the
