@@ -8,9 +8,12 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from fakes import FakeClock, FakeCluster, StopAfter
+from tritonop.drift import ChildVersions
 from tritonop.reconciler import reconcile
 from tritonop.repair import next_run, run_repair
 from tritonop.retries import Retries, backoff
+from tritonop.runtime import Runtime
+from tritonop.statusbook import StatusBook
 
 KEY = ("ml", "svc")
 SPEC = {"modelRepository": {"uri": "s3://m/t"}, "gpu": {"count": 0}}
@@ -76,16 +79,23 @@ async def test_the_resync_recreates_a_child_lost_while_nobody_watched() -> None:
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     del cluster.deployments[KEY]  # deleted by hand; the event's reconcile was lost
     del cluster.children[("Deployment", "ml", "svc")]
-    await run_repair(
-        runtime,
-        book,
-        cluster.retries,
-        cluster.child_versions(runtime),
-        KEY,
-        cluster.view(),
-        StopAfter(clock, 2),
-    )
+    await _resyncs(cluster, runtime, book, clock, 1)
     assert cluster.deployment(KEY) is not None
+
+
+async def _resyncs(
+    cluster: FakeCluster,
+    runtime: Runtime,
+    book: StatusBook,
+    clock: FakeClock,
+    rounds: int,
+    children: ChildVersions | None = None,
+) -> None:
+    """`rounds` runs of the service's repair loop (the loop stops at the wait after them)."""
+    versions = children if children is not None else cluster.child_versions(runtime)
+    await run_repair(
+        runtime, book, cluster.retries, versions, KEY, cluster.view(), StopAfter(clock, rounds + 1)
+    )
 
 
 def _child_reads(cluster: FakeCluster, since: int) -> list[tuple[str, ...]]:
@@ -130,16 +140,12 @@ async def test_a_child_deleted_or_edited_by_hand_is_restored_at_the_next_resync(
     del cluster.children[("Service", "ml", "svc")]
     _edit(cluster, "PodDisruptionBudget", {"maxUnavailable": 3})
     written = len(cluster.writes)
-    await run_repair(
-        runtime, book, cluster.retries, children, KEY, cluster.view(), StopAfter(clock, 2)
-    )
+    await _resyncs(cluster, runtime, book, clock, 1, children)
     assert ("apply", "Service", "ml", "svc") in cluster.writes[written:]
     assert ("apply", "PodDisruptionBudget", "ml", "svc") in cluster.writes[written:]
     assert cluster.retries.fingerprint(KEY) is not None  # and the next resync stops early
     read = len(cluster.reads)
-    await run_repair(
-        runtime, book, cluster.retries, children, KEY, cluster.view(), StopAfter(clock, 2)
-    )
+    await _resyncs(cluster, runtime, book, clock, 1, children)
     assert _child_reads(cluster, read) == []
 
 
@@ -151,15 +157,7 @@ async def test_a_rotated_credentials_secret_rolls_the_pods_at_the_next_resync() 
     runtime, book = cluster.runtime(clock, resync_interval_seconds=60), cluster.book(clock)
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     cluster.secrets[("ml", "creds")] = "8"
-    await run_repair(
-        runtime,
-        book,
-        cluster.retries,
-        cluster.child_versions(runtime),
-        KEY,
-        cluster.view(),
-        StopAfter(clock, 2),
-    )
+    await _resyncs(cluster, runtime, book, clock, 1)
     deployment = cluster.deployment(KEY)
     assert deployment is not None
     assert "8" in deployment["spec"]["template"]["metadata"]["annotations"].values()
