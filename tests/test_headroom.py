@@ -204,3 +204,41 @@ def test_without_an_objective_no_headroom_is_held() -> None:
         decisions[-1].desired_replicas
         < calm_burst_calm(objective_spec(), 42.0)[-1].desired_replicas
     )
+
+
+def first_scale_down(spec: Autoscaling) -> float:
+    """When ten replicas left from a past load first shrink under a steady 1 req/s of 1 s
+    requests (the recommendation of ten recorded at 0 s, no restart hold)."""
+    state = PolicyState(recommendations=((0.0, 10),))
+    current = 10
+    for index in range(1, 40):
+        now = index * INTERVAL
+        seen = Observation(
+            time=now,
+            ready_replicas=current,
+            starting_replicas=0,
+            reporting_replicas=current,
+            queue_depth=0.0,
+            queue_time_ms=0.0,
+            request_rate=1.0,
+            compute_ms=1000.0,
+        )
+        decision, state = decide(spec, current, seen, state, now, INTERVAL)
+        if decision.desired_replicas < current:
+            return now
+        current = decision.desired_replicas
+    raise AssertionError("never scaled down")
+
+
+def test_with_an_objective_the_default_scale_down_window_is_one_cold_start() -> None:
+    """The headroom holds what rises within a cold start need, so replicas above it are kept
+    one cold start (not 60 s) when the spec leaves the window unset; a set window wins and a
+    targets-only spec keeps 60 s."""
+    assert first_scale_down(objective_spec(coldStartSeconds=20)) == 20.0
+    assert first_scale_down(objective_spec(coldStartSeconds=120)) == 60.0  # capped at 60 s
+    set_window = {"scaleDown": {"stabilizationWindowSeconds": 45}}
+    assert first_scale_down(objective_spec(coldStartSeconds=20, behavior=set_window)) == 45.0
+    targets = Autoscaling.model_validate(
+        {"minReplicas": 1, "maxReplicas": 40, "targets": {"queueDepth": 2}}
+    )
+    assert first_scale_down(targets) == 60.0
