@@ -242,3 +242,68 @@ def test_with_an_objective_the_default_scale_down_window_is_one_cold_start() -> 
         {"minReplicas": 1, "maxReplicas": 40, "targets": {"queueDepth": 2}}
     )
     assert first_scale_down(targets) == 60.0
+
+
+# ------------------------------------------------------------- loads that outlive a cold start
+
+
+def test_the_memory_says_what_followed_a_load_one_cold_start_later() -> None:
+    spikes = memory_of(([2.0] * 10 + [20.0, 20.0]) * 4, cold_start=30.0)
+    now = 48 * INTERVAL
+    # every interval at least half as busy as 20 req/s was followed by the calm 2 req/s
+    assert spikes.rate_after(20.0, now, 30.0) == 2.0
+    assert spikes.rate_after(30.0, now, 30.0) is None  # nothing that busy seen
+    step = memory_of([2.0] * 10 + [20.0] * 12, cold_start=30.0)
+    assert step.rate_after(20.0, 22 * INTERVAL, 30.0) == 20.0  # the step outlived it
+    # the step's own intervals say nothing until one cold start has passed since them
+    young = memory_of([2.0] * 10 + [20.0] * 6, cold_start=30.0)
+    assert young.rate_after(20.0, 16 * INTERVAL, 30.0) is None
+
+
+def bursts(spec: Autoscaling, rates: list[float]) -> list[tuple[int, Decision]]:
+    """(replicas before, decision) per interval: 1 s requests on replicas that are there at
+    once (the cold start is the policy's to reckon with), the backlog the excess of the load
+    over them builds carried from interval to interval."""
+    state = PolicyState.fresh(0.0, 1)
+    current, decisions, backlog = 1, [], 0.0
+    for index, rate in enumerate(rates, 1):
+        now = index * INTERVAL
+        served = min(rate + backlog / INTERVAL, float(current))
+        backlog = max(0.0, backlog + (rate - served) * INTERVAL)
+        queue = backlog / current
+        seen = Observation(
+            time=now,
+            ready_replicas=current,
+            starting_replicas=0,
+            reporting_replicas=current,
+            queue_depth=queue,
+            queue_time_ms=queue * 1000.0,
+            request_rate=served,
+            compute_ms=1000.0,
+            cold_start_seconds=30.0,
+        )
+        decision, state = decide(spec, current, seen, state, now, INTERVAL)
+        decisions.append((current, decision))
+        current = decision.desired_replicas
+    return decisions
+
+
+def test_no_scale_up_for_a_burst_like_those_that_were_gone_within_a_cold_start() -> None:
+    """With an objective, replicas asked for during a burst serve one cold start later: when
+    every load as high in the memory was gone by then, the headroom held is what serves it
+    and the policy does not ask for more (it says why); a burst that outlives a cold start,
+    or one higher than any seen, is scaled for."""
+    calm, burst = [2.0] * 24, [20.0, 20.0]
+    decisions = bursts(objective_spec(), calm + (burst + calm) * 4)
+    before, during = decisions[-len(calm) - 1]  # the last burst's second interval
+    assert during.desired_replicas <= before, during.reason
+    assert "were gone within the 30 s cold start new replicas take" in during.reason
+    # the first burst: nothing seen before, scaled for at once
+    first_before, first = decisions[len(calm)]
+    assert first.desired_replicas > first_before
+    # a burst twice as high as any seen is scaled for too
+    higher = bursts(objective_spec(), calm + (burst + calm) * 4 + [40.0, 40.0])
+    assert higher[-2][1].desired_replicas > higher[-2][0]
+    # a load that stayed: once the memory has seen it outlive a cold start, scaled for
+    stays = bursts(objective_spec(), calm + (burst + calm) * 4 + [20.0] * 10)
+    assert stays[-1][1].desired_replicas > 20

@@ -5,12 +5,15 @@ cold start meets the replicas that already run. With an objective the policy the
 headroom for the rises it has seen: `BurstMemory` keeps, for every interval of the last
 `BURST_MEMORY_SECONDS`, how far the load rose above its level one cold start earlier, and
 `BurstMemory.rise` picks the rise to hold capacity for so that the requests that arrived
-during larger rises stay within the objective's miss budget. Why this shape:
+during larger rises stay within the objective's miss budget. `BurstMemory.rate_after` says
+what followed loads as high as the present one a cold start later: when they were all gone,
+replicas asked for now would only arrive after such a load, and the policy asks for none. Why this shape:
 docs/design/autoscaling.md ("Objective mode").
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -25,6 +28,13 @@ DEFAULT_COLD_START_SECONDS = 30.0
 #: arriving during rises larger than the headroom (the rest goes to the steady-state queue,
 #: see queueing.STEADY_MISS_SHARE).
 BURST_MISS_SHARE = 0.5
+#: An interval of the memory counts as "as busy" as the present one (see
+#: `BurstMemory.rate_after`) when its arrival rate is at most this share below the present
+#: rate: one interval's rate is a noisy count (100 requests are +-10%) and the arrival
+#: estimate of a burst's first intervals overshoots while its backlog builds (the
+#: benchmark's 20 req/s spikes read up to 23), so a tight match would miss the bursts it
+#: saw; a much wider one would take a load well above any seen for one of them.
+LOAD_MATCH = 0.3
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,8 @@ class Rise:
     """The interval's effective arrival rate (requests per second)."""
     requests: float
     """Requests that arrived in the interval: the weight of this rise."""
+    rate: float = 0.0
+    """The interval's own arrival rate (requests per second), to see how long a load lasted."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,13 @@ class BurstMemory:
         rise = max(0.0, peak - level) if level is not None else 0.0
         cutoff = sample.time - BURST_MEMORY_SECONDS
         kept = tuple(r for r in self.rises if r.time > cutoff)
-        return BurstMemory(recent, (*kept, Rise(sample.time, rise, peak, sample.requests)))
+        return BurstMemory(
+            recent,
+            (
+                *kept,
+                Rise(sample.time, rise, peak, sample.requests, sample.requests / sample.seconds),
+            ),
+        )
 
     def rise(self, attainment: float, now: float) -> HeldRise | None:
         """The rise to hold capacity for: the smallest that leaves the requests of larger
@@ -113,6 +131,26 @@ class BurstMemory:
             uncovered += entry.requests
         span = now - min(r.time for r in live)
         return HeldRise(rise=held, peak=max(r.peak for r in live), span=span)
+
+    def rate_after(self, rate: float, now: float, cold_start: float) -> float | None:
+        """The highest arrival rate seen one cold start after an interval about as busy as
+        `rate` (at least 1 - LOAD_MATCH of it): what replicas asked for now would meet.
+
+        None when no interval of the memory was that busy with one cold start after it seen
+        (a load the memory has not seen outlive a cold start). Replicas asked for now serve
+        one cold start later; when every load this high the memory saw was gone by then, a
+        scale-up for it only costs (the capacity the headroom holds is what served it).
+        """
+        times = [r.time for r in self.rises]
+        found: float | None = None
+        for entry in self.rises:
+            if entry.rate < rate * (1.0 - LOAD_MATCH) or entry.time + cold_start > now:
+                continue
+            index = bisect.bisect_left(times, entry.time + cold_start - 1e-9)
+            if index < len(self.rises):
+                later = self.rises[index].rate
+                found = later if found is None else max(found, later)
+        return found
 
 
 def _effective_rate(
