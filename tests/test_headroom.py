@@ -104,6 +104,19 @@ def test_a_burst_within_a_cold_start_is_held_for() -> None:
     assert headroom_replicas(held, 2.0, 0.05, 1) == 0
 
 
+def test_a_burst_in_the_memorys_first_cold_start_is_remembered() -> None:
+    """A service whose first burst comes before the memory holds an interval one cold start
+    old (the benchmark's heavy-burst, 25 s in) still remembers it: the rise is from the
+    lowest rate seen before it. Without that the burst left no rise, the replicas it had
+    been served with were given up, and the next one, minutes later, was missed."""
+    memory = memory_of([2.0, 2.0, 20.0, 20.0, 2.0, 2.0], cold_start=30.0)
+    held = memory.rise(0.99, 6 * INTERVAL)
+    assert held is not None and held.rise >= 17.0
+    # a fall is no rise, whatever came before it
+    falling = memory_of([20.0, 20.0, 2.0, 2.0], cold_start=30.0).rise(0.99, 4 * INTERVAL)
+    assert falling is not None and falling.rise == 0.0
+
+
 def test_slack_absorbs_a_burst_shorter_than_the_wait_the_objective_allows() -> None:
     burst = [2.0] * 20 + [20.0] + [2.0] * 10
     without = memory_of(burst, 30.0).rise(0.99, 31 * INTERVAL)

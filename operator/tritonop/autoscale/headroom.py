@@ -90,9 +90,11 @@ class BurstMemory:
         and still meet the objective: a burst shorter than that is absorbed by queueing).
         The level it rose from is the highest rate of the intervals that ended at least one
         cold start before this one (within two cold starts): replicas asked for at their end
-        serve by now. So a load whose rate never rises by more than R req/s between two
-        intervals that end less than one cold start plus one interval apart (a rise is seen
-        at the end of an interval) shows rises of at most R.
+        serve by now. While no interval is that old (the memory's first cold start), the
+        rise is from the lowest rate of the intervals before this one to the runs after it. So a load whose rate never
+        rises by more than R req/s between two intervals that end less than one cold start
+        plus one interval apart (a rise is seen at the end of an interval) shows rises of at
+        most R.
         """
         if not (sample.seconds > 0 and math.isfinite(sample.requests) and sample.requests >= 0):
             return self
@@ -104,6 +106,15 @@ class BurstMemory:
             default=None,
         )
         rise = max(0.0, peak - level) if level is not None else 0.0
+        if level is None and len(recent) > 1:
+            # no interval a cold start old yet (a memory younger than one cold start, or
+            # after a gap in the samples): the rise from the lowest rate seen since to the
+            # runs after it, so that a burst in the memory's first cold start is not lost
+            # for want of a level to rise from
+            rates = [s.requests / s.seconds for s in recent[:-1]]
+            lowest = min(range(len(rates)), key=lambda i: (rates[i], i))
+            after = _effective_rate(recent[lowest + 1 :], sample.time, cold_start, slack)
+            rise = max(0.0, after - rates[lowest])
         cutoff = sample.time - BURST_MEMORY_SECONDS
         kept = tuple(r for r in self.rises if r.time > cutoff)
         return BurstMemory(
