@@ -7,8 +7,8 @@ headroom for the rises it has seen: `BurstMemory` keeps, for every interval of t
 `BurstMemory.rise` picks the rise to hold capacity for so that the requests that arrived
 during larger rises stay within the objective's miss budget. `BurstMemory.rate_after` says
 what followed loads as high as the present one a cold start later: when they were all gone,
-replicas asked for now would only arrive after such a load, and the policy asks for none. Why this shape:
-docs/design/autoscaling.md ("Objective mode").
+replicas asked for now would only arrive after such a load, and the policy asks for none.
+Why this shape: docs/design/autoscaling.md ("Objective mode").
 """
 
 from __future__ import annotations
@@ -91,10 +91,10 @@ class BurstMemory:
         The level it rose from is the highest rate of the intervals that ended at least one
         cold start before this one (within two cold starts): replicas asked for at their end
         serve by now. While no interval is that old (the memory's first cold start), the
-        rise is from the lowest rate of the intervals before this one to the runs after it. So a load whose rate never
-        rises by more than R req/s between two intervals that end less than one cold start
-        plus one interval apart (a rise is seen at the end of an interval) shows rises of at
-        most R.
+        rise is from the lowest rate of the intervals before this one to the runs after it.
+        So a load whose rate never rises by more than R req/s between two intervals that end
+        less than one cold start plus one interval apart (a rise is seen at the end of an
+        interval) shows rises of at most R.
         """
         if not (sample.seconds > 0 and math.isfinite(sample.requests) and sample.requests >= 0):
             return self
