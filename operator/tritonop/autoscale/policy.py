@@ -415,7 +415,8 @@ def _held_by_backlog(
     excess = left - queue_target * signals.reporting
     if excess <= 0:
         return 0
-    return min(signals.reporting, math.floor(excess * cost / cold_start))
+    held = excess * cost / cold_start  # inf for a huge backlog over a tiny cold start
+    return signals.reporting if not held < signals.reporting else math.floor(held)
 
 
 def _queue_target(spec: Autoscaling, cost: float | None) -> float:
