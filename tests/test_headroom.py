@@ -245,9 +245,10 @@ def first_scale_down(spec: Autoscaling) -> float:
 
 def test_with_an_objective_the_default_scale_down_window_is_one_cold_start() -> None:
     """The headroom holds what rises within a cold start need, so replicas above it are kept
-    one cold start (not 60 s) when the spec leaves the window unset; a set window wins and a
-    targets-only spec keeps 60 s."""
-    assert first_scale_down(objective_spec(coldStartSeconds=20)) == 20.0
+    one cold start and three intervals (not 60 s) when the spec leaves the window unset; a
+    set window wins and a targets-only spec keeps 60 s."""
+    assert first_scale_down(objective_spec(coldStartSeconds=20)) == 20.0 + 3 * INTERVAL
+    assert first_scale_down(objective_spec(coldStartSeconds=10)) == 10.0 + 3 * INTERVAL
     assert first_scale_down(objective_spec(coldStartSeconds=120)) == 60.0  # capped at 60 s
     set_window = {"scaleDown": {"stabilizationWindowSeconds": 45}}
     assert first_scale_down(objective_spec(coldStartSeconds=20, behavior=set_window)) == 45.0
