@@ -17,7 +17,7 @@ from tritonop.autoscale.headroom import (
     LoadSample,
     headroom_replicas,
 )
-from tritonop.autoscale.policy import PolicyState, decide
+from tritonop.autoscale.policy import Assessment, PolicyState, decide, recommend
 from tritonop.autoscale.types import Decision, Observation
 
 INTERVAL = 5.0
@@ -321,3 +321,33 @@ def test_no_scale_up_for_a_burst_like_those_that_were_gone_within_a_cold_start()
     # a load that stayed: once the memory has seen it outlive a cold start, scaled for
     stays = bursts(objective_spec(), calm + (burst + calm) * 4 + [20.0] * 10)
     assert stays[-1][1].desired_replicas > 20
+
+
+def test_a_load_like_those_gone_within_a_cold_start_still_keeps_what_its_backlog_holds() -> None:
+    """Not scaling up for a burst like those that were gone within a cold start never drops
+    the replicas a backlog keeps busy: a draining backlog is demand."""
+    memory = memory_of(([2.0] * 10 + [20.0, 20.0]) * 4, cold_start=30.0)
+    now = 48 * INTERVAL
+    assert memory.rate_after(20.0, now, 30.0) == 2.0
+
+    def recommended(held: int) -> int:
+        assessment = Assessment(
+            demand=20.0,
+            held=held,
+            cost=1.0,
+            trustworthy=True,
+            active_reason="ValidMetrics",
+            active_message="",
+            summary="",
+            learned_cost=1.0,
+            recent_cost=1.0,
+            backlog=(now, 60.0),
+            bursts=memory,
+            cold_start=30.0,
+            arrivals=20.0,
+            queue_total=60.0,
+        )
+        return recommend(objective_spec(), assessment, 3, now, 30.0).replicas
+
+    assert recommended(0) < 23  # the burst is not scaled for beyond the headroom
+    assert recommended(20) >= 23  # the 20 replicas its backlog holds come on top

@@ -629,10 +629,11 @@ def recommend(
         later = assessment.bursts.rate_after(assessment.arrivals, now, cold_start)
         if later is not None and later < assessment.arrivals:
             # replicas asked for now arrive when the loads like this one seen were gone:
-            # ask for what the load one cold start later needs (never fewer than now)
+            # ask for what the load one cold start later needs (never fewer than now), with
+            # the replicas the backlog keeps busy (a draining backlog is demand)
             short = size_for(
                 later * assessment.cost,
-                0,
+                assessment.held,
                 spec.targets,
                 assessment.cost,
                 spec.max_replicas,
