@@ -17,7 +17,7 @@ from tritonop.autoscale.headroom import (
     LoadSample,
     headroom_replicas,
 )
-from tritonop.autoscale.policy import PolicyState, decide
+from tritonop.autoscale.policy import Assessment, PolicyState, decide, recommend
 from tritonop.autoscale.types import Decision, Observation
 
 INTERVAL = 5.0
@@ -102,6 +102,19 @@ def test_a_burst_within_a_cold_start_is_held_for() -> None:
     assert headroom_replicas(held, 2.0, 1.0, 3) == 17
     # with 50 ms requests the same rise is less than one replica's worth: nothing
     assert headroom_replicas(held, 2.0, 0.05, 1) == 0
+
+
+def test_a_burst_in_the_memorys_first_cold_start_is_remembered() -> None:
+    """A service whose first burst comes before the memory holds an interval one cold start
+    old (the benchmark's heavy-burst, 25 s in) still remembers it: the rise is from the
+    lowest rate seen before it. Without that the burst left no rise, the replicas it had
+    been served with were given up, and the next one, minutes later, was missed."""
+    memory = memory_of([2.0, 2.0, 20.0, 20.0, 2.0, 2.0], cold_start=30.0)
+    held = memory.rise(0.99, 6 * INTERVAL)
+    assert held is not None and held.rise >= 17.0
+    # a fall is no rise, whatever came before it
+    falling = memory_of([20.0, 20.0, 2.0, 2.0], cold_start=30.0).rise(0.99, 4 * INTERVAL)
+    assert falling is not None and falling.rise == 0.0
 
 
 def test_slack_absorbs_a_burst_shorter_than_the_wait_the_objective_allows() -> None:
@@ -204,3 +217,137 @@ def test_without_an_objective_no_headroom_is_held() -> None:
         decisions[-1].desired_replicas
         < calm_burst_calm(objective_spec(), 42.0)[-1].desired_replicas
     )
+
+
+def first_scale_down(spec: Autoscaling) -> float:
+    """When ten replicas left from a past load first shrink under a steady 1 req/s of 1 s
+    requests (the recommendation of ten recorded at 0 s, no restart hold)."""
+    state = PolicyState(recommendations=((0.0, 10),))
+    current = 10
+    for index in range(1, 40):
+        now = index * INTERVAL
+        seen = Observation(
+            time=now,
+            ready_replicas=current,
+            starting_replicas=0,
+            reporting_replicas=current,
+            queue_depth=0.0,
+            queue_time_ms=0.0,
+            request_rate=1.0,
+            compute_ms=1000.0,
+        )
+        decision, state = decide(spec, current, seen, state, now, INTERVAL)
+        if decision.desired_replicas < current:
+            return now
+        current = decision.desired_replicas
+    raise AssertionError("never scaled down")
+
+
+def test_with_an_objective_the_default_scale_down_window_is_one_cold_start() -> None:
+    """The headroom holds what rises within a cold start need, so replicas above it are kept
+    one cold start and three intervals (not 60 s) when the spec leaves the window unset; a
+    set window wins and a targets-only spec keeps 60 s."""
+    assert first_scale_down(objective_spec(coldStartSeconds=20)) == 20.0 + 3 * INTERVAL
+    assert first_scale_down(objective_spec(coldStartSeconds=10)) == 10.0 + 3 * INTERVAL
+    assert first_scale_down(objective_spec(coldStartSeconds=120)) == 60.0  # capped at 60 s
+    set_window = {"scaleDown": {"stabilizationWindowSeconds": 45}}
+    assert first_scale_down(objective_spec(coldStartSeconds=20, behavior=set_window)) == 45.0
+    targets = Autoscaling.model_validate(
+        {"minReplicas": 1, "maxReplicas": 40, "targets": {"queueDepth": 2}}
+    )
+    assert first_scale_down(targets) == 60.0
+
+
+# ------------------------------------------------------------- loads that outlive a cold start
+
+
+def test_the_memory_says_what_followed_a_load_one_cold_start_later() -> None:
+    spikes = memory_of(([2.0] * 10 + [20.0, 20.0]) * 4, cold_start=30.0)
+    now = 48 * INTERVAL
+    # every interval at least half as busy as 20 req/s was followed by the calm 2 req/s
+    assert spikes.rate_after(20.0, now, 30.0) == 2.0
+    assert spikes.rate_after(30.0, now, 30.0) is None  # nothing that busy seen
+    step = memory_of([2.0] * 10 + [20.0] * 12, cold_start=30.0)
+    assert step.rate_after(20.0, 22 * INTERVAL, 30.0) == 20.0  # the step outlived it
+    # the step's own intervals say nothing until one cold start has passed since them
+    young = memory_of([2.0] * 10 + [20.0] * 6, cold_start=30.0)
+    assert young.rate_after(20.0, 16 * INTERVAL, 30.0) is None
+
+
+def bursts(spec: Autoscaling, rates: list[float]) -> list[tuple[int, Decision]]:
+    """(replicas before, decision) per interval: 1 s requests on replicas that are there at
+    once (the cold start is the policy's to reckon with), the backlog the excess of the load
+    over them builds carried from interval to interval."""
+    state = PolicyState.fresh(0.0, 1)
+    current, decisions, backlog = 1, [], 0.0
+    for index, rate in enumerate(rates, 1):
+        now = index * INTERVAL
+        served = min(rate + backlog / INTERVAL, float(current))
+        backlog = max(0.0, backlog + (rate - served) * INTERVAL)
+        queue = backlog / current
+        seen = Observation(
+            time=now,
+            ready_replicas=current,
+            starting_replicas=0,
+            reporting_replicas=current,
+            queue_depth=queue,
+            queue_time_ms=queue * 1000.0,
+            request_rate=served,
+            compute_ms=1000.0,
+            cold_start_seconds=30.0,
+        )
+        decision, state = decide(spec, current, seen, state, now, INTERVAL)
+        decisions.append((current, decision))
+        current = decision.desired_replicas
+    return decisions
+
+
+def test_no_scale_up_for_a_burst_like_those_that_were_gone_within_a_cold_start() -> None:
+    """With an objective, replicas asked for during a burst serve one cold start later: when
+    every load as high in the memory was gone by then, the headroom held is what serves it
+    and the policy does not ask for more (it says why); a burst that outlives a cold start,
+    or one higher than any seen, is scaled for."""
+    calm, burst = [2.0] * 24, [20.0, 20.0]
+    decisions = bursts(objective_spec(), calm + (burst + calm) * 4)
+    before, during = decisions[-len(calm) - 1]  # the last burst's second interval
+    assert during.desired_replicas <= before, during.reason
+    assert "were gone within the 30 s cold start new replicas take" in during.reason
+    # the first burst: nothing seen before, scaled for at once
+    first_before, first = decisions[len(calm)]
+    assert first.desired_replicas > first_before
+    # a burst twice as high as any seen is scaled for too
+    higher = bursts(objective_spec(), calm + (burst + calm) * 4 + [40.0, 40.0])
+    assert higher[-2][1].desired_replicas > higher[-2][0]
+    # a load that stayed: once the memory has seen it outlive a cold start, scaled for
+    stays = bursts(objective_spec(), calm + (burst + calm) * 4 + [20.0] * 10)
+    assert stays[-1][1].desired_replicas > 20
+
+
+def test_a_load_like_those_gone_within_a_cold_start_still_keeps_what_its_backlog_holds() -> None:
+    """Not scaling up for a burst like those that were gone within a cold start never drops
+    the replicas a backlog keeps busy: a draining backlog is demand."""
+    memory = memory_of(([2.0] * 10 + [20.0, 20.0]) * 4, cold_start=30.0)
+    now = 48 * INTERVAL
+    assert memory.rate_after(20.0, now, 30.0) == 2.0
+
+    def recommended(held: int) -> int:
+        assessment = Assessment(
+            demand=20.0,
+            held=held,
+            cost=1.0,
+            trustworthy=True,
+            active_reason="ValidMetrics",
+            active_message="",
+            summary="",
+            learned_cost=1.0,
+            recent_cost=1.0,
+            backlog=(now, 60.0),
+            bursts=memory,
+            cold_start=30.0,
+            arrivals=20.0,
+            queue_total=60.0,
+        )
+        return recommend(objective_spec(), assessment, 3, now, 30.0).replicas
+
+    assert recommended(0) < 23  # the burst is not scaled for beyond the headroom
+    assert recommended(20) >= 23  # the 20 replicas its backlog holds come on top

@@ -274,3 +274,28 @@ def test_policy_is_total_and_bounded_on_arbitrary_floats(
         ]
         current = decision.desired_replicas
     assert slowest < 0.05, f"decide() took {slowest * 1000:.1f} ms of CPU"
+
+
+def test_a_huge_backlog_over_a_tiny_cold_start_holds_every_replica_without_raising() -> None:
+    """Found by the property above: a backlog of 1e300 over a cold start of 5e-324 s made the
+    replicas held by the backlog infinite, and math.floor raised OverflowError."""
+    spec = Autoscaling.model_validate(
+        {"minReplicas": 1, "maxReplicas": 40, "targets": {"queueDepth": 2}}
+    )
+    state, current = PolicyState(), 2
+    for step in range(1, 4):
+        now = step * INTERVAL
+        observation = Observation(
+            time=now,
+            ready_replicas=2,
+            starting_replicas=0,
+            reporting_replicas=2,
+            queue_depth=1e300,
+            queue_time_ms=1.0,
+            request_rate=1.0,
+            compute_ms=1000.0,
+            cold_start_seconds=5e-324,
+        )
+        decision, state = decide(spec, current, observation, state, now, INTERVAL)
+        assert spec.min_replicas <= decision.desired_replicas <= spec.max_replicas
+        current = decision.desired_replicas

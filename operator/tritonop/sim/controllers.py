@@ -379,6 +379,50 @@ class StaticController:
         return self.replicas
 
 
+class PresentRateBound:
+    """Not a policy but a bound: perfect knowledge of the present load, none of the future.
+
+    It knows the true arrival rate at every moment (`rate`, the pattern's own function; no
+    metric delay) and decides every `interval` (0.5 s by default, finer than any policy):
+    while the rate is at its base (the rate at 0, the calm before the first rise) it holds
+    `hold` replicas, and the moment the rate rises above it, it asks for every replica
+    allowed (`most`), which serve one cold start later, and keeps them until the rate is
+    back at its base and they have drained every queue. Run with the fewest `hold` that
+    meets an attainment, it shows what any policy that cannot see a rise coming must hold
+    through the calm to meet it (e2e/bench/autoscale.py, "without foresight").
+    """
+
+    def __init__(
+        self,
+        hold: int,
+        most: int,
+        rate: Callable[[float], float],
+        interval: float = 0.5,
+        first_rise_only: bool = False,
+    ) -> None:
+        """`first_rise_only`: after the first rise, hold `most` for good, so that every miss
+        of the run is one of the first rise's."""
+        self.hold, self.most, self.rate = hold, most, rate
+        self.base = rate(0.0)
+        self.first_rise_only = first_rise_only
+        self.risen = False
+        self.name = f"present-rate bound holding {hold}"
+        self.interval = interval
+
+    def rising(self, now: float) -> bool:
+        """Whether the rate at `now` is above the base."""
+        return self.rate(now) > self.base * (1 + 1e-9) + 1e-12
+
+    def decide(self, now: float, service: ServiceView) -> int:
+        # after a rise, every replica allowed until those asked for serve and the backlog is
+        # gone: generous to the bound, whose cost is not what it is run for
+        busy = service.starting > 0 or any(pod.pending for pod in service.ready)
+        if self.rising(now) or (busy and service.desired == self.most):
+            self.risen = True
+            return self.most
+        return self.most if self.first_rise_only and self.risen else self.hold
+
+
 def fewest_replicas(misses: Callable[[int], int], low: int, high: int) -> int:
     """The fewest replicas in [low, high] that miss no more requests than `high` replicas.
 

@@ -149,6 +149,33 @@ def pattern(name: str, rng: random.Random, scale: float = 1.0) -> RateProfile:
     return RateProfile(name, HOUR, peak * scale, function)
 
 
+def first_rise(profile: RateProfile, resolution: float = 0.05) -> float | None:
+    """When the profile's rate first rises above its rate at 0 (to `resolution` seconds),
+    or None when it never does: the first moment a policy that knows the present load
+    exactly, but not the future, can know that more replicas are needed."""
+    if resolution <= 0:
+        raise ValueError(f"the resolution must be > 0 s, got {resolution}")
+    start = profile.rate(0.0)
+    for index in range(1, math.ceil(profile.duration / resolution)):
+        t = index * resolution
+        if profile.rate(t) > start * (1 + 1e-9) + 1e-12:
+            return t
+    return None
+
+
+def base_seconds(profile: RateProfile, resolution: float = 0.05) -> float:
+    """Seconds (to `resolution`) the profile's rate is at its rate at 0: the calm between
+    rises, through which a policy that cannot see a rise coming holds what the rises need."""
+    if resolution <= 0:
+        raise ValueError(f"the resolution must be > 0 s, got {resolution}")
+    start = profile.rate(0.0)
+    steps = math.ceil(profile.duration / resolution)
+    calm = sum(
+        1 for index in range(steps) if profile.rate(index * resolution) <= start * (1 + 1e-9)
+    )
+    return calm * resolution
+
+
 def poisson_arrivals(profile: RateProfile, rng: random.Random) -> list[float]:
     """Arrival times of a non-homogeneous Poisson process with the profile's rate (thinning).
 
