@@ -715,7 +715,8 @@ class ScalingRules(APIModel):
         description=(
             "Use the highest (scale down) or lowest (scale up) recommendation of this many past "
             "seconds, to avoid flapping. Unset: 0 for scaleUp; for scaleDown 60 in Operator "
-            "mode, Kubernetes' 300 in HPA and KEDA modes."
+            "mode (with an objective: the learned cold start plus three intervals, at most 60), "
+            "Kubernetes' 300 in HPA and KEDA modes."
         ),
     )
     select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
