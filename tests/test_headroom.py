@@ -156,6 +156,28 @@ def objective_spec(**fields: Any) -> Autoscaling:
     return Autoscaling.model_validate({**base, **fields})
 
 
+def _one_second_requests(
+    now: float,
+    replicas: int,
+    rate: float,
+    queue: float = 0.0,
+    cold_start_seen: float | None = None,
+) -> Observation:
+    """What one interval shows of 1 s requests on `replicas` ready pods, `queue` waiting per
+    pod (a second each)."""
+    return Observation(
+        time=now,
+        ready_replicas=replicas,
+        starting_replicas=0,
+        reporting_replicas=replicas,
+        queue_depth=queue,
+        queue_time_ms=queue * 1000.0,
+        request_rate=rate,
+        compute_ms=1000.0,
+        cold_start_seconds=cold_start_seen,
+    )
+
+
 def calm_burst_calm(
     spec: Autoscaling, cold_start_seen: float | None, calm_after: int = 30
 ) -> list[Decision]:
@@ -166,17 +188,7 @@ def calm_burst_calm(
     current, decisions = 1, []
     for index, rate in enumerate(rates, 1):
         now = index * INTERVAL
-        seen = Observation(
-            time=now,
-            ready_replicas=current,
-            starting_replicas=0,
-            reporting_replicas=current,
-            queue_depth=0.0,
-            queue_time_ms=0.0,
-            request_rate=rate,
-            compute_ms=1000.0,
-            cold_start_seconds=cold_start_seen,
-        )
+        seen = _one_second_requests(now, current, rate, cold_start_seen=cold_start_seen)
         decision, state = decide(spec, current, seen, state, now, INTERVAL)
         decisions.append(decision)
         current = decision.desired_replicas
@@ -226,16 +238,7 @@ def first_scale_down(spec: Autoscaling) -> float:
     current = 10
     for index in range(1, 40):
         now = index * INTERVAL
-        seen = Observation(
-            time=now,
-            ready_replicas=current,
-            starting_replicas=0,
-            reporting_replicas=current,
-            queue_depth=0.0,
-            queue_time_ms=0.0,
-            request_rate=1.0,
-            compute_ms=1000.0,
-        )
+        seen = _one_second_requests(now, current, 1.0)
         decision, state = decide(spec, current, seen, state, now, INTERVAL)
         if decision.desired_replicas < current:
             return now
@@ -285,17 +288,7 @@ def bursts(spec: Autoscaling, rates: list[float]) -> list[tuple[int, Decision]]:
         served = min(rate + backlog / INTERVAL, float(current))
         backlog = max(0.0, backlog + (rate - served) * INTERVAL)
         queue = backlog / current
-        seen = Observation(
-            time=now,
-            ready_replicas=current,
-            starting_replicas=0,
-            reporting_replicas=current,
-            queue_depth=queue,
-            queue_time_ms=queue * 1000.0,
-            request_rate=served,
-            compute_ms=1000.0,
-            cold_start_seconds=30.0,
-        )
+        seen = _one_second_requests(now, current, served, queue, cold_start_seen=30.0)
         decision, state = decide(spec, current, seen, state, now, INTERVAL)
         decisions.append((current, decision))
         current = decision.desired_replicas

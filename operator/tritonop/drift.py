@@ -143,6 +143,27 @@ def service_identity(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def resync_inputs(
+    body: Mapping[str, Any],
+    placement: tuple[str, str, str],
+    secret_version: str | None,
+    keda_available: bool,
+    versions: Mapping[str, str | None],
+) -> ResyncInputs:
+    """The inputs of one service, with `versions` by kind: the admin "Secret", the
+    "Deployment" and each of `LISTED_KINDS` (None: absent). The reconcile and the resync both
+    build them here, so the two digests can only differ in what they saw."""
+    return ResyncInputs(
+        service=service_identity(body),
+        placement=placement,
+        secret_version=secret_version,
+        keda_available=keda_available,
+        admin_secret=versions.get("Secret"),
+        deployment=versions.get("Deployment"),
+        children=tuple((kind, versions.get(kind)) for kind in LISTED_KINDS),
+    )
+
+
 def fingerprint(inputs: ResyncInputs) -> str:
     """A digest of `inputs`: equal digests mean a reconcile would find what the last one left."""
     text = json.dumps(asdict(inputs), sort_keys=True, separators=(",", ":"), default=str)

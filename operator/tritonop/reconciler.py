@@ -40,7 +40,7 @@ from tritonop.drift import (
     ResyncInputs,
     fingerprint,
     object_version,
-    service_identity,
+    resync_inputs,
 )
 from tritonop.k8s import KEDA_CRD, namespace_terminating, refused, server_message
 from tritonop.observability import (
@@ -190,16 +190,15 @@ def _resync_inputs(
     secret_ref = service.spec.model_repository.secret_ref
     admin = kube.secret_version(namespace, admin_secret_name(name))
     deployment = view.deployment((namespace, name))
-    return ResyncInputs(
-        service=service_identity(body),
-        placement=_decision(
-            decide_placement(service.spec, view.nodes(), runtime.settings.gpu_fallback)
-        ),
-        secret_version=kube.secret_version(namespace, secret_ref.name) if secret_ref else None,
-        keda_available=_keda_available(runtime, service),
-        admin_secret=None if admin is None else object_version({"resourceVersion": admin}),
-        deployment=None if deployment is None else object_version(deployment["metadata"]),
-        children=tuple((kind, children.version(kind, namespace, name)) for kind in LISTED_KINDS),
+    versions = {kind: children.version(kind, namespace, name) for kind in LISTED_KINDS}
+    versions["Secret"] = None if admin is None else object_version({"resourceVersion": admin})
+    versions["Deployment"] = None if deployment is None else object_version(deployment["metadata"])
+    return resync_inputs(
+        body,
+        _decision(decide_placement(service.spec, view.nodes(), runtime.settings.gpu_fallback)),
+        kube.secret_version(namespace, secret_ref.name) if secret_ref else None,
+        _keda_available(runtime, service),
+        versions,
     )
 
 
@@ -287,8 +286,9 @@ def _carry_out_plan(
     verdict, left = _write_children(runtime, service, result.children, {"Secret": admin_secret})
     scaled = False
     if verdict is None:
+        may_own = _may_own(service, facts)
         for kind in result.stale_children:
-            if _may_own(service, facts):
+            if may_own:
                 kube.delete_owned(kind, service.namespace, service.name, service.uid)
             left[kind] = None
         running = facts.workload.desired if facts.workload.exists else DEPLOYMENT_DEFAULT_REPLICAS
@@ -321,15 +321,7 @@ def _carry_out_plan(
     healthy = verdict is None and not facts.secret_missing
     if not healthy or scaled or not all(kind in left for kind in (*LISTED_KINDS, "Deployment")):
         return Outcome(healthy)
-    inputs = ResyncInputs(
-        service=service_identity(body),
-        placement=_decision(result.placement),
-        secret_version=version,
-        keda_available=facts.keda_available,
-        admin_secret=left.get("Secret"),
-        deployment=left["Deployment"],
-        children=tuple((kind, left[kind]) for kind in LISTED_KINDS),
-    )
+    inputs = resync_inputs(body, _decision(result.placement), version, facts.keda_available, left)
     return Outcome(True, fingerprint(inputs))
 
 
