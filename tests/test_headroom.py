@@ -15,6 +15,7 @@ from tritonop.autoscale.headroom import (
     BURST_MEMORY_SECONDS,
     BurstMemory,
     LoadSample,
+    headroom_capacity,
     headroom_replicas,
 )
 from tritonop.autoscale.policy import Assessment, PolicyState, decide, recommend
@@ -365,3 +366,38 @@ def test_targets_alone_do_not_scale_up_for_a_burst_like_those_gone_within_a_cold
     assert not any("headroom" in d.reason for _, d in decisions)
     stays = bursts(spec, calm + (burst + calm) * 4 + [20.0] * 10)
     assert stays[-1][1].desired_replicas > 20
+
+
+def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> None:
+    """The headroom is capacity for a rise to come, estimated from noisy counts of past ones:
+    when only it asks for more, and for no more than HPA's 10% tolerance above the replicas
+    there, they stay; beyond the tolerance, or when the present load asks, replicas come."""
+    memory = memory_of([2.0] * 10 + [20.0, 20.0] + [2.0] * 30, cold_start=30.0)
+    now = 42 * INTERVAL
+    held = memory.rise(0.99, now)
+    assert held is not None and headroom_capacity(held, 2.0, 1.0) == 20.0
+
+    def recommended(current: int, arrivals: float = 2.0) -> int:
+        assessment = Assessment(
+            demand=arrivals,
+            held=0,
+            cost=1.0,
+            trustworthy=True,
+            active_reason="ValidMetrics",
+            active_message="",
+            summary="",
+            learned_cost=1.0,
+            recent_cost=1.0,
+            backlog=(now, 0.0),
+            bursts=memory,
+            cold_start=30.0,
+            arrivals=arrivals,
+            queue_total=0.0,
+        )
+        return recommend(objective_spec(), assessment, current, now, 30.0).replicas
+
+    assert recommended(19) == 19  # 20 busy replicas' worth is within 10% of 19
+    assert recommended(18) == 20  # 11% more than 18: the headroom is held
+    assert recommended(5) == 20
+    # the present load is scaled for at once, whatever the tolerance
+    assert recommended(19, arrivals=19.5) > 19

@@ -180,13 +180,21 @@ def _effective_rate(
     return best
 
 
+def headroom_capacity(held: HeldRise | None, arrivals: float, request_cost: float) -> float:
+    """Busy replicas a remembered rise asks to be ready for: today's arrivals plus the rise, at
+    most the peak seen, at full use (the rates already allow for queueing slack). Zero when no
+    rise exceeded one replica's worth."""
+    if held is None or held.rise * request_cost <= 1.0 + 1e-9:
+        return 0.0
+    return min(arrivals + held.rise, max(held.peak, arrivals)) * request_cost
+
+
 def headroom_replicas(
     held: HeldRise | None, arrivals: float, request_cost: float, steady: int
 ) -> int:
     """Replicas beyond `steady` (the sizing for today's arrivals) that a remembered rise asks
-    for: capacity for today's arrivals plus the rise, at most the peak seen, at full use (the
-    rates already allow for queueing slack). Zero when no rise exceeded one replica's worth."""
-    if held is None or held.rise * request_cost <= 1.0 + 1e-9:
+    for (`headroom_capacity`, rounded up). Zero when no rise exceeded one replica's worth."""
+    carried = headroom_capacity(held, arrivals, request_cost)
+    if carried <= 0.0:
         return 0
-    carried = min(arrivals + held.rise, max(held.peak, arrivals)) * request_cost
     return max(0, math.ceil(carried - 1e-9) - steady)

@@ -28,6 +28,7 @@ from tritonop.autoscale.headroom import (
     BurstMemory,
     HeldRise,
     LoadSample,
+    headroom_capacity,
     headroom_replicas,
 )
 from tritonop.autoscale.queueing import Sizing, mdc_utilization, objective_wait, size_for
@@ -660,10 +661,16 @@ def recommend(
     outlived = None
     if cap is not None and wanted > cap:
         wanted, outlived = cap, sizing.replicas + headroom
-    # HPA's 10% tolerance guards scale-down only: near the target utilisation (often 90%)
-    # 10% more load is saturation, and the sizing is a rate, not a noisy ratio.
+    # HPA's 10% tolerance guards scale-down, and a scale-up for headroom alone: near the
+    # target utilisation (often 90%) 10% more load is saturation, and the sizing is a rate,
+    # not a noisy ratio, so the present load is scaled for at once; but the headroom is
+    # capacity for a rise to come, estimated from a few noisy counts of past ones (100
+    # requests are +-10%): within the tolerance above the replicas there, a replica more
+    # would mostly cold-start and leave again with the next quiet count.
     replicas = current
-    if wanted > current or sizing.needed + headroom < current * (1.0 - TOLERANCE):
+    if (wanted > current and not _headroom_within_tolerance(assessment, sizing, rise, current)) or (
+        sizing.needed + headroom < current * (1.0 - TOLERANCE)
+    ):
         replicas = wanted
     floor = _drain_floor(assessment, current)
     if not assessment.trustworthy:
@@ -677,6 +684,17 @@ def recommend(
         drain_floor=floor if floor > replicas else 0,
         outlived=outlived if outlived is not None and replicas < outlived else None,
     )
+
+
+def _headroom_within_tolerance(
+    assessment: Assessment, sizing: Sizing, rise: HeldRise | None, current: int
+) -> bool:
+    """Whether only the headroom asks for more than `current`, and for at most TOLERANCE
+    more capacity than it (see `recommend`)."""
+    if rise is None or not assessment.cost or assessment.arrivals is None:
+        return False
+    carried = headroom_capacity(rise, assessment.arrivals, assessment.cost)
+    return sizing.replicas <= current and 0.0 < carried <= current * (1.0 + TOLERANCE)
 
 
 def _drain_floor(assessment: Assessment, current: int) -> int:
