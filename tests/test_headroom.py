@@ -377,7 +377,7 @@ def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> No
     held = memory.rise(0.99, now)
     assert held is not None and headroom_capacity(held, 2.0, 1.0) == 20.0
 
-    def recommended(current: int, arrivals: float = 2.0) -> int:
+    def recommended(current: int, arrivals: float = 2.0, bursts: BurstMemory = memory) -> int:
         assessment = Assessment(
             demand=arrivals,
             held=0,
@@ -389,7 +389,7 @@ def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> No
             learned_cost=1.0,
             recent_cost=1.0,
             backlog=(now, 0.0),
-            bursts=memory,
+            bursts=bursts,
             cold_start=30.0,
             arrivals=arrivals,
             queue_total=0.0,
@@ -399,5 +399,41 @@ def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> No
     assert recommended(19) == 19  # 20 busy replicas' worth is within 10% of 19
     assert recommended(18) == 20  # 11% more than 18: the headroom is held
     assert recommended(5) == 20
-    # the present load is scaled for at once, whatever the tolerance
-    assert recommended(19, arrivals=19.5) > 19
+    # the present load is scaled for at once, whatever the tolerance (a load like one the
+    # memory saw stay: a step to 20 req/s, held for a minute)
+    stayed = memory_of([2.0] * 10 + [20.0] * 12, cold_start=30.0)
+    assert stayed.rate_after(19.5, now, 30.0) == 20.0
+    assert recommended(19, arrivals=19.5, bursts=stayed) > 19
+
+
+def test_the_headroom_for_the_load_after_a_burst_waits_for_more_than_the_tolerance_too() -> None:
+    """During a burst like those the memory saw gone within a cold start, what replicas asked
+    for now would serve is the load after it plus the headroom: when that is within the
+    tolerance of the replicas there, they stay, as for headroom alone."""
+    memory = memory_of(([2.0] * 10 + [20.0, 20.0]) * 4, cold_start=30.0)
+    now = 48 * INTERVAL
+    assert memory.rate_after(20.0, now, 30.0) == 2.0
+    held = memory.rise(0.99, now)
+    assert held is not None and headroom_capacity(held, 2.0, 1.0) == 20.0
+
+    def recommended(current: int) -> int:
+        assessment = Assessment(
+            demand=20.0,
+            held=0,
+            cost=1.0,
+            trustworthy=True,
+            active_reason="ValidMetrics",
+            active_message="",
+            summary="",
+            learned_cost=1.0,
+            recent_cost=1.0,
+            backlog=(now, 0.0),
+            bursts=memory,
+            cold_start=30.0,
+            arrivals=20.0,
+            queue_total=0.0,
+        )
+        return recommend(objective_spec(), assessment, current, now, 30.0).replicas
+
+    assert recommended(19) == 19  # the 20 busy replicas' worth after it: within 10% of 19
+    assert recommended(18) == 20  # beyond the tolerance: the headroom for what follows

@@ -657,6 +657,9 @@ def recommend(
             )
             short_headroom = headroom_replicas(rise, later, assessment.cost, short.replicas)
             cap = max(current, short.replicas + short_headroom)
+            carried = headroom_capacity(rise, later, assessment.cost)
+            if short.replicas <= current and 0.0 < carried <= current * (1.0 + TOLERANCE):
+                cap = current  # only the headroom asks for more, within the tolerance
     wanted = sizing.replicas + headroom
     outlived = None
     if cap is not None and wanted > cap:
