@@ -347,27 +347,6 @@ def test_a_load_like_those_gone_within_a_cold_start_still_keeps_what_its_backlog
     assert recommended(20) >= 23  # the 20 replicas its backlog holds come on top
 
 
-def test_targets_alone_do_not_scale_up_for_a_burst_like_those_gone_within_a_cold_start() -> None:
-    """Without an objective no headroom is held, but replicas asked for during a burst still
-    serve one cold start later: when every load as high seen was gone by then, the policy
-    sizes for the load that followed (plus what the backlog holds), as with an objective,
-    and says why. The first burst, and a load that outlives a cold start, are scaled for."""
-    spec = Autoscaling.model_validate(
-        {"minReplicas": 1, "maxReplicas": 40, "targets": {"queueDepth": 2}}
-    )
-    calm, burst = [2.0] * 24, [20.0, 20.0]
-    decisions = bursts(spec, calm + (burst + calm) * 4)
-    first_before, first = decisions[len(calm)]
-    assert first.desired_replicas > first_before, first.reason
-    assert "were gone" not in first.reason
-    before, during = decisions[-len(calm) - 1]  # the last burst's second interval
-    assert during.desired_replicas <= before, during.reason
-    assert "were gone within the 30 s cold start new replicas take" in during.reason
-    assert not any("headroom" in d.reason for _, d in decisions)
-    stays = bursts(spec, calm + (burst + calm) * 4 + [20.0] * 10)
-    assert stays[-1][1].desired_replicas > 20
-
-
 def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> None:
     """The headroom is capacity for a rise to come, estimated from noisy counts of past ones:
     when only it asks for more, and for no more than HPA's 10% tolerance above the replicas

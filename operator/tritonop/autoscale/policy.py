@@ -93,8 +93,7 @@ class PolicyState:
     cold_start: float | None = None
     """The cold start the service's new pods were last seen to take (seconds), if any."""
     bursts: BurstMemory = field(default_factory=BurstMemory)
-    """How fast load rose within one cold start, and what followed each load a cold start
-    later (the rises size the objective's headroom; what followed serves both modes)."""
+    """How fast load rose within one cold start (kept with an objective only)."""
 
     @classmethod
     def fresh(cls, now: float, replicas: int) -> PolicyState:
@@ -463,25 +462,19 @@ def _remember_load(
     cost: float | None,
     cold_start: float,
 ) -> BurstMemory:
-    """The burst memory with this interval's arrivals (kept in both modes: the objective's
-    headroom reads its rises, every scale-up what followed a load as high, see `recommend`).
+    """The burst memory with this interval's arrivals (kept with an objective only).
 
-    With an objective, the slack a burst is spread over is half the wait it allows (without
-    one, none: the rises are not used): the last requests
+    The slack a burst is spread over is half the wait the objective allows: the last requests
     of a burst absorbed by queueing wait the whole slack, and with per-replica queues and
     Poisson arrivals some wait longer (with the full wait, the benchmark's 1 s profile missed
     2-6% of the requests of bursts it had seen before; with half, 0-0.3%).
     """
-    if arrivals is None or state.backlog is None:
+    if spec.objective is None or arrivals is None or state.backlog is None:
         return state.bursts
     seconds = observation.time - state.backlog[0]
     if not 0 < seconds <= STALE_INTERVALS * cold_start:
         return state.bursts
-    slack = (
-        objective_wait(spec.objective, cost)[0] * BURST_SLACK_SHARE
-        if cost and spec.objective is not None
-        else 0.0
-    )
+    slack = objective_wait(spec.objective, cost)[0] * BURST_SLACK_SHARE if cost else 0.0
     sample = LoadSample(observation.time, seconds, arrivals * seconds)
     return state.bursts.observe(sample, cold_start, slack)
 
@@ -604,7 +597,7 @@ class Recommendation:
     """Replicas kept (when above the sizing) so that the backlog still drains in time."""
     outlived: int | None = None
     """Replicas the present load asks for that were not asked for, because every load as
-    high in the burst memory was gone one cold start later."""
+    high in the burst memory was gone one cold start later (objective only)."""
 
 
 def recommend(
@@ -614,15 +607,10 @@ def recommend(
     headroom, against current replicas (ready + starting: pods on their way count), never
     below what the backlog needs to drain in time, never lower on doubtful data.
 
-    A scale-up is sized for the load one cold start ahead when the burst memory saw every
-    load as high as this one gone by then (`BurstMemory.rate_after`): the replicas would
-    arrive after it (with an objective, the headroom held is what serves it; benchmark, 1 s
+    With an objective, a scale-up is sized for the load one cold start ahead when the burst
+    memory saw every load as high as this one gone by then (`BurstMemory.rate_after`): the
+    replicas would arrive after it, and the headroom held is what serves it (benchmark, 1 s
     profile: spike 61101 -> 59561 replica-s, heavy-burst 33480 -> 32395, same attainment).
-    With targets alone too: replicas that start after a burst serve neither the burst nor its
-    backlog, which stays on the replicas that queued it (benchmark, targets mode, seed 1:
-    spike 8945 -> 5290 replica-s at 50 ms, 19372 -> 18302 at 1 s, same attainment; but
-    heavy-burst 59.88% -> 47.93% at 50 ms for 8000 -> 6290 replica-s, as the replicas a
-    burst asked for no longer stay for the next one that comes within the window).
     A load that outlives a cold start is scaled for as soon as the memory has seen it do so.
     """
     if assessment.demand is None:
@@ -636,12 +624,9 @@ def recommend(
         spec.objective,
     )
     headroom, rise, cap = 0, None, None
-    if assessment.cost and assessment.arrivals is not None:
-        if spec.objective is not None:
-            rise = assessment.bursts.rise(spec.objective.attainment, now)
-            headroom = headroom_replicas(
-                rise, assessment.arrivals, assessment.cost, sizing.replicas
-            )
+    if spec.objective is not None and assessment.cost and assessment.arrivals is not None:
+        rise = assessment.bursts.rise(spec.objective.attainment, now)
+        headroom = headroom_replicas(rise, assessment.arrivals, assessment.cost, sizing.replicas)
         later = assessment.bursts.rate_after(assessment.arrivals, now, cold_start)
         if later is not None and later < assessment.arrivals:
             # replicas asked for now arrive when the loads like this one seen were gone:
