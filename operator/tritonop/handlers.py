@@ -203,11 +203,18 @@ async def service_index(
 @kopf.on.create(*ISVC)
 @kopf.on.update(*ISVC, field="spec")
 def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
-    """Reconcile on create, spec change and operator start; an invalid spec is not retried."""
+    """Reconcile on create and spec change; on operator start, resume as a resync does (a
+    service whose status digest still matches is left alone). An invalid spec is not retried."""
+    view = ClusterView.of(kwargs)
     try:
-        reconciler.reconcile(
-            memo.runtime, memo.status, memo.retries, ClusterView.of(kwargs), dict(body), str(reason)
-        )
+        if reason == kopf.Reason.RESUME:
+            reconciler.resync(
+                memo.runtime, memo.status, memo.retries, view, memo.children, dict(body), "resume"
+            )
+        else:
+            reconciler.reconcile(
+                memo.runtime, memo.status, memo.retries, view, dict(body), str(reason)
+            )
     except SpecError as error:
         raise kopf.PermanentError("; ".join(error.problems)) from None
 

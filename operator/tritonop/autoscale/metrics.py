@@ -44,6 +44,7 @@ from tritonop.autoscale.observe import (
     failing_after,
     observe,
     parse_triton_metrics,
+    parser_started,
     prometheus_observation,
     prometheus_queries,
     remember,
@@ -147,10 +148,6 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _started() -> None:
-    """The first task of a new parser process: done once the process runs."""
-
-
 class MetricsReader:
     """How the operator reads Triton's metrics pages: one session, one bound, one parser.
 
@@ -208,10 +205,12 @@ class MetricsReader:
 
     def _executor(self) -> Executor:
         if self._parser is None:
-            # forkserver: the parser is not forked from a process running threads (kopf's).
-            context = multiprocessing.get_context("forkserver")
+            # spawn: a fresh interpreter, not a fork of a process running threads (kopf's),
+            # that imports only the parser's modules (observe.py, prometheus_client), not
+            # this one's aiohttp and pydantic: about 20 MiB, not 40 (e2e/bench/SCALE.md).
+            context = multiprocessing.get_context("spawn")
             self._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
-            self._starting = asyncio.wrap_future(self._parser.submit(_started))
+            self._starting = asyncio.wrap_future(self._parser.submit(parser_started))
         return self._parser
 
     async def start(self) -> None:
