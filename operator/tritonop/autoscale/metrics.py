@@ -68,6 +68,10 @@ class MetricsSource(Protocol):
         """The target's signals now; failures become `problems`, never an exception."""
         ...
 
+    def has_news(self, target: MetricsTarget) -> bool:
+        """Whether `observe` could see anything its last observation of `target` did not."""
+        ...
+
     def forget(self, key: tuple[str, str]) -> None:
         """Drop what the source remembers of a service whose autoscaling stopped."""
         ...
@@ -317,6 +321,12 @@ class ScrapeSource:
         self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
         self._failing: dict[tuple[str, str], dict[str, FailingPod]] = {}
 
+    def has_news(self, target: MetricsTarget) -> bool:
+        """False only while no pod is due: every pod's scrapes keep failing and none is to be
+        read again yet (`observe` would report the same failures)."""
+        failing, now = self._failing.get(target.key, {}), self.reader.clock()
+        return any(scrape_due(pod, failing, now) for pod in target.pods)
+
     async def observe(self, target: MetricsTarget) -> Observation:
         """Scrape the pods that are due (a pod whose scrapes keep failing is retried with
         backoff, its last failure reported meanwhile: observe.scrape_due) and combine."""
@@ -397,6 +407,10 @@ class PrometheusSource:
         except aiohttp.ClientError as error:
             raise PrometheusError(shorten(f"{type(error).__name__} {error}")) from None
         return vector_by_pod(payload)
+
+    def has_news(self, target: MetricsTarget) -> bool:
+        """Always: Prometheus' numbers move with every scrape it makes."""
+        return True
 
     async def observe(self, target: MetricsTarget) -> Observation:
         """The target's Observation over the last `target.window_s` seconds.
