@@ -388,6 +388,9 @@ class FakeSource:
             **self.signals,
         )
 
+    def has_news(self, target: MetricsTarget) -> bool:
+        return True
+
     def forget(self, key: ServiceKey) -> None:
         self.forgotten.append(key)
 

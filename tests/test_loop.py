@@ -123,6 +123,36 @@ async def test_missing_metrics_hold_the_replicas(clock: FakeClock) -> None:
     assert (active["status"], active["reason"]) == ("False", c.MISSING_METRICS)
 
 
+class Silent(FakeSource):
+    """Never news (every pod's scrapes failing, none due again yet); at the `change_at`-th
+    question a second pod becomes ready."""
+
+    def __init__(self, clock: FakeClock, cluster: FakeCluster, change_at: int) -> None:
+        super().__init__(clock, queue_depth=None, queue_time_ms=None, request_rate=None)
+        self.cluster, self.asked, self.change_at = cluster, 0, change_at
+
+    def has_news(self, target: MetricsTarget) -> bool:
+        self.asked += 1
+        if self.asked == self.change_at:
+            pods = (ready_pod("svc-a", "10.0.0.1"), ready_pod("svc-b", "10.0.0.2"))
+            self.cluster.set_pods(KEY, *pods)
+        return False
+
+
+async def test_an_interval_with_nothing_new_to_observe_decides_and_writes_nothing(
+    clock: FakeClock,
+) -> None:
+    """While the source has no news and the pods, replicas and spec are those of the last
+    interval, the loop neither observes nor decides; a new pod is observed at once."""
+    cluster = operator_service(clock)
+    source = Silent(clock, cluster, change_at=2)
+    stopped = await autoscale(cluster, clock, source, rounds=5)
+    assert [[p.name for p in t.pods] for t in source.targets] == [["svc-a"], ["svc-a", "svc-b"]]
+    assert source.asked == 3  # intervals 2, 3 and 5: the 4th had a new target
+    assert stopped.waits == [5.0] * 5  # the loop keeps its interval
+    assert len(status_writes(cluster)) == 1  # the first interval's MissingMetrics
+
+
 async def test_without_a_deployment_nothing_is_observed_or_written(clock: FakeClock) -> None:
     cluster = operator_service(clock)
     del cluster.deployments[KEY]

@@ -9,7 +9,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fakes import FakeClock, FakeCluster, StopAfter
 from tritonop.drift import ChildVersions
-from tritonop.reconciler import reconcile
+from tritonop.reconciler import reconcile, resync
 from tritonop.repair import next_run, run_repair
 from tritonop.retries import Retries, backoff
 from tritonop.runtime import Runtime
@@ -98,6 +98,12 @@ async def _resyncs(
     )
 
 
+def _digest(book: StatusBook, key: tuple[str, str] = KEY) -> str | None:
+    """status.reconciledDigest as the operator last wrote it."""
+    digest = book.get(key, None).get("reconciledDigest")
+    return None if digest is None else str(digest)
+
+
 def _child_reads(cluster: FakeCluster, since: int) -> list[tuple[str, ...]]:
     return [read for read in cluster.reads[since:] if read[0] == "get"]
 
@@ -112,15 +118,16 @@ def _edit(cluster: FakeCluster, kind: str, change: dict[str, Any]) -> None:
 
 
 async def test_a_resync_that_finds_what_the_reconcile_left_reads_and_renders_no_child() -> None:
-    """The create's reconcile leaves a fingerprint; every resync after it compares (two Secret
-    metadata reads and the shared lists) and stops there (drift.py)."""
+    """The create's reconcile leaves its digest in status; every resync after it compares (two
+    Secret metadata reads and the shared lists) and stops there (drift.py)."""
     clock, cluster = FakeClock(), FakeCluster()
     spec = {**SPEC, "modelRepository": {"uri": "s3://m/t", "secretRef": {"name": "creds"}}}
     cluster.secrets[("ml", "creds")] = "7"
     body = cluster.add_service("svc", spec)
     runtime, book = cluster.runtime(clock, resync_interval_seconds=300), cluster.book(clock)
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
-    assert cluster.retries.fingerprint(KEY) is not None
+    assert _digest(book) is not None
+    assert cluster.service(KEY)["status"]["reconciledDigest"] == _digest(book)
     written, read = len(cluster.writes), len(cluster.reads)
     children = cluster.child_versions(runtime)
     stop = StopAfter(clock, 4)
@@ -143,7 +150,7 @@ async def test_a_child_deleted_or_edited_by_hand_is_restored_at_the_next_resync(
     await _resyncs(cluster, runtime, book, clock, 1, children)
     assert ("apply", "Service", "ml", "svc") in cluster.writes[written:]
     assert ("apply", "PodDisruptionBudget", "ml", "svc") in cluster.writes[written:]
-    assert cluster.retries.fingerprint(KEY) is not None  # and the next resync stops early
+    assert _digest(book) is not None  # and the next resync stops early
     read = len(cluster.reads)
     await _resyncs(cluster, runtime, book, clock, 1, children)
     assert _child_reads(cluster, read) == []
@@ -165,19 +172,64 @@ async def test_a_rotated_credentials_secret_rolls_the_pods_at_the_next_resync() 
 
 def test_a_failed_or_scaling_reconcile_leaves_no_fingerprint() -> None:
     """The next resync after either is a full one: a failure may have left anything, and the
-    scale subresource's answer says nothing of the Deployment's generation."""
+    scale subresource's answer says nothing of the Deployment's generation. The full resync
+    after the scale leaves one in memory; the digest only rides on a status write, so that
+    reconcile, which changes nothing, writes none for it."""
     clock, cluster = FakeClock(), FakeCluster()
     body = cluster.add_service("svc", SPEC)
     runtime, book = cluster.runtime(clock), cluster.book(clock)
     cluster.refuse["Service"] = ApiException(status=422, reason="Invalid")
     reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
     assert cluster.retries.pending(KEY) is not None
-    assert cluster.retries.fingerprint(KEY) is None
+    assert (cluster.retries.fingerprint(KEY), _digest(book)) == (None, None)
 
     cluster.refuse.clear()
     scaled = cluster.add_service("scaled", {**SPEC, "replicas": 3})
     reconcile(runtime, book, cluster.retries, cluster.view(), scaled, "create")
     assert ("scale", "Deployment", "ml", "scaled", "3") in cluster.writes
     assert cluster.retries.fingerprint(("ml", "scaled")) is None
+    written = len(cluster.writes)
     reconcile(runtime, book, cluster.retries, cluster.view(), scaled, "resync")
     assert cluster.retries.fingerprint(("ml", "scaled")) is not None
+    assert cluster.writes[written:] == []
+    assert _digest(book, ("ml", "scaled")) is None
+
+
+def test_a_failed_reconcile_after_a_healthy_one_takes_its_digest_away() -> None:
+    clock, cluster = FakeClock(), FakeCluster()
+    body = cluster.add_service("svc", SPEC)
+    runtime, book = cluster.runtime(clock), cluster.book(clock)
+    reconcile(runtime, book, cluster.retries, cluster.view(), body, "create")
+    assert _digest(book) is not None
+    del cluster.children[("Service", "ml", "svc")]
+    cluster.refuse["Service"] = ApiException(status=422, reason="Invalid")
+    reconcile(runtime, book, cluster.retries, cluster.view(), cluster.service(KEY), "resync")
+    assert "reconciledDigest" not in cluster.service(KEY)["status"]
+
+
+def test_a_restarted_operator_resumes_a_service_its_digest_vouches_for_without_a_write() -> None:
+    """After a restart nothing is in memory: the resume compares the digest the service
+    carries in status, reads no child, renders nothing and writes nothing; a child changed
+    while the operator was down makes the resume a full reconcile that restores it."""
+    clock, cluster = FakeClock(), FakeCluster()
+    body = cluster.add_service("svc", SPEC)
+    runtime = cluster.runtime(clock)
+    reconcile(runtime, cluster.book(clock), Retries(), cluster.view(), body, "create")
+    before = cluster.service(KEY)["status"]["reconciledDigest"]
+
+    restarted, retries = cluster.book(clock), Retries()  # a new process remembers nothing
+    children = cluster.child_versions(runtime)
+    written, read = len(cluster.writes), len(cluster.reads)
+    resync(runtime, restarted, retries, cluster.view(), children, cluster.service(KEY), "resume")
+    assert cluster.writes[written:] == []
+    assert _child_reads(cluster, read) == []
+
+    _edit(cluster, "PodDisruptionBudget", {"maxUnavailable": 3})
+    restarted, retries = cluster.book(clock), Retries()
+    children = cluster.child_versions(runtime)
+    resync(runtime, restarted, retries, cluster.view(), children, cluster.service(KEY), "resume")
+    assert ("apply", "PodDisruptionBudget", "ml", "svc") in cluster.writes[written:]
+    assert retries.fingerprint(KEY) not in (None, before)
+    # The repair changed no status, so no write carried the new digest: the one in status,
+    # now stale, makes the next restart's resume a full reconcile again (never a wrong skip).
+    assert cluster.service(KEY)["status"]["reconciledDigest"] == before

@@ -74,7 +74,8 @@ async def test_a_service_none_of_whose_pods_answers_is_read_with_backoff_until_o
     """A service whose only pod answers 500 is read at the first two intervals, then after 5,
     10, 20 and 30 s (the failure reported meanwhile, so the policy still holds); once it
     answers it is read every interval again. Beside a pod that answers, a failing pod is read
-    every interval (a crashed server among healthy ones is seen back at once)."""
+    every interval (a crashed server among healthy ones is seen back at once). The source has
+    news for the autoscaling loop exactly when it reads a pod."""
     port, seen = peers
     broken, answers, hits = "127.0.1.9", {"status": 500}, [0]
 
@@ -96,7 +97,9 @@ async def test_a_service_none_of_whose_pods_answers_is_read_with_backoff_until_o
         for second in seconds:
             now[0] = float(second)
             before = hits[0]
+            news = source.has_news(service)
             reporting.append((await source.observe(service)).reporting_replicas)
+            assert news == (hits[0] > before)  # news exactly when a pod is read
             if hits[0] > before:
                 times.append(second)
         return times, reporting

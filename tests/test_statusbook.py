@@ -54,6 +54,25 @@ def test_writers_merge_their_parts_and_an_unchanged_status_is_not_sent() -> None
     assert book.get(KEY, None) == last
 
 
+def test_riders_go_with_a_write_the_other_fields_call_for_and_never_cause_one() -> None:
+    writer, clock = Writer(), FakeClock(0.0)
+    book = StatusBook(writer, clock)
+    first = StatusChange({"url": "http://a"}, [], 1, {"reconciledDigest": "d1"})
+    assert book.update(KEY, None, lambda _: first)
+    assert writer.sent[-1]["reconciledDigest"] == "d1"
+    # Only the rider differs: nothing is sent, and the book keeps what was written.
+    assert not book.update(
+        KEY, None, lambda _: StatusChange({"url": "http://a"}, [], 1, {"reconciledDigest": "d2"})
+    )
+    assert book.get(KEY, None)["reconciledDigest"] == "d1"
+    # A write called for by another field carries the rider; None removes it.
+    assert book.update(
+        KEY, None, lambda _: StatusChange({"url": "http://b"}, [], 1, {"reconciledDigest": None})
+    )
+    assert "reconciledDigest" not in writer.sent[-1]
+    assert len(writer.sent) == 2
+
+
 def test_transition_times_come_from_the_clock() -> None:
     writer, clock = Writer(), FakeClock(0.0)
     book = StatusBook(writer, clock)

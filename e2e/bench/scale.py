@@ -435,8 +435,15 @@ def measure_operator(
     profiler.stop()
     steady_rss = meter.rss_mib()
     if args.trace_memory:
+        dump = Path(operator.env["TRITONOP_BENCH_TRACEMALLOC"])
         operator.process.send_signal(signal.SIGUSR2)  # e2e/bench/tracemalloc: where memory is
-        time.sleep(5)
+        # A snapshot of a large heap takes a while on a busy machine: wait for the file, then
+        # for it to stop growing (the restart below would kill a dump half-written).
+        wait_until(lambda: dump.exists() or None, 300, "the tracemalloc dump", interval=2)
+        size = -1
+        while dump.stat().st_size != size:
+            size = dump.stat().st_size
+            time.sleep(3)
     reconciles = reconciles_by_trigger(operator)
     meter.stop()
 

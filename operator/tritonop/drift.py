@@ -23,7 +23,12 @@ HPA's), else its resourceVersion. Versions are taken from the API server's answe
 guessed, so anyone else's edit or delete after the reconcile changes the fingerprint and is
 repaired by the next resync that lists it: within 1.1 resync intervals. A reconcile that
 scales the Deployment leaves no fingerprint (the scale answer carries no generation), nor does
-one that fails: the next resync is a full one. After a restart nothing is remembered.
+one that fails: the next resync is a full one.
+
+The fingerprint also rides, as `status.reconciledDigest`, on the status write a reconcile makes
+anyway (it never causes one), so a restarted operator resumes each service as a resync would:
+at 1,000 services a restart is then a few metadata reads per service instead of 1,000 full
+reconciles at once, which were its CPU and its memory peak (e2e/bench/SCALE.md).
 """
 
 from __future__ import annotations

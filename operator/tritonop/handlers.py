@@ -62,8 +62,11 @@ CONSISTENCY_TIMEOUT_SECONDS = 30.0
 SHUTDOWN_WRITE_TIMEOUT_SECONDS = 5.0
 """How long the stop waits for status refreshes already writing (a fraction of the pod's
 termination grace period; each is one API call)."""
-LIST_CHUNK_SIZE = 500
-"""Objects per page of kopf's initial listings (client-go's default page size)."""
+LIST_CHUNK_SIZE = 100
+"""Objects per page of kopf's initial listings. client-go's pager asks for 500; at 1,000
+services a restarted operator lists Pods, Deployments and InferenceServices at once, and a page
+of 500 Deployments is about 4 MB of JSON and twice that as Python objects, held while kopf
+queues its items: 100 keeps that transient small for 2 to 10 more list requests per kind."""
 
 
 @dataclass(frozen=True)
@@ -203,11 +206,18 @@ async def service_index(
 @kopf.on.create(*ISVC)
 @kopf.on.update(*ISVC, field="spec")
 def reconcile(body: kopf.Body, reason: str, memo: Memo, **kwargs: Any) -> None:
-    """Reconcile on create, spec change and operator start; an invalid spec is not retried."""
+    """Reconcile on create and spec change; on operator start, resume as a resync does (a
+    service whose status digest still matches is left alone). An invalid spec is not retried."""
+    view = ClusterView.of(kwargs)
     try:
-        reconciler.reconcile(
-            memo.runtime, memo.status, memo.retries, ClusterView.of(kwargs), dict(body), str(reason)
-        )
+        if reason == kopf.Reason.RESUME:
+            reconciler.resync(
+                memo.runtime, memo.status, memo.retries, view, memo.children, dict(body), "resume"
+            )
+        else:
+            reconciler.reconcile(
+                memo.runtime, memo.status, memo.retries, view, dict(body), str(reason)
+            )
     except SpecError as error:
         raise kopf.PermanentError("; ".join(error.problems)) from None
 

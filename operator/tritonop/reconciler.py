@@ -58,7 +58,7 @@ from tritonop.reconcile import ClusterFacts, EventSpec, plan, plan_status, workl
 from tritonop.render.lockdown import ADMIN_KEY_FIELD, admin_secret_name
 from tritonop.retries import Retries
 from tritonop.runtime import Runtime
-from tritonop.status import ServiceKey, bounded, invalid_spec_flags
+from tritonop.status import ServiceKey, StatusFields, bounded, invalid_spec_flags
 from tritonop.statusbook import StatusBook, StatusChange
 from tritonop.view import ClusterView
 
@@ -161,22 +161,27 @@ def resync(
     view: ClusterView,
     children: ChildVersions,
     body: Mapping[str, Any],
+    trigger: str = "resync",
 ) -> None:
-    """The periodic resync of one service: a full reconcile unless what it would read is what
-    the service's last healthy reconcile left (drift.py says what is compared and why that is
-    safe). Inputs that cannot be read make it a full reconcile, which reports the problem."""
+    """The periodic resync of one service, or its resume when the operator starts: a full
+    reconcile unless what it would read is what the service's last healthy reconcile left
+    (drift.py says what is compared and why that is safe). The last reconcile's digest is the
+    one this process remembers, else status.reconciledDigest (what a restarted operator has:
+    the digest rides on the reconcile's status writes). Inputs that cannot be read make it a full reconcile, which reports the problem."""
     key = _key(body)
-    remembered = retries.fingerprint(key)
-    if remembered is not None:
+    carried = book.get(key, body.get("status")).get("reconciledDigest")
+    remembered = retries.fingerprint(key) or carried
+    if remembered:
         try:
             current = fingerprint(_resync_inputs(runtime, view, children, body))
         except (SpecError, ApiException, HTTPError, OSError) as error:
             log.debug("%s/%s: resync inputs unreadable (%s): reconciling", *key, error)
             current = None
         if current == remembered:
-            RECONCILES.labels(trigger="resync", result="unchanged").inc()
+            retries.succeeded(key, current)
+            RECONCILES.labels(trigger=trigger, result="unchanged").inc()
             return
-    reconcile(runtime, book, retries, view, body, "resync")
+    reconcile(runtime, book, retries, view, body, trigger)
 
 
 def _resync_inputs(
@@ -296,6 +301,13 @@ def _carry_out_plan(
             kube.scale_deployment(service.namespace, service.name, result.replicas)
             scaled = True
 
+    healthy = verdict is None and not facts.secret_missing
+    digest: str | None = None
+    if healthy and not scaled and all(kind in left for kind in (*LISTED_KINDS, "Deployment")):
+        digest = fingerprint(
+            resync_inputs(body, _decision(result.placement), version, facts.keda_available, left)
+        )
+
     def status(current: Mapping[str, Any]) -> StatusChange:
         # The Deployment may have moved on while the children were applied: plan the status
         # from the cluster as it is now (the status part of the plan renders nothing).
@@ -305,7 +317,9 @@ def _carry_out_plan(
             runtime.settings,
         )
         flags = now.flags if verdict is None else c.with_condition(now.flags, verdict)
-        return StatusChange(now.fields, tuple(flags), service.generation)
+        return StatusChange(
+            now.fields, tuple(flags), service.generation, _digest_field(healthy, digest)
+        )
 
     events = list(result.events)
     if verdict is not None:
@@ -318,11 +332,18 @@ def _carry_out_plan(
     book.update(key, body.get("status"), status)
     for event in events:
         kube.event(body, warning=event.warning, reason=event.reason, message=event.message)
-    healthy = verdict is None and not facts.secret_missing
-    if not healthy or scaled or not all(kind in left for kind in (*LISTED_KINDS, "Deployment")):
-        return Outcome(healthy)
-    inputs = resync_inputs(body, _decision(result.placement), version, facts.keda_available, left)
-    return Outcome(True, fingerprint(inputs))
+    return Outcome(healthy, digest)
+
+
+def _digest_field(healthy: bool, digest: str | None) -> StatusFields:
+    """status.reconciledDigest after a reconcile, riding on its status write (it causes
+    none): the new digest; none after one that failed; unchanged after a healthy one that
+    cannot vouch for what it left (it scaled the Deployment). A digest left behind is safe:
+    it is compared with what is read, and anything that changed since its reconcile (the
+    scale: the Deployment's generation) makes it differ."""
+    if digest is not None:
+        return {"reconciledDigest": digest}
+    return {} if healthy else {"reconciledDigest": None}
 
 
 def _may_own(service: ParsedService, facts: ClusterFacts) -> bool:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tritonop.status import ServiceKey
+if TYPE_CHECKING:  # not at run time: the metrics parser's process imports `backoff` only
+    from tritonop.status import ServiceKey
 
 #: The first retry's delay; each further failure doubles it, up to the resync interval.
 FIRST_RETRY_SECONDS = 5.0

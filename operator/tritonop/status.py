@@ -70,6 +70,7 @@ class StatusFields(TypedDict, total=False):
     metrics: MetricsFields | None
     lastScaleTime: str
     lastScale: ScaleFields
+    reconciledDigest: str | None
 
 
 def bounded(text: str) -> str:

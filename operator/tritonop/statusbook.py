@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tritonop.autoscale.types import ConditionFlag
@@ -41,6 +41,9 @@ class StatusChange:
     """The conditions this writer owns; the others are kept."""
     generation: int
     """The metadata.generation the part was computed for (each condition's observedGeneration)."""
+    riders: StatusFields = field(default_factory=StatusFields)
+    """Fields that go with a write the other fields or flags call for, and never cause one
+    (the reconcile's digest: bookkeeping worth carrying, not worth a write of its own)."""
 
 
 Compute = Callable[[Mapping[str, Any]], StatusChange | None]
@@ -82,6 +85,8 @@ class StatusBook:
                 return False
             merged = self._merged(current, change)
             changed = merged != current
+            if changed and change.riders:
+                merged = self._merged(merged, StatusChange(change.riders, (), change.generation))
             written = changed and self._writer.apply_status(key[0], key[1], merged)
             with self._guard:
                 if (changed and not written) or self._locks.get(key) is not lock:

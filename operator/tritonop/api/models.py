@@ -1113,6 +1113,13 @@ class InferenceServiceStatus(APIModel):
         default=None, description="When the operator last changed replicas."
     )
     last_scale: ScaleRecord | None = Field(default=None, description="The last scaling decision.")
+    reconciled_digest: str | None = Field(
+        default=None,
+        description="Digest of what the last healthy reconcile read and left (the spec, the "
+        "placement decision, the Secrets' and every child's version). A restarted operator "
+        "compares it instead of reconciling every service again; absent after a reconcile "
+        "that did not succeed.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready (summary), Available, Placed, ScalingActive, AbleToScale, ScalingLimited.",

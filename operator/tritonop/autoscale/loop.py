@@ -130,6 +130,8 @@ class LoopState:
     intervals, its spec only with the generation, and parsing is most of an idle interval."""
 
     series: Signals | None = None
+    last_interval: tuple[MetricsTarget, int, str, int] | None = None
+    """The target, the replicas and the spec's version of the last interval that decided."""
 
     def signals(self, service: ParsedService) -> Signals:
         """The service's /metrics series (looked up on the first interval)."""
@@ -273,6 +275,12 @@ async def autoscale_once(
         models=tuple(autoscaling.models),
         window_s=rate_window(interval),
     )
+    seen = (target, current, service.uid, service.generation)
+    if seen == state.last_interval and not source.has_news(target):
+        # The same pods, replicas and spec, and none of its failing pods is due a read yet:
+        # the decision would be the last one again (the policy holds without metrics).
+        return Outcome()
+    state.last_interval = seen
     observation = replace(await source.observe(target), cold_start_seconds=pods_cold_start(pods))
     now = runtime.clock.monotonic()
     before = state.policy or PolicyState.fresh(now, current)

@@ -44,6 +44,7 @@ from tritonop.autoscale.observe import (
     failing_after,
     observe,
     parse_triton_metrics,
+    parser_started,
     prometheus_observation,
     prometheus_queries,
     remember,
@@ -65,6 +66,10 @@ class MetricsSource(Protocol):
 
     async def observe(self, target: MetricsTarget) -> Observation:
         """The target's signals now; failures become `problems`, never an exception."""
+        ...
+
+    def has_news(self, target: MetricsTarget) -> bool:
+        """Whether `observe` could see anything its last observation of `target` did not."""
         ...
 
     def forget(self, key: tuple[str, str]) -> None:
@@ -147,10 +152,6 @@ async def _read_body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _started() -> None:
-    """The first task of a new parser process: done once the process runs."""
-
-
 class MetricsReader:
     """How the operator reads Triton's metrics pages: one session, one bound, one parser.
 
@@ -208,10 +209,12 @@ class MetricsReader:
 
     def _executor(self) -> Executor:
         if self._parser is None:
-            # forkserver: the parser is not forked from a process running threads (kopf's).
-            context = multiprocessing.get_context("forkserver")
+            # spawn: a fresh interpreter, not a fork of a process running threads (kopf's),
+            # that imports only the parser's modules (observe.py, prometheus_client), not
+            # this one's aiohttp and pydantic: about 20 MiB, not 40 (e2e/bench/SCALE.md).
+            context = multiprocessing.get_context("spawn")
             self._parser = ProcessPoolExecutor(max_workers=1, mp_context=context)
-            self._starting = asyncio.wrap_future(self._parser.submit(_started))
+            self._starting = asyncio.wrap_future(self._parser.submit(parser_started))
         return self._parser
 
     async def start(self) -> None:
@@ -318,6 +321,12 @@ class ScrapeSource:
         self._previous: dict[tuple[str, str], dict[str, PodScrape]] = {}
         self._failing: dict[tuple[str, str], dict[str, FailingPod]] = {}
 
+    def has_news(self, target: MetricsTarget) -> bool:
+        """False only while no pod is due: every pod's scrapes keep failing and none is to be
+        read again yet (`observe` would report the same failures)."""
+        failing, now = self._failing.get(target.key, {}), self.reader.clock()
+        return any(scrape_due(pod, failing, now) for pod in target.pods)
+
     async def observe(self, target: MetricsTarget) -> Observation:
         """Scrape the pods that are due (a pod whose scrapes keep failing is retried with
         backoff, its last failure reported meanwhile: observe.scrape_due) and combine."""
@@ -398,6 +407,10 @@ class PrometheusSource:
         except aiohttp.ClientError as error:
             raise PrometheusError(shorten(f"{type(error).__name__} {error}")) from None
         return vector_by_pod(payload)
+
+    def has_news(self, target: MetricsTarget) -> bool:
+        """Always: Prometheus' numbers move with every scrape it makes."""
+        return True
 
     async def observe(self, target: MetricsTarget) -> Observation:
         """The target's Observation over the last `target.window_s` seconds.

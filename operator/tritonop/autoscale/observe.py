@@ -297,6 +297,11 @@ def autoscaling_lines(body: bytes) -> tuple[str, frozenset[str]]:
     return b"\n".join(kept).decode(errors="replace") + "\n", frozenset(families)
 
 
+def parser_started() -> None:
+    """Nothing: the first task a new parser process runs (autoscale/metrics.py), done once
+    the process has started and imported this module, which is all it imports to parse."""
+
+
 def parse_triton_metrics(body: bytes | str) -> TritonSample:
     """Parse Triton's /metrics page into per model version stats, with its implausibilities.
 
