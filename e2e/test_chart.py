@@ -237,7 +237,7 @@ def test_operator_container_runs_tritonop_with_probes_and_ports(default_objects:
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "320Mi"}
     env = env_of(default_objects)
     assert env["TRITONOP_HEALTH_PORT"] == "8080" and env["TRITONOP_METRICS_PORT"] == "9090"
     service = only(default_objects, "Service")
