@@ -32,9 +32,9 @@ ObjectIndex: TypeAlias = Mapping[ServiceKey, Collection[Obj]]
 
 ALL_NODES: Final = "all"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+"""The pods' label naming their InferenceService (render/labels.py sets it)."""
 POD_LABELS: Final = ("app.kubernetes.io/managed-by", "tritonop.io/inferenceservice")
 """The labels of a pod's index entry (deletioncost.owned_by reads them)."""
-"""The pods' label naming their InferenceService (render/labels.py sets it)."""
 POD_CONDITIONS: Final = frozenset({c.POD_READY, c.POD_SCHEDULED})
 POD_CONDITION_FIELDS: Final = ("type", "status", "reason", "message", "lastTransitionTime")
 DEPLOYMENT_STATUS_FIELDS: Final = (
