@@ -157,6 +157,29 @@ def objective_spec(**fields: Any) -> Autoscaling:
     return Autoscaling.model_validate({**base, **fields})
 
 
+def trusted(
+    now: float, bursts: BurstMemory, arrivals: float, held: int = 0, queue: float = 0.0
+) -> Assessment:
+    """An assessment of valid metrics at 1 s per request and a 30 s cold start: `arrivals`
+    req/s, `queue` requests waiting, `held` replicas the backlog keeps busy."""
+    return Assessment(
+        demand=arrivals,
+        held=held,
+        cost=1.0,
+        trustworthy=True,
+        active_reason="ValidMetrics",
+        active_message="",
+        summary="",
+        learned_cost=1.0,
+        recent_cost=1.0,
+        backlog=(now, queue),
+        bursts=bursts,
+        cold_start=30.0,
+        arrivals=arrivals,
+        queue_total=queue,
+    )
+
+
 def _one_second_requests(
     now: float,
     replicas: int,
@@ -325,22 +348,7 @@ def test_a_load_like_those_gone_within_a_cold_start_still_keeps_what_its_backlog
     assert memory.rate_after(20.0, now, 30.0) == 2.0
 
     def recommended(held: int) -> int:
-        assessment = Assessment(
-            demand=20.0,
-            held=held,
-            cost=1.0,
-            trustworthy=True,
-            active_reason="ValidMetrics",
-            active_message="",
-            summary="",
-            learned_cost=1.0,
-            recent_cost=1.0,
-            backlog=(now, 60.0),
-            bursts=memory,
-            cold_start=30.0,
-            arrivals=20.0,
-            queue_total=60.0,
-        )
+        assessment = trusted(now, memory, 20.0, held=held, queue=60.0)
         return recommend(objective_spec(), assessment, 3, now, 30.0).replicas
 
     assert recommended(0) < 23  # the burst is not scaled for beyond the headroom
@@ -357,22 +365,7 @@ def test_a_scale_up_for_headroom_alone_waits_for_more_than_the_tolerance() -> No
     assert held is not None and headroom_capacity(held, 2.0, 1.0) == 20.0
 
     def recommended(current: int, arrivals: float = 2.0, bursts: BurstMemory = memory) -> int:
-        assessment = Assessment(
-            demand=arrivals,
-            held=0,
-            cost=1.0,
-            trustworthy=True,
-            active_reason="ValidMetrics",
-            active_message="",
-            summary="",
-            learned_cost=1.0,
-            recent_cost=1.0,
-            backlog=(now, 0.0),
-            bursts=bursts,
-            cold_start=30.0,
-            arrivals=arrivals,
-            queue_total=0.0,
-        )
+        assessment = trusted(now, bursts, arrivals)
         return recommend(objective_spec(), assessment, current, now, 30.0).replicas
 
     assert recommended(19) == 19  # 20 busy replicas' worth is within 10% of 19
@@ -396,22 +389,7 @@ def test_the_headroom_for_the_load_after_a_burst_waits_for_more_than_the_toleran
     assert held is not None and headroom_capacity(held, 2.0, 1.0) == 20.0
 
     def recommended(current: int) -> int:
-        assessment = Assessment(
-            demand=20.0,
-            held=0,
-            cost=1.0,
-            trustworthy=True,
-            active_reason="ValidMetrics",
-            active_message="",
-            summary="",
-            learned_cost=1.0,
-            recent_cost=1.0,
-            backlog=(now, 0.0),
-            bursts=memory,
-            cold_start=30.0,
-            arrivals=20.0,
-            queue_total=0.0,
-        )
+        assessment = trusted(now, memory, 20.0)
         return recommend(objective_spec(), assessment, current, now, 30.0).replicas
 
     assert recommended(19) == 19  # the 20 busy replicas' worth after it: within 10% of 19
