@@ -11,6 +11,7 @@ again afterwards (APIServices, and KEDA's CRDs unless they were there before).
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,12 +147,20 @@ def test_hpa_mode_is_driven_by_the_real_hpa_controller_through_prometheus_adapte
         interval=1.0,
     )
     assert {s["metric"]["inferenceservice"] for s in series} == {name}, series
-    # ... the adapter serves the chart's rules as custom metrics ...
-    listed = tools.kubectl(
-        "get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/*/"
-        "triton_queue_depth",
-    )  # fmt: skip
-    assert '"triton_queue_depth"' in listed.stdout, listed.stdout
+    # ... the adapter serves the chart's rules as custom metrics (once it has re-listed the
+    # series, every ADAPTER_RELIST_INTERVAL) ...
+    path = f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/*/triton_queue_depth"
+    listed = wait_until(
+        lambda: (
+            json.loads(r.stdout)
+            if (r := tools.kubectl("get", "--raw", path, check=False)).returncode == 0
+            else None
+        ),
+        60,
+        "prometheus-adapter to serve triton_queue_depth",
+        interval=1.0,
+    )
+    assert [item["describedObject"]["kind"] for item in listed["items"]] == ["Pod"], listed
     # ... and the real HPA controller finds them valid.
     hpa = wait_until(
         lambda: (

@@ -531,10 +531,11 @@ class Peers:
         """Build what is missing (progress lines on stderr), write configs and certificates,
         apply RBAC, start every peer and wait until its APIService is Available."""
         t0 = time.monotonic()
-        if binaries.missing(binaries.PEER_GROUPS):
-            _log("peer binaries missing: building them (e2e/cluster/build --only peers)")
-            binaries.build(groups=binaries.PEER_GROUPS)
         names = PEERS if self.keda else PEERS[:2]
+        groups = {b.group for b in binaries.BINARIES if b.name in names}
+        if binaries.missing(groups):
+            _log("peer binaries missing: building them (as e2e/cluster/build --only peers)")
+            binaries.build(groups=groups)
         for name in names:
             binaries.find(name)
         if self.files.root.exists():
