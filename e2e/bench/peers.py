@@ -359,11 +359,16 @@ def cold_start(tools: Tools, namespaces: Sequence[str]) -> float | None:
 
 
 def run_profile(
-    cluster: LocalCluster, tools: Tools, profile: LoadProfile, seed: int, cold_start_s: float
+    cluster: LocalCluster,
+    tools: Tools,
+    profile: LoadProfile,
+    seed: int,
+    cold_start_s: float,
+    systems: Sequence[str] = SYSTEMS,
 ) -> dict[str, Any]:
     """The three systems on one profile; returns the measured and predicted figures."""
     suffix = f"{profile.name}-{int(time.time()) % 100000}"
-    targets = {s: (f"dataplane-peers-{s.lower()}-{suffix}", f"tis-{s.lower()}") for s in SYSTEMS}
+    targets = {s: (f"dataplane-peers-{s.lower()}-{suffix}", f"tis-{s.lower()}") for s in systems}
     for system, (namespace, name) in targets.items():
         tools.kubectl("create", "namespace", namespace)
         wait_until(lambda ns=namespace: tools.get("serviceaccount", "default", ns), 30, "SA")  # type: ignore[misc]
@@ -383,7 +388,7 @@ def run_profile(
     measured_cold = cold_start(tools, [ns for ns, _ in targets.values()])
     sim_cold = measured_cold if measured_cold is not None else cold_start_s
     out: dict[str, Any] = {"profile": profile.name, "requests": len(arrivals), "systems": {}}
-    for system in SYSTEMS:
+    for system in systems:
         # Each load's clock starts when its first pod is in rotation: align on it.
         start = results[system].started_at or origin
         seconds, delay, peak, settled, events = replicas_figures(
@@ -448,12 +453,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m e2e.bench.peers", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--profiles", default="step,burst", help="comma-separated: step, burst")
+    ap.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated: Operator, HPA, KEDA"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cold-start", type=float, default=20.0, help="model load of a new pod, s")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     ap.add_argument("--write", metavar="PATH", help="write the tables into this Markdown file")
     args = ap.parse_args(argv)
     profiles = [PROFILES[p] for p in args.profiles.split(",") if p]
+    systems = tuple(s for s in SYSTEMS if s in args.systems.split(","))
     t0 = time.monotonic()
     reports = []
     with data_plane_turn("python -m e2e.bench.peers"):
@@ -467,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster.kubeconfig, f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
             )
             install_crds_and_rbac(tools)
-            peers = cluster.start_peers()
+            peers = cluster.start_peers(keda="KEDA" in systems)
             kubeconfig = cluster.service_account_kubeconfig(
                 OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, cluster.state_dir / "operator.kubeconfig"
             )
@@ -481,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cluster.kubeconfig, service_time_ms=SERVICE_TIME_MS, load_delay_s=args.cold_start
             )
             for profile in profiles:
-                report = run_profile(cluster, tools, profile, args.seed, args.cold_start)
+                report = run_profile(cluster, tools, profile, args.seed, args.cold_start, systems)
                 reports.append(report)
                 print("\n" + table(report) + "\n", flush=True)
         finally:
@@ -494,10 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster.down()
     elapsed = time.monotonic() - t0
     print(f"[bench] {len(reports)} profile(s) in {elapsed:.0f} s")
-    for system in SYSTEMS:
-        print(
-            f"  sim for {system}: {sim_command(system, reports[0]['cold_start_s'] if reports else args.cold_start)}"
-        )
+    cold = reports[0]["cold_start_s"] if reports else args.cold_start
+    for system in systems:
+        print(f"  sim for {system}: {sim_command(system, cold)}")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     if args.write:
