@@ -240,6 +240,7 @@ def simulate(
         balancer="round-robin",
         seed=1,
         metric_delay_s=METRIC_DELAY_S,
+        timeline_step_s=0.5,  # as often as the real Deployments are sampled
     )
     scenario = Scenario(
         service.spec.autoscaling,

@@ -353,7 +353,9 @@ def _build_helm(bins: list[Binary], out: Path, env: dict[str, str]) -> None:
 
 def _build_prometheus(bins: list[Binary], out: Path, env: dict[str, str]) -> None:
     """`go install` works as is (no replace directives). Without the ``builtinassets`` build
-    tag the web UI's assets are not compiled in; the HTTP API, all the peers use, is whole."""
+    tag the web UI's assets are not compiled in; the HTTP API, all the peers use, is whole.
+    Prometheus' own build tags ``remove_all_sd,enable_kubernetes_sd`` keep only the
+    Kubernetes service discovery (the cloud SDKs of the others are most of the build)."""
     mod = "github.com/prometheus/prometheus"
     pkg = "github.com/prometheus/common/version"
     build_date = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H:%M:%S")
@@ -366,8 +368,8 @@ def _build_prometheus(bins: list[Binary], out: Path, env: dict[str, str]) -> Non
     ]
     e = dict(env, GOBIN=str(out))
     _run(
-        [_go(), "install", "-trimpath", "-ldflags", " ".join(ld),
-         f"{mod}/cmd/prometheus@{PROMETHEUS_VERSION}"],
+        [_go(), "install", "-trimpath", "-tags", "remove_all_sd,enable_kubernetes_sd",
+         "-ldflags", " ".join(ld), f"{mod}/cmd/prometheus@{PROMETHEUS_VERSION}"],
         cwd=Path(tempfile.gettempdir()),
         env=e,
     )  # fmt: skip
