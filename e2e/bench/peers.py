@@ -157,6 +157,19 @@ class Figures:
     scale_events: int
     requests: int = 0
     failed: int = 0
+    changes: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds into the run, replicas) at the start and at every change (the JSON output)."""
+
+
+def changes(
+    samples: Sequence[tuple[float, int]], origin: float, duration: float
+) -> list[tuple[float, int]]:
+    """The replica sequence of (time, replicas) samples: the first, then every change."""
+    out: list[tuple[float, int]] = []
+    for t, replicas in samples:
+        if 0 <= t - origin <= duration and (not out or out[-1][1] != replicas):
+            out.append((round(t - origin, 1), replicas))
+    return out
 
 
 @dataclass
@@ -262,6 +275,7 @@ def simulate(
         settled=settled,
         scale_events=result.scale_events,
         requests=result.requests,
+        changes=changes(samples, 0.0, profile.duration),
     )
 
 
@@ -396,7 +410,11 @@ def run_profile(
             sampler.samples.get(system, []), start, profile
         )
         share, sent, failed = attainment(results[system])
-        real = Figures(share, seconds, delay, peak, settled, events, sent, failed)
+        samples = sampler.samples.get(system, [])
+        real = Figures(
+            share, seconds, delay, peak, settled, events, sent, failed,
+            changes(samples, start, profile.duration),
+        )  # fmt: skip
         predicted = simulate(system, arrivals, profile, sim_cold)
         out["systems"][system] = {"real": real.__dict__, "sim": predicted.__dict__}
     out["cold_start_s"] = round(sim_cold, 2)
