@@ -47,7 +47,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -56,6 +56,9 @@ from . import binaries, pki, processes
 from .components import AUDIT_POLICY, COMPONENTS, PORT_NAMES, Layout, commands
 from .errors import ApiError, ClusterError
 from .nodes import CPU_NODE_ALLOCATABLE, NodeSpec, default_nodes, node_manifest
+
+if TYPE_CHECKING:
+    from .peers import Peers
 
 T = TypeVar("T")
 
@@ -277,9 +280,10 @@ class LocalCluster:
         st = self._state()
         pids: dict[str, dict[str, Any]] = st.get("pids", {})
         # Stop in reverse start order: clients first, etcd last.
+        # The peers (start_peers) are clients too: they stop before the control plane.
         order = sorted(
             pids,
-            key=lambda n: COMPONENTS.index(n) if n in COMPONENTS else -1,
+            key=lambda n: COMPONENTS.index(n) if n in COMPONENTS else len(COMPONENTS),
             reverse=True,
         )
         for name in order:
@@ -317,6 +321,16 @@ class LocalCluster:
         _log(f"kube-apiserver restarted in {dt:.1f}s")
         return dt
 
+    def start_peers(self, *, keda: bool = True, timeout: float = 180.0) -> Peers:
+        """Start Prometheus, prometheus-adapter and (unless ``keda=False``) KEDA beside this
+        running cluster, on loopback, and return them started (see :mod:`.peers`): the
+        custom and external metrics APIServices are Available when it returns. Builds the
+        peers' binaries first if they are missing. ``Peers.stop()`` undoes it; ``down()``
+        stops their processes too."""
+        from .peers import Peers
+
+        return Peers(self, keda=keda).start(timeout)
+
     def __enter__(self) -> LocalCluster:
         return self.up()
 
@@ -335,7 +349,7 @@ class LocalCluster:
     def is_healthy(self) -> bool:
         """True if every component recorded in state.json is alive and the apiserver is ready."""
         pids = self.processes()
-        if set(pids) != set(COMPONENTS):
+        if not set(COMPONENTS) <= set(pids):
             return False
         if not all(processes.is_running(p) for p in pids.values()):
             return False

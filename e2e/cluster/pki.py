@@ -95,6 +95,29 @@ def write_pki(d: Path) -> None:
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
 
+def write_serving_certificate(
+    d: Path, name: str, sans: list[str], signer: str = CA, eku: str = "serverAuth,clientAuth"
+) -> None:
+    """Write ``name.key`` and ``name.crt`` into ``d`` (the cluster's pki dir, beside
+    ``signer``'s CA): a certificate for ``sans`` (``DNS:x``, ``IP:y``), CN ``name``, signed by
+    ``signer``. Server and client use by default: the peers' aggregated API servers and KEDA's
+    mutual-TLS gRPC link both use one."""
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", f"{name}.key", cwd=d)  # fmt: skip
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr",
+             cwd=d)  # fmt: skip
+    ext = [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        f"extendedKeyUsage={eku}",
+        "subjectAltName=" + ",".join(sans),
+    ]
+    (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{signer}.crt",
+             "-CAkey", f"{signer}.key", "-CAcreateserial", "-days", "3650",
+             "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=d)  # fmt: skip
+
+
 def kubeconfig(
     server: str,
     ca_cert: Path,
