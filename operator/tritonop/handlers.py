@@ -62,11 +62,10 @@ CONSISTENCY_TIMEOUT_SECONDS = 30.0
 SHUTDOWN_WRITE_TIMEOUT_SECONDS = 5.0
 """How long the stop waits for status refreshes already writing (a fraction of the pod's
 termination grace period; each is one API call)."""
-LIST_CHUNK_SIZE = 100
-"""Objects per page of kopf's initial listings. client-go's pager asks for 500; at 1,000
-services a restarted operator lists Pods, Deployments and InferenceServices at once, and a page
-of 500 Deployments is about 4 MB of JSON and twice that as Python objects, held while kopf
-queues its items: 100 keeps that transient small for 2 to 10 more list requests per kind."""
+LIST_CHUNK_SIZE = 500
+"""Objects per page of kopf's initial listings (client-go's default page size). Pages of 100
+were tried for a restart's memory peak at 1,000 services and did not lower it (e2e/bench/SCALE.md):
+the peak is every object's event, held until all indexes are populated, not the page."""
 
 
 @dataclass(frozen=True)
