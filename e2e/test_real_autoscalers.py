@@ -83,6 +83,16 @@ def delegated(name: str, mode: str) -> dict[str, Any]:
     return body
 
 
+def deploy_delegated(
+    tools: Tools, podrunner: PodRunner, namespace: str, name: str, mode: str
+) -> None:
+    """Apply `delegated(name, mode)` with its pods served by 50 ms emulators."""
+    podrunner.configure(
+        PodSettings(server=Server.EMULATOR, service_time_ms=50.0), namespace=namespace, service=name
+    )
+    tools.apply([delegated(name, mode)], namespace)
+
+
 def scale_writes_by(cluster: LocalCluster, user: str, namespace: str, name: str) -> list[Any]:
     """`user`'s writes to the Deployment's scale subresource, from the audit log."""
     return [
@@ -132,10 +142,7 @@ def test_hpa_mode_is_driven_by_the_real_hpa_controller_through_prometheus_adapte
     dataplane_namespace: str,
 ) -> None:
     tools, namespace, name = installed, dataplane_namespace, "ranker"
-    podrunner.configure(
-        PodSettings(server=Server.EMULATOR, service_time_ms=50.0), namespace=namespace, service=name
-    )
-    tools.apply([delegated(name, "HPA")], namespace)
+    deploy_delegated(tools, podrunner, namespace, name, "HPA")
 
     # Prometheus scrapes the pod through the chart's PodMonitor relabelling ...
     series = wait_until(
@@ -195,10 +202,7 @@ def test_keda_mode_is_driven_by_real_keda_through_prometheus(
     dataplane_namespace: str,
 ) -> None:
     tools, namespace, name = installed, dataplane_namespace, "batch"
-    podrunner.configure(
-        PodSettings(server=Server.EMULATOR, service_time_ms=50.0), namespace=namespace, service=name
-    )
-    tools.apply([delegated(name, "KEDA")], namespace)
+    deploy_delegated(tools, podrunner, namespace, name, "KEDA")
 
     def ready() -> dict[str, Any] | None:
         scaled = tools.get("scaledobject", name, namespace)

@@ -623,10 +623,13 @@ def recommend(
         spec.max_replicas,
         spec.objective,
     )
-    headroom, rise, cap = 0, None, None
+    headroom, rise, cap, headroom_only = 0, None, None, False
     if spec.objective is not None and assessment.cost and assessment.arrivals is not None:
         rise = assessment.bursts.rise(spec.objective.attainment, now)
         headroom = headroom_replicas(rise, assessment.arrivals, assessment.cost, sizing.replicas)
+        headroom_only = _headroom_within_tolerance(
+            rise, assessment.arrivals, assessment.cost, sizing.replicas, current
+        )
         later = assessment.bursts.rate_after(assessment.arrivals, now, cold_start)
         if later is not None and later < assessment.arrivals:
             # replicas asked for now arrive when the loads like this one seen were gone:
@@ -642,9 +645,8 @@ def recommend(
             )
             short_headroom = headroom_replicas(rise, later, assessment.cost, short.replicas)
             cap = max(current, short.replicas + short_headroom)
-            carried = headroom_capacity(rise, later, assessment.cost)
-            if short.replicas <= current and 0.0 < carried <= current * (1.0 + TOLERANCE):
-                cap = current  # only the headroom asks for more, within the tolerance
+            if _headroom_within_tolerance(rise, later, assessment.cost, short.replicas, current):
+                cap = current
     wanted = sizing.replicas + headroom
     outlived = None
     if cap is not None and wanted > cap:
@@ -656,7 +658,7 @@ def recommend(
     # requests are +-10%): within the tolerance above the replicas there, a replica more
     # would mostly cold-start and leave again with the next quiet count.
     replicas = current
-    if (wanted > current and not _headroom_within_tolerance(assessment, sizing, rise, current)) or (
+    if (wanted > current and not headroom_only) or (
         sizing.needed + headroom < current * (1.0 - TOLERANCE)
     ):
         replicas = wanted
@@ -675,14 +677,12 @@ def recommend(
 
 
 def _headroom_within_tolerance(
-    assessment: Assessment, sizing: Sizing, rise: HeldRise | None, current: int
+    rise: HeldRise | None, load: float, cost: float, replicas: int, current: int
 ) -> bool:
-    """Whether only the headroom asks for more than `current`, and for at most TOLERANCE
-    more capacity than it (see `recommend`)."""
-    if rise is None or not assessment.cost or assessment.arrivals is None:
-        return False
-    carried = headroom_capacity(rise, assessment.arrivals, assessment.cost)
-    return sizing.replicas <= current and 0.0 < carried <= current * (1.0 + TOLERANCE)
+    """Whether only the headroom asks for more than `current` (the `replicas` that `load`
+    needs fit in it), and for at most TOLERANCE more capacity than it (see `recommend`)."""
+    carried = headroom_capacity(rise, load, cost)
+    return replicas <= current and 0.0 < carried <= current * (1.0 + TOLERANCE)
 
 
 def _drain_floor(assessment: Assessment, current: int) -> int:
